@@ -1,0 +1,129 @@
+// The only pybind11 translation unit: turns numpy arrays into pointers,
+// releases the GIL around every call that touches data, converts results.
+// Validation, normalisation and defaults live in the Python layer (annlib/_validate.py).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "core/exact_search.h"
+#include "core/metric.h"
+#include "core/thread_pool.h"
+#include "simd/dispatch.h"
+#include "simd/isa.h"
+
+namespace py = pybind11;
+using namespace annlib;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style>;
+
+Metric parse_metric(const std::string& name) {
+  if (name == "dot") return Metric::kDot;
+  if (name == "squared_l2") return Metric::kSquaredL2;
+  throw std::invalid_argument("core metric must be 'dot' or 'squared_l2', got '" + name + "'");
+}
+
+void require_2d(const py::array& a, const char* name) {
+  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D");
+}
+
+py::dict cpu_features_dict() {
+  const CpuFeatures& f = cpu_features();
+  py::dict d;
+  d["avx2"] = f.avx2;
+  d["fma"] = f.fma;
+  d["avx512f"] = f.avx512f;
+  d["avx512bw"] = f.avx512bw;
+  d["avx512dq"] = f.avx512dq;
+  d["avx512vl"] = f.avx512vl;
+  return d;
+}
+
+std::vector<std::string> supported_isa_names() {
+  std::vector<std::string> out;
+  for (Isa isa : supported_isas()) out.push_back(isa_name(isa));
+  return out;
+}
+
+FloatArray squared_norms_py(const FloatArray& data) {
+  require_2d(data, "data");
+  const size_t n = data.shape(0), dim = data.shape(1);
+  FloatArray out(static_cast<py::ssize_t>(n));
+  {
+    py::gil_scoped_release release;
+    squared_norms(data.data(), n, dim, out.mutable_data());
+  }
+  return out;
+}
+
+py::tuple exact_search_py(const FloatArray& data, const py::object& data_sq_norms, const FloatArray& queries,
+                          size_t k, const std::string& metric, size_t num_threads) {
+  require_2d(data, "data");
+  require_2d(queries, "queries");
+  if (data.shape(1) != queries.shape(1)) throw std::invalid_argument("data and queries differ in dimension");
+  ExactSearchArgs a;
+  a.data = data.data();
+  a.n = data.shape(0);
+  a.dim = data.shape(1);
+  FloatArray norms;
+  if (!data_sq_norms.is_none()) {
+    norms = data_sq_norms.cast<FloatArray>();
+    if (norms.ndim() != 1 || static_cast<size_t>(norms.shape(0)) != a.n) {
+      throw std::invalid_argument("data_sq_norms must have shape (n,)");
+    }
+    a.data_sq_norms = norms.data();
+  }
+  a.queries = queries.data();
+  a.num_queries = queries.shape(0);
+  a.k = k;
+  a.metric = parse_metric(metric);
+  a.num_threads = num_threads;
+  py::array_t<int64_t> ids({static_cast<py::ssize_t>(a.num_queries), static_cast<py::ssize_t>(k)});
+  FloatArray distances({static_cast<py::ssize_t>(a.num_queries), static_cast<py::ssize_t>(k)});
+  a.out_ids = ids.mutable_data();
+  a.out_distances = distances.mutable_data();
+  {
+    py::gil_scoped_release release;
+    exact_search(a);
+  }
+  return py::make_tuple(ids, distances);
+}
+
+FloatArray dot_block_py(const FloatArray& queries, const FloatArray& points, const std::string& isa) {
+  require_2d(queries, "queries");
+  require_2d(points, "points");
+  if (queries.shape(1) != points.shape(1)) throw std::invalid_argument("queries and points differ in dimension");
+  const KernelTable& kt = kernels_for(parse_isa(isa));
+  FloatArray out({queries.shape(0), points.shape(0)});
+  DotBlockArgs a{queries.data(), static_cast<size_t>(queries.shape(0)), points.data(),
+                 static_cast<size_t>(points.shape(0)), static_cast<size_t>(queries.shape(1)),
+                 out.mutable_data(), static_cast<size_t>(points.shape(0))};
+  {
+    py::gil_scoped_release release;
+    kt.dot_block(a);
+  }
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "annlib's compiled core. Internal: use the annlib package instead.";
+
+  m.def("cpu_features", &cpu_features_dict, "CPU features read from cpuid.");
+  m.def("supported_isas", &supported_isa_names, "SIMD paths this CPU can run, scalar first.");
+  m.def("active_isa", [] { return isa_name(active_isa()); }, "The SIMD path in use.");
+  m.def("set_isa", [](const std::string& name) { set_active_isa(parse_isa(name)); }, py::arg("name"),
+        "Switch the process-wide SIMD path; ValueError if this CPU cannot run it.");
+  m.def("hardware_threads", &hardware_threads);
+
+  m.def("squared_norms", &squared_norms_py, py::arg("data"));
+  m.def("exact_search", &exact_search_py, py::arg("data"), py::arg("data_sq_norms"), py::arg("queries"),
+        py::arg("k"), py::arg("metric"), py::arg("num_threads"));
+  m.def("dot_block", &dot_block_py, py::arg("queries"), py::arg("points"), py::arg("isa"),
+        "Inner products of every query with every point using one SIMD path (for tests).");
+}

@@ -1,0 +1,50 @@
+// Fills the kernel tables and holds the active one.
+#include "simd/dispatch.h"
+
+#include <atomic>
+#include <stdexcept>
+
+namespace annlib {
+
+namespace {
+
+const KernelTable kScalarTable{Isa::kScalar, &dot_block_scalar};
+#if defined(ANNLIB_X86)
+const KernelTable kAvx2Table{Isa::kAvx2, &dot_block_avx2};
+const KernelTable kAvx512Table{Isa::kAvx512, &dot_block_avx512};
+#endif
+
+std::atomic<const KernelTable*>& active_table() {
+  static std::atomic<const KernelTable*> table{&kernels_for(best_isa())};
+  return table;
+}
+
+}  // namespace
+
+const KernelTable& kernels_for(Isa isa) {
+  if (!isa_supported(isa)) {
+    throw std::invalid_argument("SIMD path '" + isa_name(isa) + "' is not supported by this CPU");
+  }
+  switch (isa) {
+    case Isa::kScalar:
+      return kScalarTable;
+#if defined(ANNLIB_X86)
+    case Isa::kAvx2:
+      return kAvx2Table;
+    case Isa::kAvx512:
+      return kAvx512Table;
+#else
+    default:
+      break;
+#endif
+  }
+  throw std::invalid_argument("SIMD path '" + isa_name(isa) + "' is not compiled into this build");
+}
+
+const KernelTable& kernels() { return *active_table().load(std::memory_order_acquire); }
+
+void set_active_isa(Isa isa) { active_table().store(&kernels_for(isa), std::memory_order_release); }
+
+Isa active_isa() { return kernels().isa; }
+
+}  // namespace annlib

@@ -1,0 +1,27 @@
+// The kernel table: one function pointer per kernel family, filled for the
+// active ISA. Everything outside simd/ calls kernels only through kernels().
+#pragma once
+
+#include "simd/isa.h"
+#include "simd/kernels.h"
+
+namespace annlib {
+
+struct KernelTable {
+  Isa isa;
+  DotBlockFn dot_block;
+};
+
+/// The table for `isa`; throws std::invalid_argument if the CPU cannot run it.
+const KernelTable& kernels_for(Isa isa);
+
+/// The active table (the best supported ISA unless set_active_isa chose another).
+const KernelTable& kernels();
+
+/// Switch the process-wide SIMD path; throws std::invalid_argument if unsupported.
+void set_active_isa(Isa isa);
+
+/// The ISA of the active table.
+Isa active_isa();
+
+}  // namespace annlib

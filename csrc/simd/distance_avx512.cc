@@ -1,0 +1,65 @@
+// AVX-512 inner-product block kernel: 4 queries x 4 points in zmm registers,
+// the tail of each row handled with a lane mask instead of a scalar loop.
+#include <immintrin.h>
+
+#include "simd/kernels.h"
+
+namespace annlib {
+
+namespace {
+
+template <int NQ, int NX>
+inline void micro(const float* q, const float* x, size_t dim, float* out, size_t out_stride) {
+  __m512 acc[NQ][NX];
+  for (int i = 0; i < NQ; ++i)
+    for (int j = 0; j < NX; ++j) acc[i][j] = _mm512_setzero_ps();
+  size_t d = 0;
+  for (; d + 16 <= dim; d += 16) {
+    __m512 xv[NX];
+    for (int j = 0; j < NX; ++j) xv[j] = _mm512_loadu_ps(x + j * dim + d);
+    for (int i = 0; i < NQ; ++i) {
+      const __m512 qv = _mm512_loadu_ps(q + i * dim + d);
+      for (int j = 0; j < NX; ++j) acc[i][j] = _mm512_fmadd_ps(qv, xv[j], acc[i][j]);
+    }
+  }
+  if (d < dim) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (dim - d)) - 1u);
+    __m512 xv[NX];
+    for (int j = 0; j < NX; ++j) xv[j] = _mm512_maskz_loadu_ps(mask, x + j * dim + d);
+    for (int i = 0; i < NQ; ++i) {
+      const __m512 qv = _mm512_maskz_loadu_ps(mask, q + i * dim + d);
+      for (int j = 0; j < NX; ++j) acc[i][j] = _mm512_fmadd_ps(qv, xv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < NQ; ++i)
+    for (int j = 0; j < NX; ++j) out[i * out_stride + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+template <int NX>
+inline void rows(const DotBlockArgs& a, size_t j) {
+  const float* x = a.points + j * a.dim;
+  float* out = a.out + j;
+  size_t i = 0;
+  for (; i + 4 <= a.num_queries; i += 4) micro<4, NX>(a.queries + i * a.dim, x, a.dim, out + i * a.out_stride, a.out_stride);
+  switch (a.num_queries - i) {
+    case 3: micro<3, NX>(a.queries + i * a.dim, x, a.dim, out + i * a.out_stride, a.out_stride); break;
+    case 2: micro<2, NX>(a.queries + i * a.dim, x, a.dim, out + i * a.out_stride, a.out_stride); break;
+    case 1: micro<1, NX>(a.queries + i * a.dim, x, a.dim, out + i * a.out_stride, a.out_stride); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+void dot_block_avx512(const DotBlockArgs& a) {
+  size_t j = 0;
+  for (; j + 4 <= a.num_points; j += 4) rows<4>(a, j);
+  switch (a.num_points - j) {
+    case 3: rows<3>(a, j); break;
+    case 2: rows<2>(a, j); break;
+    case 1: rows<1>(a, j); break;
+    default: break;
+  }
+}
+
+}  // namespace annlib
