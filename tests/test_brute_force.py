@@ -1,0 +1,177 @@
+"""Exact search against a numpy reference, on the real dataset and on seeded random data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import annlib
+
+METRICS = ["dot", "cosine", "squared_l2"]
+
+
+def numpy_reference(data, queries, k, metric):
+    data = data.astype(np.float64)
+    queries = queries.astype(np.float64)
+    if metric == "cosine":
+        data = data / np.linalg.norm(data, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    if metric == "squared_l2":
+        scores = -(
+            (queries**2).sum(1)[:, None] - 2 * queries @ data.T + (data**2).sum(1)[None, :]
+        )
+    else:
+        scores = queries @ data.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best = np.take_along_axis(scores, order, axis=1)
+    return order, (-best if metric == "squared_l2" else best)
+
+
+def assert_matches_reference(result, ref_ids, ref_dist, metric, rtol=1e-4):
+    ids, dist = result
+    scale = max(1.0, float(np.abs(ref_dist).max()))
+    np.testing.assert_allclose(dist, ref_dist, rtol=rtol, atol=rtol * scale)
+    # ids must agree except where two points tie within float32 rounding
+    differ = ids != ref_ids
+    if differ.any():
+        gaps = np.abs(dist[differ] - ref_dist[differ])
+        assert (gaps <= rtol * scale).all()
+    assert (differ.mean()) < 0.01
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_matches_numpy_on_real_data(debian_minilm, metric):
+    data, queries = debian_minilm["train"][:20000], debian_minilm["test"][:100]
+    ref_ids, ref_dist = numpy_reference(data, queries, 10, metric)
+    result = annlib.BruteForce(data, metric).search_batched(queries, 10)
+    assert result.ids.dtype == np.int64 and result.distances.dtype == np.float32
+    assert_matches_reference(result, ref_ids, ref_dist, metric)
+
+
+def test_real_data_matches_file_ground_truth(debian_minilm):
+    queries = debian_minilm["test"][:200]
+    ids, dist = annlib.BruteForce(debian_minilm["train"], "cosine").search_batched(queries, 10)
+    assert (ids[:, 0] == debian_minilm["neighbors"][:200, 0]).mean() > 0.99
+    np.testing.assert_allclose(1.0 - dist, debian_minilm["distances"][:200, :10], atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dim", [1, 3, 7, 8, 9, 17, 33, 128])
+def test_matches_numpy_on_random_data(rng, metric, dim):
+    data = rng.standard_normal((1000, dim)).astype(np.float32)
+    queries = rng.standard_normal((70, dim)).astype(np.float32)
+    ref_ids, ref_dist = numpy_reference(data, queries, 5, metric)
+    result = annlib.BruteForce(data, metric).search_batched(queries, 5, num_threads=2)
+    assert_matches_reference(result, ref_ids, ref_dist, metric)
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_every_simd_path_equals_scalar(rng, isa):
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    data = rng.standard_normal((5000, 97)).astype(np.float32)
+    queries = rng.standard_normal((130, 97)).astype(np.float32)
+    index = annlib.BruteForce(data, "squared_l2")
+    with annlib.isa_override("scalar"):
+        ref = index.search_batched(queries, 20)
+    with annlib.isa_override(isa):
+        got = index.search_batched(queries, 20)
+    np.testing.assert_allclose(got.distances, ref.distances, rtol=1e-5, atol=1e-3)
+    assert (got.ids == ref.ids).mean() > 0.999
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("dim", [1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 100, 384])
+def test_dot_kernel_matches_scalar(rng, isa, dim):
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    from annlib import _core
+
+    queries = rng.standard_normal((9, dim)).astype(np.float32)
+    points = rng.standard_normal((14, dim)).astype(np.float32)
+    scalar = _core.dot_block(queries, points, "scalar")
+    simd = _core.dot_block(queries, points, isa)
+    exact = queries.astype(np.float64) @ points.T.astype(np.float64)
+    # float32 sums in a different order: error bounded by dim * eps * sum |q_i x_i|
+    bound = dim * np.finfo(np.float32).eps * (np.abs(queries) @ np.abs(points).T)
+    assert (np.abs(simd - exact) <= bound + 1e-6).all()
+    assert (np.abs(scalar - exact) <= bound + 1e-6).all()
+
+
+def test_thread_counts_agree(rng):
+    data = rng.standard_normal((20000, 32)).astype(np.float32)
+    queries = rng.standard_normal((3, 32)).astype(np.float32)
+    index = annlib.BruteForce(data, "dot")
+    one = index.search_batched(queries, 15, num_threads=1)
+    two = index.search_batched(queries, 15, num_threads=2)
+    many = index.search_batched(queries, 15, num_threads=5)
+    np.testing.assert_array_equal(one.ids, two.ids)
+    np.testing.assert_array_equal(one.ids, many.ids)
+
+
+def test_single_query_is_1d(rng):
+    data = rng.standard_normal((50, 8)).astype(np.float32)
+    ids, dist = annlib.BruteForce(data, "squared_l2").search(data[7], 3)
+    assert ids.shape == (3,) and dist.shape == (3,)
+    assert ids[0] == 7 and dist[0] == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(("metric", "worst"), [("dot", -np.inf), ("cosine", -np.inf), ("squared_l2", np.inf)])
+def test_k_larger_than_n_pads(rng, metric, worst):
+    data = rng.standard_normal((4, 5)).astype(np.float32)
+    ids, dist = annlib.BruteForce(data, metric).search_batched(data[:2], 7)
+    assert ids.shape == (2, 7)
+    assert sorted(ids[0, :4]) == [0, 1, 2, 3]
+    assert (ids[:, 4:] == -1).all() and (dist[:, 4:] == worst).all()
+    assert np.isfinite(dist[:, :4]).all()
+
+
+def test_float64_and_noncontiguous_input(rng):
+    data64 = rng.standard_normal((300, 24))
+    strided = np.asfortranarray(data64)[:, ::2]
+    index = annlib.BruteForce(strided, "dot")
+    ids, _ = index.search_batched(strided[::3], 1)
+    ref_ids, _ = numpy_reference(strided.astype(np.float32), strided[::3].astype(np.float32), 1, "dot")
+    np.testing.assert_array_equal(ids, ref_ids)
+    index_int = annlib.BruteForce(np.arange(12).reshape(4, 3), "squared_l2")
+    assert index_int.search([0, 1, 2], 1).ids[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (np.zeros((0, 4), np.float32), "empty"),
+        (np.zeros(4, np.float32), "2-D"),
+        (np.array([[1.0, np.nan]], np.float32), "NaN"),
+        (np.array([[1.0, np.inf]], np.float32), "NaN or infinity"),
+        (np.zeros((3, 0), np.float32), "at least one dimension"),
+    ],
+)
+def test_bad_data_raises(data, message):
+    with pytest.raises(ValueError, match=message):
+        annlib.BruteForce(data, "dot")
+
+
+def test_bad_queries_and_k_raise(rng):
+    index = annlib.BruteForce(rng.standard_normal((10, 4)).astype(np.float32), "dot")
+    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
+        index.search_batched(np.zeros((2, 5), np.float32), 1)
+    with pytest.raises(ValueError, match="NaN"):
+        index.search_batched(np.full((2, 4), np.nan, np.float32), 1)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        index.search_batched(np.zeros((2, 4), np.float32), 0)
+    with pytest.raises(TypeError, match="k must be a positive integer"):
+        index.search(np.zeros(4, np.float32), 1.5)
+    with pytest.raises(ValueError, match="num_threads"):
+        index.search_batched(np.zeros((2, 4), np.float32), 1, num_threads=-1)
+    with pytest.raises(TypeError, match="numeric"):
+        index.search(np.array(["a", "b", "c", "d"]), 1)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        annlib.BruteForce(np.zeros((2, 2), np.float32), "hamming")
+
+
+def test_metric_aliases():
+    data = np.eye(3, dtype=np.float32)
+    assert annlib.BruteForce(data, "dot_product").metric == "dot"
+    assert annlib.BruteForce(data, "angular").metric == "cosine"
+    assert annlib.BruteForce(data, "euclidean").metric == "squared_l2"
