@@ -6,10 +6,12 @@ The public API is what ``__all__`` lists; ``annlib._core`` is internal.
 from annlib import _simd, datasets, metrics
 from annlib._simd import cpu_info, isa_override, set_isa, supported_isas
 from annlib.brute_force import BruteForce
+from annlib.builder import Builder, builder
 from annlib.datasets import Dataset, ground_truth, load
 from annlib.errors import AnnlibError, DatasetError, FormatError, NotTrainedError
 from annlib.metrics import id_recall, recall
 from annlib.result import SearchResult
+from annlib.tree_ah import TreeAhIndex
 
 __version__ = "0.1.0"
 
@@ -18,12 +20,15 @@ _simd.apply_env_override()
 __all__ = [
     "AnnlibError",
     "BruteForce",
+    "Builder",
     "Dataset",
     "DatasetError",
     "FormatError",
     "NotTrainedError",
     "SearchResult",
+    "TreeAhIndex",
     "__version__",
+    "builder",
     "cpu_info",
     "datasets",
     "ground_truth",

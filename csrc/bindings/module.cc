@@ -17,6 +17,10 @@
 namespace py = pybind11;
 using namespace annlib;
 
+void bind_lut16(py::module_& m);  // bind_lut16.cc
+void bind_train(py::module_& m);  // bind_train.cc
+void bind_index(py::module_& m);  // bind_index.cc
+
 namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style>;
@@ -126,4 +130,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("k"), py::arg("metric"), py::arg("num_threads"));
   m.def("dot_block", &dot_block_py, py::arg("queries"), py::arg("points"), py::arg("isa"),
         "Inner products of every query with every point using one SIMD path (for tests).");
+
+  bind_lut16(m);
+  bind_train(m);
+  bind_index(m);
 }

@@ -10,6 +10,7 @@ namespace annlib {
 struct KernelTable {
   Isa isa;
   DotBlockFn dot_block;
+  Lut16Fn lut16;
 };
 
 /// The table for `isa`; throws std::invalid_argument if the CPU cannot run it.

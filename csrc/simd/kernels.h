@@ -27,4 +27,25 @@ void dot_block_scalar(const DotBlockArgs& args);
 void dot_block_avx2(const DotBlockArgs& args);
 void dot_block_avx512(const DotBlockArgs& args);
 
+/// Most queries one LUT16 pass scores (register limit of the AVX2 kernel; algorithms.md §2.4).
+constexpr size_t kLut16MaxQueries = 3;
+
+/// LUT16 asymmetric-hashing scan (algorithms.md §2.4): for each query q and point p,
+/// out[q][p] = sum_k (luts[q][k * 16 + code_k(p)] - 128), exact in int32 for any num_blocks
+/// and identical across ISAs. The codes are read once per pass for all queries.
+struct Lut16Args {
+  const uint8_t* packed_codes;  ///< num_groups * num_blocks * 16 bytes, layout of pack_lut16_codes
+  size_t num_groups;            ///< ceil(n / 32)
+  size_t num_blocks;            ///< blocks B per point
+  const uint8_t* const* luts;   ///< num_queries tables, each num_blocks x 16 uint8 entries biased by +128
+  size_t num_queries;           ///< 1 .. kLut16MaxQueries
+  int32_t* const* out;          ///< num_queries outputs, each num_groups * 32 int32 (padding points included)
+};
+
+using Lut16Fn = void (*)(const Lut16Args&);
+
+void lut16_scalar(const Lut16Args& args);
+void lut16_avx2(const Lut16Args& args);
+void lut16_avx512(const Lut16Args& args);
+
 }  // namespace annlib

@@ -1,0 +1,395 @@
+"""The quantization index: k-means tree + anisotropic 4-bit PQ scored with LUT16 + exact reordering.
+
+Build orchestration lives here (sampling, chunking, grouping points by leaf); the
+heavy loops (k-means, PQ training and encoding, LUT16 scans, reordering) run in
+the C++ core on every core, with the GIL released.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+
+from annlib import _core, _validate
+from annlib import io as _io
+from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
+from annlib.errors import FormatError
+from annlib.result import SearchResult
+
+KIND = "tree_ah"
+_ENCODE_CHUNK = 65_536  # points encoded per step: bounds the residual buffer during builds
+
+
+def _normalize(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    from tqdm.auto import tqdm  # progress bars on stderr
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="step")
+
+
+def _soar_assign(data, centers, primary, soar_lambda, spill, num_threads):
+    from annlib import soar  # noqa: PLC0415 - optional stage, imported when used
+
+    return soar.secondary_assignment(data, centers, primary, soar_lambda, spill, num_threads)
+
+
+class TreeAhIndex:
+    """A ScaNN-style partitioned index with anisotropic 4-bit PQ and reordering.
+
+    Build it with :func:`annlib.builder` or with keywords::
+
+        index = annlib.TreeAhIndex(data, metric="dot", num_leaves=224, num_leaves_to_search=16,
+                                   dims_per_block=2, anisotropic_quantization_threshold=0.2, reorder=100)
+        ids, distances = index.search_batched(queries, final_num_neighbors=10)
+
+    Distances follow :class:`annlib.SearchResult`: similarity for "dot" and "cosine",
+    squared distance for "squared_l2".
+    """
+
+    def __init__(
+        self,
+        data,
+        metric: str = "dot",
+        *,
+        num_neighbors: int = 10,
+        num_leaves: int | None = None,
+        num_leaves_to_search: int | None = None,
+        training_sample_size: int = 100_000,
+        training_iterations: int = 12,
+        spherical: bool | None = None,
+        seed: int = 0,
+        soar_lambda: float | None = None,
+        spill: str = "soar",
+        dims_per_block: int = 2,
+        anisotropic_quantization_threshold: float | None = 0.2,
+        reorder: int | None = 100,
+        reorder_quantize: str = "float32",
+        num_threads: int | None = None,
+        progress: bool = False,
+    ):
+        data = _validate.database(data)
+        n = data.shape[0]
+        if num_leaves is None:
+            num_leaves = max(1, int(round(math.sqrt(n))))
+        if num_leaves_to_search is None:
+            num_leaves_to_search = max(1, num_leaves // 10)
+        config = TreeAhConfig(
+            metric=_validate.metric(metric),
+            num_neighbors=num_neighbors,
+            tree=TreeConfig(
+                num_leaves=num_leaves,
+                num_leaves_to_search=num_leaves_to_search,
+                training_sample_size=training_sample_size,
+                training_iterations=training_iterations,
+                spherical=spherical,
+                seed=seed,
+                soar_lambda=soar_lambda,
+                spill=spill,
+            ),
+            ah=AhConfig(dims_per_block=dims_per_block, anisotropic_quantization_threshold=anisotropic_quantization_threshold),
+            reorder=ReorderConfig(reorder, reorder_quantize) if reorder else None,
+        )
+        self._init_built(data, config, _validate.num_threads(num_threads), progress)
+
+    # ------------------------------------------------------------------ build
+
+    @classmethod
+    def from_config(cls, data, config: TreeAhConfig, num_threads: int | None = None, progress: bool = False):
+        """Build from a :class:`TreeAhConfig` (what the builder does)."""
+        self = cls.__new__(cls)
+        self._init_built(_validate.database(data), config, _validate.num_threads(num_threads), progress)
+        return self
+
+    def _init_built(self, data: np.ndarray, config: TreeAhConfig, num_threads: int, progress: bool) -> None:
+        start = time.perf_counter()
+        n, dim = data.shape
+        tree, ah = config.tree, config.ah
+        if tree.num_leaves > n:
+            raise ValueError(f"num_leaves ({tree.num_leaves}) cannot exceed the number of points ({n})")
+        if config.metric == "cosine":
+            data = _normalize(data)
+        spherical = tree.spherical if tree.spherical is not None else config.metric in ("dot", "cosine")
+        rng = np.random.default_rng(tree.seed)
+        arrays: dict[str, np.ndarray] = {}
+        with _progress(progress, 5, "annlib build") as bar:
+            sample = data[np.sort(rng.choice(n, min(n, tree.training_sample_size), replace=False))]
+            centers = _core.train_kmeans(
+                sample, tree.num_leaves, tree.training_iterations, spherical, tree.seed, tree.min_partition_size, num_threads
+            )
+            bar.update()
+            primary, _ = _core.assign_to_centers(data, centers, num_threads)
+            secondary = None
+            if tree.soar_lambda is not None:
+                secondary = _soar_assign(data, centers, primary, tree.soar_lambda, tree.spill, num_threads)
+            bar.update()
+
+            ah_sample_idx = np.sort(rng.choice(n, min(n, ah.training_sample_size), replace=False))
+            residual_sample = data[ah_sample_idx] - centers[primary[ah_sample_idx]]
+            codebook = _core.train_pq(residual_sample, ah.dims_per_block, ah.training_iterations, tree.seed, num_threads)
+            del residual_sample
+            bar.update()
+
+            # Entries: (point, leaf) pairs, grouped by leaf. Spilled copies come after primaries.
+            entry_points = np.arange(n, dtype=np.int64)
+            entry_leaves = primary.astype(np.int64)
+            if secondary is not None:
+                spilled = np.flatnonzero(secondary >= 0)
+                entry_points = np.concatenate([entry_points, spilled])
+                entry_leaves = np.concatenate([entry_leaves, secondary[spilled].astype(np.int64)])
+            order = np.argsort(entry_leaves, kind="stable")
+            entry_points, entry_leaves = entry_points[order], entry_leaves[order]
+            codes = self._encode(data, centers, codebook, ah, entry_points, entry_leaves, num_threads)
+            bar.update()
+
+            counts = np.bincount(entry_leaves, minlength=tree.num_leaves).astype(np.int64)
+            groups = (counts + 31) // 32
+            leaf_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            leaf_group_offsets = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
+            num_blocks = codes.shape[1]
+            packed = np.empty(int(leaf_group_offsets[-1]) * num_blocks * 16, dtype=np.uint8)
+            for leaf in np.flatnonzero(counts):
+                e0, e1 = leaf_offsets[leaf], leaf_offsets[leaf + 1]
+                g0, g1 = leaf_group_offsets[leaf], leaf_group_offsets[leaf + 1]
+                packed[g0 * num_blocks * 16 : g1 * num_blocks * 16] = _core.pack_lut16_codes(codes[e0:e1])
+            del codes
+            arrays.update(
+                centers=np.ascontiguousarray(centers, dtype=np.float32),
+                codebook=np.ascontiguousarray(codebook, dtype=np.float32),
+                leaf_offsets=leaf_offsets,
+                leaf_group_offsets=leaf_group_offsets,
+                entry_ids=entry_points.astype(np.int32),
+                packed_codes=packed,
+                primary_leaf=primary.astype(np.int32),
+            )
+            if secondary is not None:
+                arrays["secondary_leaf"] = secondary.astype(np.int32)
+            if config.metric == "squared_l2":
+                point_sq_norms = _core.squared_norms(data)
+                arrays["point_sq_norms"] = point_sq_norms
+                arrays["entry_sq_norms"] = np.ascontiguousarray(point_sq_norms[entry_points])
+                arrays["center_sq_norms"] = _core.squared_norms(arrays["centers"])
+            if config.reorder is not None:
+                arrays.update(self._reorder_arrays(data, config.reorder))
+            bar.update()
+        self._setup(config, arrays, n, dim, build_seconds=time.perf_counter() - start)
+
+    @staticmethod
+    def _encode(data, centers, codebook, ah: AhConfig, entry_points, entry_leaves, num_threads) -> np.ndarray:
+        num_blocks = -(-data.shape[1] // ah.dims_per_block)
+        codes = np.empty((len(entry_points), num_blocks), dtype=np.uint8)
+        for begin in range(0, len(entry_points), _ENCODE_CHUNK):
+            points = entry_points[begin : begin + _ENCODE_CHUNK]
+            originals = data[points]
+            residuals = originals - centers[entry_leaves[begin : begin + _ENCODE_CHUNK]]
+            codes[begin : begin + len(points)] = _core.encode_pq(
+                codebook, ah.dims_per_block, residuals, originals, ah.threshold_or_nan, num_threads
+            )
+        return codes
+
+    @staticmethod
+    def _reorder_arrays(data: np.ndarray, reorder: ReorderConfig) -> dict[str, np.ndarray]:
+        if reorder.quantize == "float32":
+            return {"reorder_float": data}
+        # int8 scalar quantization with per-dimension multipliers m_j = 127 / max_i |x_ij| (algorithms.md 2.6)
+        max_abs = np.abs(data).max(axis=0)
+        multipliers = np.where(max_abs > 0, 127.0 / np.where(max_abs > 0, max_abs, 1.0), 1.0).astype(np.float32)
+        quantized = np.clip(np.rint(data * multipliers), -127, 127).astype(np.int8)
+        return {"reorder_int8": quantized, "reorder_int8_inv_scale": (1.0 / multipliers).astype(np.float32)}
+
+    def _setup(self, config: TreeAhConfig, arrays: dict, n: int, dim: int, build_seconds: float | None) -> None:
+        self._config = config
+        self._arrays = arrays
+        self._n = n
+        self._dim = dim
+        self._build_seconds = build_seconds
+        core_metric = "squared_l2" if config.metric == "squared_l2" else "dot"
+        self._handle = _core.TreeAhHandle(
+            {name: value for name, value in arrays.items()},
+            core_metric,
+            n,
+            dim,
+            config.tree.num_leaves,
+            config.ah.dims_per_block,
+            "secondary_leaf" in arrays,
+        )
+        self.last_search_counters: dict = {}
+
+    # ------------------------------------------------------------------ search
+
+    @property
+    def metric(self) -> str:
+        return self._config.metric
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _resolve(self, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors) -> tuple[int, int, int]:
+        k = self._config.num_neighbors if final_num_neighbors is None else _validate.k(final_num_neighbors, "final_num_neighbors")
+        leaves = self._config.tree.num_leaves_to_search if leaves_to_search is None else leaves_to_search
+        leaves = _validate.positive_int(leaves, "leaves_to_search")
+        if leaves > self._config.tree.num_leaves:
+            raise ValueError(f"leaves_to_search ({leaves}) cannot exceed num_leaves ({self._config.tree.num_leaves})")
+        if self._config.reorder is None:
+            if pre_reorder_num_neighbors:
+                raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
+            return k, leaves, 0
+        pre = self._config.reorder.num_neighbors if pre_reorder_num_neighbors is None else pre_reorder_num_neighbors
+        pre = _validate.positive_int(pre, "pre_reorder_num_neighbors")
+        if pre < k:
+            raise ValueError(f"pre_reorder_num_neighbors ({pre}) must be at least final_num_neighbors ({k})")
+        return k, leaves, pre
+
+    def search(self, query, final_num_neighbors=None, leaves_to_search=None, pre_reorder_num_neighbors=None) -> SearchResult:
+        """Search one query (1-D, returns 1-D arrays) or a small batch on one thread."""
+        queries, single = _validate.queries(query, self._dim, name="query", allow_1d=True)
+        result = self._search(queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, 1)
+        return SearchResult(result.ids[0], result.distances[0]) if single else result
+
+    def search_batched(
+        self,
+        queries,
+        final_num_neighbors=None,
+        leaves_to_search=None,
+        pre_reorder_num_neighbors=None,
+        num_threads: int | None = None,
+    ) -> SearchResult:
+        """Search a batch (nq, dim) on ``num_threads`` threads (default: all cores).
+
+        Parameters
+        ----------
+        final_num_neighbors : int, optional
+            k, default the index's ``num_neighbors``.
+        leaves_to_search : int, optional
+            Partitions probed per query, default ``num_leaves_to_search``.
+        pre_reorder_num_neighbors : int, optional
+            Unique AH candidates rescored exactly, default the ``reorder`` setting.
+        """
+        queries, _ = _validate.queries(queries, self._dim)
+        return self._search(
+            queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, _validate.num_threads(num_threads)
+        )
+
+    def _search(self, queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, num_threads):
+        k, leaves, pre = self._resolve(final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors)
+        if self.metric == "cosine":
+            queries = _normalize(queries)
+        ids, distances, counters = self._handle.search(queries, k, leaves, pre, num_threads)
+        self.last_search_counters = dict(counters)
+        return SearchResult(ids, distances)
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def config(self) -> dict:
+        """Every parameter in use, as a plain dict."""
+        return self._config.to_dict()
+
+    def stats(self) -> dict:
+        """Sizes of the partitions and of each part of the index in bytes."""
+        offsets = self._arrays["leaf_offsets"]
+        sizes = np.diff(offsets)
+        memory = {name: int(a.nbytes) for name, a in self._arrays.items()}
+        entries = int(offsets[-1])
+        return {
+            "n": self._n,
+            "dim": self._dim,
+            "num_leaves": int(len(sizes)),
+            "entries": entries,
+            "spilled_points": entries - self._n,
+            "partition_size": {
+                "min": int(sizes.min()),
+                "mean": float(sizes.mean()),
+                "max": int(sizes.max()),
+                "empty": int((sizes == 0).sum()),
+            },
+            "memory_bytes": memory,
+            "total_bytes": int(sum(memory.values())),
+            "build_seconds": self._build_seconds,
+        }
+
+    def __repr__(self) -> str:
+        c = self._config
+        return (
+            f"TreeAhIndex(n={self._n}, dim={self._dim}, metric={c.metric!r}, num_leaves={c.tree.num_leaves}, "
+            f"soar_lambda={c.tree.soar_lambda})"
+        )
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path) -> None:
+        """Write the index to one self-describing, checksummed file, atomically."""
+        config = {"index": self._config.to_dict(), "n": self._n, "dim": self._dim, "build_seconds": self._build_seconds}
+        _io.save_index_file(os.fspath(path), KIND, config, self._arrays)
+
+    @classmethod
+    def load(cls, path, mmap: bool = True) -> TreeAhIndex:
+        kind, config, arrays = _io.load_index_file(os.fspath(path), mmap=mmap)
+        if kind != KIND:
+            raise FormatError(f"{path}: holds a {kind!r} index, not {KIND!r}")
+        return cls._from_parts(path, config, arrays)
+
+    @classmethod
+    def _from_parts(cls, path, config: dict, arrays: dict) -> TreeAhIndex:
+        try:
+            index_config = TreeAhConfig.from_dict(config["index"])
+            n, dim = int(config["n"]), int(config["dim"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{path}: invalid index configuration ({exc})") from None
+        _check_arrays(path, index_config, arrays, n, dim)
+        self = cls.__new__(cls)
+        self._setup(index_config, dict(arrays), n, dim, config.get("build_seconds"))
+        return self
+
+
+def _check_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: int) -> None:
+    """Cross-check the arrays of a loaded file so a consistent-looking but wrong file cannot crash the core."""
+
+    def fail(what: str):
+        raise FormatError(f"{path}: inconsistent index file: {what}")
+
+    required = ["centers", "codebook", "leaf_offsets", "leaf_group_offsets", "entry_ids", "packed_codes"]
+    for name in required:
+        if name not in arrays:
+            fail(f"missing array {name!r}")
+    leaves = config.tree.num_leaves
+    num_blocks = -(-dim // config.ah.dims_per_block)
+    if arrays["centers"].shape != (leaves, dim):
+        fail("centers shape")
+    if arrays["codebook"].shape != (16 * dim,):
+        fail("codebook shape")
+    lo, go = arrays["leaf_offsets"], arrays["leaf_group_offsets"]
+    if lo.shape != (leaves + 1,) or go.shape != (leaves + 1,) or lo[0] != 0 or go[0] != 0:
+        fail("leaf offsets")
+    counts, groups = np.diff(lo), np.diff(go)
+    if (counts < 0).any() or (groups != (counts + 31) // 32).any():
+        fail("leaf offsets do not match group offsets")
+    if arrays["entry_ids"].shape != (lo[-1],) or arrays["packed_codes"].shape != (go[-1] * num_blocks * 16,):
+        fail("entry or code array sizes")
+    ids = arrays["entry_ids"]
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        fail("entry ids out of range")
+    if config.metric == "squared_l2":
+        for name, shape in [("point_sq_norms", (n,)), ("entry_sq_norms", (int(lo[-1]),)), ("center_sq_norms", (leaves,))]:
+            if name not in arrays or arrays[name].shape != shape:
+                fail(f"{name} missing or of the wrong shape")
+    if config.reorder is not None:
+        if config.reorder.quantize == "float32":
+            if "reorder_float" not in arrays or arrays["reorder_float"].shape != (n, dim):
+                fail("reorder data")
+        elif "reorder_int8" not in arrays or arrays["reorder_int8"].shape != (n, dim):
+            fail("int8 reorder data")

@@ -1,0 +1,122 @@
+// Python bindings of LUT16 packing, LUT quantization and the per-ISA scan kernels (for tests,
+// benchmarks and the quantization index). Thin: shapes in, pointers through, GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/lut16_codes.h"
+#include "simd/dispatch.h"
+#include "simd/isa.h"
+
+namespace py = pybind11;
+using namespace annlib;
+
+namespace {
+
+using ByteArray = py::array_t<uint8_t, py::array::c_style>;
+using FloatArray = py::array_t<float, py::array::c_style>;
+using Int32Array = py::array_t<int32_t, py::array::c_style>;
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+void require_packed(const ByteArray& packed, size_t n, size_t num_blocks) {
+  const size_t expected = lut16_packed_bytes(n, num_blocks);
+  if (packed.ndim() != 1 || static_cast<size_t>(packed.shape(0)) != expected) {
+    throw std::invalid_argument("packed must have shape (" + std::to_string(expected) + ",) for n=" +
+                                std::to_string(n) + ", num_blocks=" + std::to_string(num_blocks) + ", got " +
+                                shape_str(packed));
+  }
+}
+
+ByteArray pack_py(const ByteArray& codes) {
+  if (codes.ndim() != 2) throw std::invalid_argument("codes must be 2-D (n, num_blocks), got " + shape_str(codes));
+  const size_t n = codes.shape(0), num_blocks = codes.shape(1);
+  ByteArray packed(static_cast<py::ssize_t>(lut16_packed_bytes(n, num_blocks)));
+  {
+    py::gil_scoped_release release;
+    pack_lut16_codes(codes.data(), n, num_blocks, packed.mutable_data());
+  }
+  return packed;
+}
+
+ByteArray unpack_py(const ByteArray& packed, size_t n, size_t num_blocks) {
+  require_packed(packed, n, num_blocks);
+  ByteArray codes({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(num_blocks)});
+  {
+    py::gil_scoped_release release;
+    unpack_lut16_codes(packed.data(), n, num_blocks, codes.mutable_data());
+  }
+  return codes;
+}
+
+py::tuple quantize_py(const FloatArray& lut) {
+  if (lut.ndim() != 2 || lut.shape(1) != static_cast<py::ssize_t>(kLut16Codewords)) {
+    throw std::invalid_argument("lut must have shape (num_blocks, 16), got " + shape_str(lut));
+  }
+  const size_t num_blocks = lut.shape(0);
+  ByteArray out({lut.shape(0), lut.shape(1)});
+  float m;
+  {
+    py::gil_scoped_release release;
+    m = quantize_lut16(lut.data(), num_blocks, out.mutable_data());
+  }
+  return py::make_tuple(out, m);
+}
+
+Int32Array scan_py(const ByteArray& packed, size_t n, size_t num_blocks, const ByteArray& luts,
+                   const std::string& isa) {
+  require_packed(packed, n, num_blocks);
+  if (luts.ndim() != 3 || static_cast<size_t>(luts.shape(1)) != num_blocks ||
+      luts.shape(2) != static_cast<py::ssize_t>(kLut16Codewords)) {
+    throw std::invalid_argument("luts must have shape (num_queries, " + std::to_string(num_blocks) + ", 16), got " +
+                                shape_str(luts));
+  }
+  const KernelTable& kt = kernels_for(parse_isa(isa));
+  const size_t num_queries = luts.shape(0);
+  const size_t num_groups = lut16_num_groups(n), padded = num_groups * kLut16GroupSize;
+  Int32Array result({static_cast<py::ssize_t>(num_queries), static_cast<py::ssize_t>(n)});
+  int32_t* res = result.mutable_data();
+  const uint8_t* lut_data = luts.data();
+  {
+    py::gil_scoped_release release;
+    // The kernel writes whole groups; when n is not a multiple of 32 it writes to scratch first.
+    std::vector<int32_t> scratch(padded == n ? 0 : kLut16MaxQueries * padded);
+    for (size_t q0 = 0; q0 < num_queries; q0 += kLut16MaxQueries) {
+      const size_t nq = std::min(kLut16MaxQueries, num_queries - q0);
+      const uint8_t* lut_ptrs[kLut16MaxQueries];
+      int32_t* out_ptrs[kLut16MaxQueries];
+      for (size_t q = 0; q < nq; ++q) {
+        lut_ptrs[q] = lut_data + (q0 + q) * num_blocks * kLut16Codewords;
+        out_ptrs[q] = scratch.empty() ? res + (q0 + q) * n : scratch.data() + q * padded;
+      }
+      kt.lut16(Lut16Args{packed.data(), num_groups, num_blocks, lut_ptrs, nq, out_ptrs});
+      if (!scratch.empty()) {
+        for (size_t q = 0; q < nq; ++q) std::memcpy(res + (q0 + q) * n, out_ptrs[q], n * sizeof(int32_t));
+      }
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+void bind_lut16(py::module_& m) {
+  m.def("pack_lut16_codes", &pack_py, py::arg("codes"),
+        "Pack uint8 codes (n, num_blocks), values 0..15, into the LUT16 scan layout (1-D uint8).");
+  m.def("unpack_lut16_codes", &unpack_py, py::arg("packed"), py::arg("n"), py::arg("num_blocks"),
+        "Inverse of pack_lut16_codes: uint8 codes of shape (n, num_blocks).");
+  m.def("quantize_lut16", &quantize_py, py::arg("lut"),
+        "Float32 LUT (num_blocks, 16) -> (uint8 entries round(lut*m)+128, multiplier m).");
+  m.def("lut16_scan", &scan_py, py::arg("packed"), py::arg("n"), py::arg("num_blocks"), py::arg("luts"),
+        py::arg("isa"),
+        "int32 (num_queries, n): sum over blocks of (luts[q, k, code_k(p)] - 128), using one SIMD path.");
+}

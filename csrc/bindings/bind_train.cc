@@ -1,0 +1,176 @@
+// Python bindings of the training stages: k-means (partitioning, PQ codebooks) and
+// anisotropic PQ encoding. Thin: shapes in, pointers through, GIL released.
+//
+// PQ codebooks cross the boundary as one flat float32 array of 16 * dim floats: block k's
+// 16 x block_dim(k) codewords (row-major) at offset 16 * k * dims_per_block, blocks concatenated,
+// the last block taking the remaining dim % dims_per_block dimensions when dim is not a multiple.
+// With dim and dims_per_block that array is the whole PqCodebook (csrc/core/anisotropic_pq.h).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/anisotropic_pq.h"
+#include "core/kmeans.h"
+
+namespace py = pybind11;
+using namespace annlib;
+
+namespace {
+
+using ByteArray = py::array_t<uint8_t, py::array::c_style>;
+using FloatArray = py::array_t<float, py::array::c_style>;
+using Int32Array = py::array_t<int32_t, py::array::c_style>;
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+void require_2d(const py::array& a, const char* name) {
+  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D, got shape " + shape_str(a));
+}
+
+void require_same_shape(const py::array& a, const char* a_name, const py::array& b, const char* b_name) {
+  if (a.ndim() != b.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), b.shape())) {
+    throw std::invalid_argument(std::string(a_name) + " and " + b_name + " must have the same shape, got " +
+                                shape_str(a) + " and " + shape_str(b));
+  }
+}
+
+/// The PqCodebook described by a flat centers array and dims_per_block.
+PqCodebook codebook_from(const FloatArray& centers, size_t dims_per_block) {
+  if (centers.ndim() != 1 || centers.shape(0) == 0 || centers.shape(0) % kPqCentersPerBlock != 0) {
+    throw std::invalid_argument("centers must be 1-D with 16 * dim floats, got shape " + shape_str(centers));
+  }
+  PqCodebook cb = make_pq_layout(static_cast<size_t>(centers.shape(0)) / kPqCentersPerBlock, dims_per_block);
+  cb.centers.assign(centers.data(), centers.data() + centers.shape(0));
+  return cb;
+}
+
+FloatArray train_kmeans_py(const FloatArray& sample, size_t num_centers, size_t max_iterations, bool spherical,
+                           uint64_t seed, size_t min_cluster_size, size_t num_threads, double tolerance) {
+  require_2d(sample, "sample");
+  const size_t n = sample.shape(0), dim = sample.shape(1);
+  KMeansOptions opts;
+  opts.num_centers = num_centers;
+  opts.max_iterations = max_iterations;
+  opts.spherical = spherical;
+  opts.seed = seed;
+  opts.min_cluster_size = min_cluster_size;
+  opts.tolerance = tolerance;
+  opts.num_threads = num_threads;
+  std::vector<float> centers;
+  {
+    py::gil_scoped_release release;
+    centers = train_kmeans(sample.data(), n, dim, opts);
+  }
+  FloatArray out({static_cast<py::ssize_t>(num_centers), static_cast<py::ssize_t>(dim)});
+  std::copy(centers.begin(), centers.end(), out.mutable_data());
+  return out;
+}
+
+py::tuple assign_to_centers_py(const FloatArray& data, const FloatArray& centers, size_t num_threads) {
+  require_2d(data, "data");
+  require_2d(centers, "centers");
+  if (data.shape(1) != centers.shape(1)) {
+    throw std::invalid_argument("data and centers differ in dimension: " + shape_str(data) + " and " +
+                                shape_str(centers));
+  }
+  const size_t n = data.shape(0), dim = data.shape(1), k = centers.shape(0);
+  Int32Array assignment(static_cast<py::ssize_t>(n));
+  FloatArray sq_dist(static_cast<py::ssize_t>(n));
+  {
+    py::gil_scoped_release release;
+    assign_to_centers(data.data(), n, dim, centers.data(), k, num_threads, assignment.mutable_data(),
+                      sq_dist.mutable_data());
+  }
+  return py::make_tuple(assignment, sq_dist);
+}
+
+FloatArray train_pq_py(const FloatArray& residuals, size_t dims_per_block, size_t iterations, uint64_t seed,
+                       size_t num_threads) {
+  require_2d(residuals, "residuals");
+  PqOptions opts;
+  opts.dims_per_block = dims_per_block;
+  opts.iterations = iterations;
+  opts.seed = seed;
+  opts.num_threads = num_threads;
+  PqCodebook cb;
+  {
+    py::gil_scoped_release release;
+    cb = train_pq(residuals.data(), residuals.shape(0), residuals.shape(1), opts);
+  }
+  FloatArray out(static_cast<py::ssize_t>(cb.centers.size()));
+  std::copy(cb.centers.begin(), cb.centers.end(), out.mutable_data());
+  return out;
+}
+
+ByteArray encode_pq_py(const FloatArray& centers, size_t dims_per_block, const FloatArray& residuals,
+                       const FloatArray& originals, double threshold, size_t num_threads) {
+  require_2d(residuals, "residuals");
+  require_same_shape(residuals, "residuals", originals, "originals");
+  const PqCodebook cb = codebook_from(centers, dims_per_block);
+  if (static_cast<size_t>(residuals.shape(1)) != cb.dim) {
+    throw std::invalid_argument("residuals must have " + std::to_string(cb.dim) + " columns (centers hold 16 * " +
+                                std::to_string(cb.dim) + " floats), got shape " + shape_str(residuals));
+  }
+  const size_t n = residuals.shape(0);
+  ByteArray codes({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(cb.num_blocks)});
+  {
+    py::gil_scoped_release release;
+    encode_pq(cb, residuals.data(), originals.data(), n, threshold, num_threads, codes.mutable_data());
+  }
+  return codes;
+}
+
+FloatArray decode_pq_py(const FloatArray& centers, size_t dims_per_block, const ByteArray& codes) {
+  const PqCodebook cb = codebook_from(centers, dims_per_block);
+  if (codes.ndim() != 2 || static_cast<size_t>(codes.shape(1)) != cb.num_blocks) {
+    throw std::invalid_argument("codes must have shape (n, " + std::to_string(cb.num_blocks) + "), got " +
+                                shape_str(codes));
+  }
+  const size_t n = codes.shape(0);
+  FloatArray out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(cb.dim)});
+  {
+    py::gil_scoped_release release;
+    decode_pq(cb, codes.data(), n, out.mutable_data());
+  }
+  return out;
+}
+
+double score_aware_loss_py(const FloatArray& originals, const FloatArray& reconstructions, double eta) {
+  require_2d(originals, "originals");
+  require_same_shape(originals, "originals", reconstructions, "reconstructions");
+  py::gil_scoped_release release;
+  return score_aware_loss(originals.data(), reconstructions.data(), originals.shape(0), originals.shape(1), eta);
+}
+
+}  // namespace
+
+void bind_train(py::module_& m) {
+  m.def("train_kmeans", &train_kmeans_py, py::arg("sample"), py::arg("num_centers"), py::arg("max_iterations"),
+        py::arg("spherical"), py::arg("seed"), py::arg("min_cluster_size"), py::arg("num_threads"),
+        py::arg("tolerance") = 1e-5,
+        "k-means centers (num_centers, dim) of sample (n, dim); deterministic for a seed, any num_threads. "
+        "ValueError if n < num_centers.");
+  m.def("assign_to_centers", &assign_to_centers_py, py::arg("data"), py::arg("centers"), py::arg("num_threads"),
+        "Nearest center by squared L2: (assignment int32 (n,), squared distance float32 (n,)).");
+  m.def("train_pq", &train_pq_py, py::arg("residuals"), py::arg("dims_per_block"), py::arg("iterations"),
+        py::arg("seed"), py::arg("num_threads"),
+        "PQ codebooks, 16 centers per block by k-means: flat float32 (16 * dim,), block k's 16 x block_dim "
+        "codewords at offset 16 * k * dims_per_block.");
+  m.def("encode_pq", &encode_pq_py, py::arg("centers"), py::arg("dims_per_block"), py::arg("residuals"),
+        py::arg("originals"), py::arg("threshold"), py::arg("num_threads"),
+        "Anisotropic PQ codes uint8 (n, num_blocks); threshold NaN = nearest codeword.");
+  m.def("decode_pq", &decode_pq_py, py::arg("centers"), py::arg("dims_per_block"), py::arg("codes"),
+        "Reconstruction float32 (n, dim) of PQ codes.");
+  m.def("parallel_cost_multiplier", &parallel_cost_multiplier, py::arg("threshold"), py::arg("sq_norm"),
+        py::arg("dim"), "eta = (dim - 1) (T^2/||x||^2) / (1 - T^2/||x||^2); 1 for T NaN or <= 0.");
+  m.def("score_aware_loss", &score_aware_loss_py, py::arg("originals"), py::arg("reconstructions"), py::arg("eta"),
+        "Sum of ||e||^2 + (eta - 1) <e, x/||x||>^2 over points, e = x - reconstruction.");
+}

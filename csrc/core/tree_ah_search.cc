@@ -1,0 +1,197 @@
+#include "core/tree_ah_search.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "core/lut16_codes.h"
+#include "core/thread_pool.h"
+#include "core/top_k.h"
+#include "simd/dispatch.h"
+
+namespace annlib {
+
+namespace {
+
+constexpr size_t kQueriesPerTask = 4;
+
+/// Everything one worker needs, sized once per call so the per-query loop allocates nothing.
+struct Scratch {
+  std::vector<float> center_dots;
+  TopK leaf_top;
+  std::vector<ScoredId> leaves;
+  std::vector<float> lut_float;
+  std::vector<uint8_t> lut_u8;
+  std::vector<int32_t> sums;
+  TopK candidates;
+  std::vector<ScoredId> ranked;
+  std::vector<uint8_t> seen;  // one byte per point, reset after each query
+  TopK final_top;
+  std::vector<float> query_scaled;
+  TreeAhStats stats;
+};
+
+float dot_scalar(const float* a, const float* b, size_t n) {
+  float s = 0.f;
+  for (size_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+float dot_int8(const float* q_scaled, const int8_t* x, size_t dim) {
+  float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+  size_t d = 0;
+  for (; d + 4 <= dim; d += 4) {
+    s0 += q_scaled[d] * x[d];
+    s1 += q_scaled[d + 1] * x[d + 1];
+    s2 += q_scaled[d + 2] * x[d + 2];
+    s3 += q_scaled[d + 3] * x[d + 3];
+  }
+  for (; d < dim; ++d) s0 += q_scaled[d] * x[d];
+  return (s0 + s1) + (s2 + s3);
+}
+
+size_t max_leaf_groups(const TreeAhView& v) {
+  int64_t best = 0;
+  for (size_t l = 0; l < v.num_leaves; ++l) best = std::max(best, v.leaf_group_offsets[l + 1] - v.leaf_group_offsets[l]);
+  return static_cast<size_t>(best);
+}
+
+void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q, Scratch& s,
+                int64_t* out_ids, float* out_dist) {
+  const bool l2 = v.metric == Metric::kSquaredL2;
+
+  // 1. Partition selection: score every center, keep the best leaves_to_search.
+  DotBlockArgs center_args{q, 1, v.centers, v.num_leaves, v.dim, s.center_dots.data(), v.num_leaves};
+  kt.dot_block(center_args);
+  s.leaf_top.reset(p.leaves_to_search);
+  for (size_t l = 0; l < v.num_leaves; ++l) {
+    const float dot = s.center_dots[l];
+    s.leaf_top.push(l2 ? 2.f * dot - v.center_sq_norms[l] : dot, static_cast<int64_t>(l));
+  }
+  const size_t num_leaves = s.leaf_top.sorted(s.leaves.data());
+
+  // 2. One lookup table of <q_k, codeword> serves every leaf: the residual trick
+  //    <q, x> = <q, c> + <q, r> (algorithms.md 3.3), for L2 too since ||x||^2 is stored.
+  for (size_t k = 0; k < v.num_blocks; ++k) {
+    const size_t begin = k * v.dims_per_block;
+    const size_t width = std::min(v.dims_per_block, v.dim - begin);
+    const float* centers = v.codebook + 16 * begin;
+    for (size_t j = 0; j < 16; ++j) s.lut_float[k * 16 + j] = dot_scalar(q + begin, centers + j * width, width);
+  }
+  const float inv_m = 1.f / quantize_lut16(s.lut_float.data(), v.num_blocks, s.lut_u8.data());
+
+  // 3. LUT16 scan of the chosen leaves into the candidate selection.
+  const size_t wanted = p.pre_reorder > 0 ? p.pre_reorder : p.k;
+  s.candidates.reset(v.spilled ? 2 * wanted : wanted);
+  const uint8_t* lut_ptr = s.lut_u8.data();
+  int32_t* sums_ptr = s.sums.data();
+  for (size_t i = 0; i < num_leaves; ++i) {
+    const size_t leaf = static_cast<size_t>(s.leaves[i].id);
+    const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
+    if (e1 == e0) continue;
+    const int64_t g0 = v.leaf_group_offsets[leaf], g1 = v.leaf_group_offsets[leaf + 1];
+    Lut16Args args{v.packed_codes + static_cast<size_t>(g0) * v.num_blocks * 16, static_cast<size_t>(g1 - g0),
+                   v.num_blocks, &lut_ptr, 1, &sums_ptr};
+    kt.lut16(args);
+    const float bias = s.center_dots[leaf];
+    const int32_t* ids = v.entry_ids + e0;
+    const size_t count = static_cast<size_t>(e1 - e0);
+    if (l2) {
+      const float* norms = v.entry_sq_norms + e0;
+      for (size_t t = 0; t < count; ++t) {
+        s.candidates.push(2.f * (bias + static_cast<float>(s.sums[t]) * inv_m) - norms[t], ids[t]);
+      }
+    } else {
+      for (size_t t = 0; t < count; ++t) s.candidates.push(bias + static_cast<float>(s.sums[t]) * inv_m, ids[t]);
+    }
+    s.stats.entries_scored += count;
+  }
+
+  // 4. De-duplicate spilled copies (keep the better AH score), best first.
+  size_t num_ranked = s.candidates.sorted(s.ranked.data());
+  if (v.spilled) {
+    size_t unique = 0;
+    for (size_t i = 0; i < num_ranked && unique < wanted; ++i) {
+      const int64_t id = s.ranked[i].id;
+      if (s.seen[static_cast<size_t>(id)]) continue;
+      s.seen[static_cast<size_t>(id)] = 1;
+      s.ranked[unique++] = s.ranked[i];
+    }
+    for (size_t i = 0; i < unique; ++i) s.seen[static_cast<size_t>(s.ranked[i].id)] = 0;
+    num_ranked = unique;
+  }
+  num_ranked = std::min(num_ranked, wanted);
+
+  // 5. Reorder with exact (float) or int8 scores, or return the AH scores.
+  float q_norm = 0.f;
+  if (l2) q_norm = dot_scalar(q, q, v.dim);
+  s.final_top.reset(p.k);
+  if (p.pre_reorder > 0 && (v.reorder_float != nullptr || v.reorder_int8 != nullptr)) {
+    if (v.reorder_int8 != nullptr) {
+      for (size_t d = 0; d < v.dim; ++d) s.query_scaled[d] = q[d] * v.reorder_int8_inv_scale[d];
+    }
+    for (size_t i = 0; i < num_ranked; ++i) {
+      const size_t id = static_cast<size_t>(s.ranked[i].id);
+      float dot;
+      if (v.reorder_float != nullptr) {
+        DotBlockArgs args{q, 1, v.reorder_float + id * v.dim, 1, v.dim, &dot, 1};
+        kt.dot_block(args);
+      } else {
+        dot = dot_int8(s.query_scaled.data(), v.reorder_int8 + id * v.dim, v.dim);
+      }
+      s.final_top.push(l2 ? 2.f * dot - v.point_sq_norms[id] : dot, static_cast<int64_t>(id));
+    }
+    s.stats.candidates_reordered += num_ranked;
+  } else {
+    for (size_t i = 0; i < num_ranked; ++i) s.final_top.push(s.ranked[i].score, s.ranked[i].id);
+  }
+  const size_t found = s.final_top.sorted(s.ranked.data());
+  for (size_t i = 0; i < found; ++i) {
+    out_ids[i] = s.ranked[i].id;
+    out_dist[i] = l2 ? std::max(0.f, q_norm - s.ranked[i].score) : s.ranked[i].score;
+  }
+  for (size_t i = found; i < p.k; ++i) {
+    out_ids[i] = -1;
+    out_dist[i] = worst_distance(v.metric);
+  }
+}
+
+}  // namespace
+
+void tree_ah_search(const TreeAhView& v, const float* queries, size_t num_queries, const TreeAhParams& p,
+                    int64_t* out_ids, float* out_distances, TreeAhStats* stats) {
+  if (p.k == 0 || p.leaves_to_search == 0 || p.leaves_to_search > v.num_leaves) {
+    throw std::invalid_argument("tree_ah_search: need 0 < k and 0 < leaves_to_search <= num_leaves");
+  }
+  if (num_queries == 0) return;
+  const KernelTable& kt = kernels();
+  const size_t tasks = (num_queries + kQueriesPerTask - 1) / kQueriesPerTask;
+  const size_t workers = std::min(resolve_num_threads(p.num_threads), tasks);
+  const size_t wanted = std::max(p.pre_reorder, p.k);
+  std::vector<Scratch> scratch(workers);
+  for (Scratch& s : scratch) {
+    s.center_dots.resize(v.num_leaves);
+    s.leaves.resize(std::max<size_t>(2 * p.leaves_to_search, 16));
+    s.lut_float.resize(v.num_blocks * 16);
+    s.lut_u8.resize(v.num_blocks * 16);
+    s.sums.resize(max_leaf_groups(v) * kLut16GroupSize + kLut16GroupSize);
+    s.ranked.resize(std::max<size_t>(4 * wanted, 16));
+    if (v.spilled) s.seen.assign(v.n, 0);
+    s.query_scaled.resize(v.dim);
+  }
+  ThreadPool::instance().parallel_for(tasks, workers, [&](size_t task, size_t worker) {
+    const size_t q_end = std::min(num_queries, (task + 1) * kQueriesPerTask);
+    for (size_t q = task * kQueriesPerTask; q < q_end; ++q) {
+      search_one(v, kt, p, queries + q * v.dim, scratch[worker], out_ids + q * p.k, out_distances + q * p.k);
+    }
+  });
+  if (stats != nullptr) {
+    *stats = TreeAhStats{};
+    for (const Scratch& s : scratch) {
+      stats->entries_scored += s.stats.entries_scored;
+      stats->candidates_reordered += s.stats.candidates_reordered;
+    }
+  }
+}
+
+}  // namespace annlib

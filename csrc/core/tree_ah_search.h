@@ -1,0 +1,61 @@
+// Search over a partitioned (k-means tree) index whose points are stored as
+// 4-bit anisotropic PQ codes of their residuals, scored with LUT16, then
+// rescored exactly ("reordered"). algorithms.md sections 2 and 3.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/metric.h"
+
+namespace annlib {
+
+/// Non-owning view of a built index; the arrays live in Python (or a mapped file).
+///
+/// Entries are point copies stored in leaves: without spilling there is one
+/// entry per point, with SOAR up to two. Entry e of leaf l lies in
+/// [leaf_offsets[l], leaf_offsets[l+1]); its codes sit in leaf l's packed
+/// block, which starts at group leaf_group_offsets[l] (groups of 32 entries).
+struct TreeAhView {
+  Metric metric = Metric::kDot;  ///< cosine arrives as kDot over normalised data
+  size_t n = 0;                  ///< points
+  size_t dim = 0;
+  size_t num_leaves = 0;
+  const float* centers = nullptr;          ///< num_leaves x dim
+  const float* center_sq_norms = nullptr;  ///< num_leaves; used for kSquaredL2 leaf selection
+  size_t dims_per_block = 2;
+  size_t num_blocks = 0;                   ///< ceil(dim / dims_per_block)
+  const float* codebook = nullptr;         ///< block k: 16 x block_dim(k) floats at 16 * k * dims_per_block
+  const int64_t* leaf_offsets = nullptr;        ///< num_leaves + 1, in entries
+  const int64_t* leaf_group_offsets = nullptr;  ///< num_leaves + 1, in 32-entry groups
+  const int32_t* entry_ids = nullptr;           ///< point id of each entry
+  const uint8_t* packed_codes = nullptr;        ///< all leaves' packed LUT16 codes
+  const float* entry_sq_norms = nullptr;        ///< ||x||^2 of each entry's point (kSquaredL2 only)
+  // Reordering data: float32 rows, or int8 rows with per-dimension multipliers (x ~ q8 / multiplier).
+  const float* reorder_float = nullptr;         ///< n x dim, or nullptr
+  const int8_t* reorder_int8 = nullptr;         ///< n x dim, or nullptr
+  const float* reorder_int8_inv_scale = nullptr;  ///< dim: 1 / multiplier
+  const float* point_sq_norms = nullptr;        ///< n: ||x||^2 for kSquaredL2 reordering
+  bool spilled = false;                         ///< a point may appear in two leaves
+};
+
+struct TreeAhParams {
+  size_t k = 10;                    ///< final_num_neighbors
+  size_t leaves_to_search = 1;
+  size_t pre_reorder = 100;         ///< unique candidates rescored; 0 = return AH scores
+  size_t num_threads = 0;
+};
+
+/// Per-query counters, for the autotuner's cost model and for tests.
+struct TreeAhStats {
+  size_t entries_scored = 0;
+  size_t candidates_reordered = 0;
+};
+
+/// Searches num_queries queries (rows of dim floats). Writes k ids and distances
+/// per query: similarity for kDot, squared distance for kSquaredL2; id -1 and the
+/// worst distance where fewer than k points were found. Threads split the queries.
+void tree_ah_search(const TreeAhView& index, const float* queries, size_t num_queries, const TreeAhParams& params,
+                    int64_t* out_ids, float* out_distances, TreeAhStats* stats = nullptr);
+
+}  // namespace annlib

@@ -1,0 +1,45 @@
+// Portable LUT16 scan kernel: the reference every SIMD path must match bit for bit.
+#include <algorithm>
+
+#include "simd/kernels.h"
+
+namespace annlib {
+
+namespace {
+
+constexpr size_t kGroup = 32;
+
+/// Scores queries q0 .. q0 + nq - 1 (nq <= kLut16MaxQueries), reading each group's codes once.
+void scan(const Lut16Args& a, size_t q0, size_t nq) {
+  const size_t group_bytes = a.num_blocks * 16;
+  // Entries carry a +128 bias per block; int32 holds the biased sum while num_blocks < 2^23.
+  const int32_t bias = static_cast<int32_t>(128 * a.num_blocks);
+  for (size_t g = 0; g < a.num_groups; ++g) {
+    const uint8_t* codes = a.packed_codes + g * group_bytes;
+    int32_t acc[kLut16MaxQueries][kGroup] = {};
+    for (size_t k = 0; k < a.num_blocks; ++k) {
+      const uint8_t* block = codes + k * 16;
+      for (size_t q = 0; q < nq; ++q) {
+        const uint8_t* lut = a.luts[q0 + q] + k * 16;
+        for (size_t m = 0; m < 16; ++m) {
+          acc[q][m] += lut[block[m] & 0x0F];     // point 32g + m: low nibble
+          acc[q][m + 16] += lut[block[m] >> 4];  // point 32g + m + 16: high nibble
+        }
+      }
+    }
+    for (size_t q = 0; q < nq; ++q) {
+      int32_t* out = a.out[q0 + q] + g * kGroup;
+      for (size_t m = 0; m < kGroup; ++m) out[m] = acc[q][m] - bias;
+    }
+  }
+}
+
+}  // namespace
+
+void lut16_scalar(const Lut16Args& a) {
+  for (size_t q0 = 0; q0 < a.num_queries; q0 += kLut16MaxQueries) {
+    scan(a, q0, std::min(a.num_queries - q0, kLut16MaxQueries));
+  }
+}
+
+}  // namespace annlib
