@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/tree_ah_search.h"
 
@@ -42,6 +43,9 @@ class TreeAhHandle {
     v_.centers = data_of<float>(arrays_, "centers", true);
     v_.center_sq_norms = data_of<float>(arrays_, "center_sq_norms", l2);
     v_.codebook = data_of<float>(arrays_, "codebook", true);
+    codebook_by_dim_.resize(16 * dim);
+    transpose_codebook(v_.codebook, dim, dims_per_block, codebook_by_dim_.data());
+    v_.codebook_by_dim = codebook_by_dim_.data();
     v_.leaf_offsets = data_of<int64_t>(arrays_, "leaf_offsets", true);
     v_.leaf_group_offsets = data_of<int64_t>(arrays_, "leaf_group_offsets", true);
     v_.entry_ids = data_of<int32_t>(arrays_, "entry_ids", true);
@@ -79,6 +83,7 @@ class TreeAhHandle {
 
  private:
   py::dict arrays_;  // keeps every array the view points into alive
+  std::vector<float> codebook_by_dim_;
   TreeAhView v_;
 };
 

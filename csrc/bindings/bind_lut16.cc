@@ -7,7 +7,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "core/lut16_codes.h"
 #include "simd/dispatch.h"
@@ -82,25 +81,31 @@ Int32Array scan_py(const ByteArray& packed, size_t n, size_t num_blocks, const B
   }
   const KernelTable& kt = kernels_for(parse_isa(isa));
   const size_t num_queries = luts.shape(0);
-  const size_t num_groups = lut16_num_groups(n), padded = num_groups * kLut16GroupSize;
+  // Whole groups are written straight into the result; a partial last group goes through scratch.
+  const size_t full_groups = n / kLut16GroupSize, tail = n % kLut16GroupSize;
+  const uint8_t* tail_codes = packed.data() + full_groups * num_blocks * kLut16Codewords;
   Int32Array result({static_cast<py::ssize_t>(num_queries), static_cast<py::ssize_t>(n)});
   int32_t* res = result.mutable_data();
   const uint8_t* lut_data = luts.data();
   {
     py::gil_scoped_release release;
-    // The kernel writes whole groups; when n is not a multiple of 32 it writes to scratch first.
-    std::vector<int32_t> scratch(padded == n ? 0 : kLut16MaxQueries * padded);
     for (size_t q0 = 0; q0 < num_queries; q0 += kLut16MaxQueries) {
       const size_t nq = std::min(kLut16MaxQueries, num_queries - q0);
       const uint8_t* lut_ptrs[kLut16MaxQueries];
       int32_t* out_ptrs[kLut16MaxQueries];
+      int32_t scratch[kLut16MaxQueries][kLut16GroupSize];
+      int32_t* scratch_ptrs[kLut16MaxQueries];
       for (size_t q = 0; q < nq; ++q) {
         lut_ptrs[q] = lut_data + (q0 + q) * num_blocks * kLut16Codewords;
-        out_ptrs[q] = scratch.empty() ? res + (q0 + q) * n : scratch.data() + q * padded;
+        out_ptrs[q] = res + (q0 + q) * n;
+        scratch_ptrs[q] = scratch[q];
       }
-      kt.lut16(Lut16Args{packed.data(), num_groups, num_blocks, lut_ptrs, nq, out_ptrs});
-      if (!scratch.empty()) {
-        for (size_t q = 0; q < nq; ++q) std::memcpy(res + (q0 + q) * n, out_ptrs[q], n * sizeof(int32_t));
+      if (full_groups > 0) kt.lut16(Lut16Args{packed.data(), full_groups, num_blocks, lut_ptrs, nq, out_ptrs});
+      if (tail > 0) {
+        kt.lut16(Lut16Args{tail_codes, 1, num_blocks, lut_ptrs, nq, scratch_ptrs});
+        for (size_t q = 0; q < nq; ++q) {
+          std::memcpy(out_ptrs[q] + full_groups * kLut16GroupSize, scratch[q], tail * sizeof(int32_t));
+        }
       }
     }
   }

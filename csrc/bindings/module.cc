@@ -20,6 +20,7 @@ using namespace annlib;
 void bind_lut16(py::module_& m);  // bind_lut16.cc
 void bind_train(py::module_& m);  // bind_train.cc
 void bind_index(py::module_& m);  // bind_index.cc
+void bind_soar(py::module_& m);   // bind_soar.cc
 
 namespace {
 
@@ -134,4 +135,5 @@ PYBIND11_MODULE(_core, m) {
   bind_lut16(m);
   bind_train(m);
   bind_index(m);
+  bind_soar(m);
 }

@@ -24,6 +24,7 @@ constexpr size_t kInitChunk = 1024;     // k-means++ work unit
 constexpr size_t kInitSamplePerCenter = 32;
 constexpr size_t kInitMinSamplePerCenter = 4;
 constexpr double kInitBudget = 4.0e9;   // multiply-adds allowed for k-means++ (~one Lloyd round at k=224, n=50k)
+constexpr float kSplitStep = 0.01f;    // relative offset of the two halves of a split cluster
 constexpr size_t kSmallDim = 16;        // at most this many dimensions (PQ blocks): direct distances, no dot kernel
 
 /// splitmix64: tiny and portable, so a seed gives the same centers on every platform and standard library
@@ -275,10 +276,12 @@ void update_centers(const float* sample, size_t dim, const Members& g, size_t k,
   });
 }
 
-/// Re-seeds every cluster with fewer than min_size members from the currently largest cluster L: a member
-/// of L drawn with probability proportional to its squared distance to c_L (far points preferred), moved
-/// halfway towards c_L. The estimate of |L| is halved after each split so the next small cluster may split
-/// another one. Returns the number of clusters re-seeded.
+/// Re-seeds every cluster with fewer than min_size members by splitting the currently largest cluster L:
+/// a member x of L is drawn with probability proportional to its squared distance to c_L (far points
+/// preferred), and c_L is replaced by the pair c_L +- kSplitStep (x - c_L). The hyperplane between the pair
+/// passes through c_L, so each half takes about half of L (a far point alone would often take only itself
+/// and fall below min_size again). The estimate of |L| is halved after each split so the next small cluster
+/// may split another one. Returns the number of clusters re-seeded.
 size_t reseed_small_clusters(const float* sample, size_t dim, const Members& g, const std::vector<float>& sq_dist,
                              size_t k, size_t min_size, bool spherical, Rng& rng, float* centers) {
   std::vector<size_t> estimate(k);
@@ -308,10 +311,17 @@ size_t reseed_small_clusters(const float* sample, size_t dim, const Members& g, 
       }
     }
     const float* x = sample + chosen * dim;
-    const float* c_large = centers + largest * dim;
+    float* c_large = centers + largest * dim;
     float* c_new = centers + j * dim;
-    for (size_t d = 0; d < dim; ++d) c_new[d] = 0.5f * (c_large[d] + x[d]);
-    if (spherical) normalize(c_new, dim);
+    for (size_t d = 0; d < dim; ++d) {
+      const float step = kSplitStep * (x[d] - c_large[d]);
+      c_new[d] = c_large[d] + step;
+      c_large[d] -= step;
+    }
+    if (spherical) {
+      normalize(c_new, dim);
+      normalize(c_large, dim);
+    }
     estimate[largest] -= estimate[largest] / 2;
     fresh[j] = 1;
     ++reseeded;

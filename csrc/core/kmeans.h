@@ -35,9 +35,9 @@ struct KMeansOptions {
 /// centers are k random distinct sample points instead (k-means++ would cost as much as many Lloyd rounds).
 /// Lloyd iterations: assignment by the blocked SIMD inner-product kernel (squared L2), center sums in
 /// double, one center per task, members in index order (so the result does not depend on num_threads).
-/// A cluster below min_cluster_size is re-seeded from the currently largest cluster: a member drawn with
-/// probability proportional to its squared distance to that center, moved halfway towards the center (so the
-/// new center takes over a share of the cluster, not only an outlier).
+/// A cluster below min_cluster_size is re-seeded by splitting the currently largest cluster L: a member x
+/// is drawn with probability proportional to its squared distance to c_L (a far point), and the two centers
+/// become c_L +- 0.01 (x - c_L), which cuts L in about half along the direction of x.
 ///
 /// Throws std::invalid_argument if num_centers == 0, dim == 0 or n < num_centers.
 std::vector<float> train_kmeans(const float* sample, size_t n, size_t dim, const KMeansOptions& opts);

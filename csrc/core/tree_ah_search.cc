@@ -74,9 +74,14 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   //    <q, x> = <q, c> + <q, r> (algorithms.md 3.3), for L2 too since ||x||^2 is stored.
   for (size_t k = 0; k < v.num_blocks; ++k) {
     const size_t begin = k * v.dims_per_block;
-    const size_t width = std::min(v.dims_per_block, v.dim - begin);
-    const float* centers = v.codebook + 16 * begin;
-    for (size_t j = 0; j < 16; ++j) s.lut_float[k * 16 + j] = dot_scalar(q + begin, centers + j * width, width);
+    const size_t end = std::min(begin + v.dims_per_block, v.dim);
+    float* lut = s.lut_float.data() + k * 16;
+    for (size_t j = 0; j < 16; ++j) lut[j] = 0.f;
+    for (size_t d = begin; d < end; ++d) {
+      const float qd = q[d];
+      const float* coords = v.codebook_by_dim + d * 16;
+      for (size_t j = 0; j < 16; ++j) lut[j] += qd * coords[j];
+    }
   }
   const float inv_m = 1.f / quantize_lut16(s.lut_float.data(), v.num_blocks, s.lut_u8.data());
 
@@ -96,13 +101,37 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
     const float bias = s.center_dots[leaf];
     const int32_t* ids = v.entry_ids + e0;
     const size_t count = static_cast<size_t>(e1 - e0);
+    // Most entries cannot enter the selection; reject them by comparing the raw
+    // integer sum with the threshold moved into the LUT domain, and refresh that
+    // cutoff only when the selection's threshold rises. The cutoff is lowered by
+    // a margin so float rounding never rejects an entry push() would keep.
+    float threshold = s.candidates.threshold();
     if (l2) {
       const float* norms = v.entry_sq_norms + e0;
+      const float two_inv_m = 2.f * inv_m, two_bias = 2.f * bias;
       for (size_t t = 0; t < count; ++t) {
-        s.candidates.push(2.f * (bias + static_cast<float>(s.sums[t]) * inv_m) - norms[t], ids[t]);
+        const float score = two_bias + static_cast<float>(s.sums[t]) * two_inv_m - norms[t];
+        if (score > threshold) {
+          s.candidates.push(score, ids[t]);
+          threshold = s.candidates.threshold();
+        }
       }
     } else {
-      for (size_t t = 0; t < count; ++t) s.candidates.push(bias + static_cast<float>(s.sums[t]) * inv_m, ids[t]);
+      auto cutoff_for = [&](float thr) {
+        const float c = (thr - bias) * (1.f / inv_m);
+        return c - 1.f - 1e-4f * (c < 0.f ? -c : c);
+      };
+      float cutoff = cutoff_for(threshold);
+      const int32_t* sums = s.sums.data();
+      for (size_t t = 0; t < count; ++t) {
+        if (static_cast<float>(sums[t]) > cutoff) {
+          s.candidates.push(bias + static_cast<float>(sums[t]) * inv_m, ids[t]);
+          if (s.candidates.threshold() != threshold) {
+            threshold = s.candidates.threshold();
+            cutoff = cutoff_for(threshold);
+          }
+        }
+      }
     }
     s.stats.entries_scored += count;
   }
@@ -130,7 +159,19 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
     if (v.reorder_int8 != nullptr) {
       for (size_t d = 0; d < v.dim; ++d) s.query_scaled[d] = q[d] * v.reorder_int8_inv_scale[d];
     }
+    // Candidate rows are scattered in memory: fetch a few rows ahead so the
+    // loads overlap instead of paying one memory latency per candidate.
+    constexpr size_t kPrefetchAhead = 4;
+    const size_t row_bytes = v.dim * (v.reorder_float != nullptr ? sizeof(float) : sizeof(int8_t));
+    const char* rows = v.reorder_float != nullptr ? reinterpret_cast<const char*>(v.reorder_float)
+                                                  : reinterpret_cast<const char*>(v.reorder_int8);
+    auto prefetch_row = [&](size_t i) {
+      const char* row = rows + static_cast<size_t>(s.ranked[i].id) * row_bytes;
+      for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(row + off);
+    };
+    for (size_t i = 0; i < std::min(num_ranked, kPrefetchAhead); ++i) prefetch_row(i);
     for (size_t i = 0; i < num_ranked; ++i) {
+      if (i + kPrefetchAhead < num_ranked) prefetch_row(i + kPrefetchAhead);
       const size_t id = static_cast<size_t>(s.ranked[i].id);
       float dot;
       if (v.reorder_float != nullptr) {
@@ -157,6 +198,16 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
 }
 
 }  // namespace
+
+void transpose_codebook(const float* codebook, size_t dim, size_t dims_per_block, float* out) {
+  for (size_t begin = 0; begin < dim; begin += dims_per_block) {
+    const size_t width = std::min(dims_per_block, dim - begin);
+    const float* block = codebook + 16 * begin;
+    for (size_t d = 0; d < width; ++d) {
+      for (size_t j = 0; j < 16; ++j) out[(begin + d) * 16 + j] = block[j * width + d];
+    }
+  }
+}
 
 void tree_ah_search(const TreeAhView& v, const float* queries, size_t num_queries, const TreeAhParams& p,
                     int64_t* out_ids, float* out_distances, TreeAhStats* stats) {

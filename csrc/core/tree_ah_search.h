@@ -26,6 +26,7 @@ struct TreeAhView {
   size_t dims_per_block = 2;
   size_t num_blocks = 0;                   ///< ceil(dim / dims_per_block)
   const float* codebook = nullptr;         ///< block k: 16 x block_dim(k) floats at 16 * k * dims_per_block
+  const float* codebook_by_dim = nullptr;  ///< same codewords as dim x 16 (from transpose_codebook)
   const int64_t* leaf_offsets = nullptr;        ///< num_leaves + 1, in entries
   const int64_t* leaf_group_offsets = nullptr;  ///< num_leaves + 1, in 32-entry groups
   const int32_t* entry_ids = nullptr;           ///< point id of each entry
@@ -51,6 +52,11 @@ struct TreeAhStats {
   size_t entries_scored = 0;
   size_t candidates_reordered = 0;
 };
+
+/// Rearranges the codebook so that, for every dimension d of block k, the 16
+/// codewords' coordinates are contiguous: out[d * 16 + j] = codeword j of d's block,
+/// coordinate d. The lookup table then builds with 16-wide vector FMAs.
+void transpose_codebook(const float* codebook, size_t dim, size_t dims_per_block, float* out);
 
 /// Searches num_queries queries (rows of dim floats). Writes k ids and distances
 /// per query: similarity for kDot, squared distance for kSquaredL2; id -1 and the

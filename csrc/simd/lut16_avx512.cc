@@ -1,8 +1,8 @@
 // AVX-512 LUT16 scan kernel (algorithms.md §2.4): the AVX2 scheme widened to four blocks.
 // One 64-byte load of packed codes holds blocks k..k+3 (one per 128-bit lane) for the group's
 // 32 points; vpshufb looks each lane up in its own block's table, loaded as 64 bytes too.
-// A tail of 1..3 blocks uses byte-masked loads: masked-off lanes get zero codes and a zero
-// table, so they add nothing.
+// 1..3 leftover blocks use byte-masked loads (masked-off lanes get zero codes and a zero
+// table, so they add nothing); they go before the main loop, as in lut16_avx2.cc.
 //
 // Exactness is argued as in lut16_avx2.cc: 16-bit "tag-along" accumulators (A0 += v,
 // A1 += v >> 8, even = A0 - (A1 << 8)), flushed to int32 every kChunkBlocks = 256 blocks.
@@ -65,18 +65,20 @@ void scan(const Lut16Args& a, size_t q0) {
         acc[q].lo0 = acc[q].lo1 = acc[q].hi0 = acc[q].hi1 = _mm512_setzero_si512();
       }
       size_t k = k0;
-      for (; k + 4 <= k1; k += 4) {
-        const __m512i c = _mm512_loadu_si512(codes + k * 16);
-        const __m512i lo = _mm512_and_si512(c, nibble);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble);
-        for (int q = 0; q < NQ; ++q) accumulate(acc[q], _mm512_loadu_si512(luts[q] + k * 16), lo, hi);
-      }
-      if (k < k1) {
-        const __mmask64 mask = (uint64_t{1} << (16 * (k1 - k))) - 1;  // 1..3 blocks of 16 bytes
+      if (const size_t head = (k1 - k0) % 4) {
+        // 1..3 blocks that do not fill a register go first, with byte-masked loads.
+        const __mmask64 mask = (uint64_t{1} << (16 * head)) - 1;
         const __m512i c = _mm512_maskz_loadu_epi8(mask, codes + k * 16);
         const __m512i lo = _mm512_and_si512(c, nibble);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble);
         for (int q = 0; q < NQ; ++q) accumulate(acc[q], _mm512_maskz_loadu_epi8(mask, luts[q] + k * 16), lo, hi);
+        k += head;
+      }
+      for (; k < k1; k += 4) {
+        const __m512i c = _mm512_loadu_si512(codes + k * 16);
+        const __m512i lo = _mm512_and_si512(c, nibble);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), nibble);
+        for (int q = 0; q < NQ; ++q) accumulate(acc[q], _mm512_loadu_si512(luts[q] + k * 16), lo, hi);
       }
       const __m512i bias = _mm512_set1_epi32(static_cast<int32_t>(128 * (k1 - k0)));
       const bool first = k0 == 0;
