@@ -48,6 +48,11 @@ def _as_float32_matrix(array, name: str) -> np.ndarray:
 
 
 def _check_finite(array: np.ndarray, name: str) -> None:
+    # Fast path: a finite inner product proves every entry finite (NaN or inf would
+    # propagate); only an overflowing or non-finite result needs the element-wise scan.
+    flat = array.reshape(-1)
+    if flat.size and np.isfinite(flat.dot(flat)):
+        return
     if not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0]
         raise ValueError(f"{name} contains NaN or infinity (first at index {tuple(int(i) for i in bad)})")
@@ -72,7 +77,10 @@ def queries(queries_, dim: int, name: str = "queries", allow_1d: bool = False) -
     Returns the queries as a C-contiguous float32 (nq, dim) matrix and whether the
     input was a single 1-D query (so the caller can squeeze the result).
     """
-    array = _as_float32_matrix(queries_, name)
+    if type(queries_) is np.ndarray and queries_.dtype == np.float32 and queries_.flags.c_contiguous:
+        array = queries_  # the common case: nothing to convert
+    else:
+        array = _as_float32_matrix(queries_, name)
     single = False
     if array.ndim == 1 and allow_1d:
         array = array.reshape(1, -1)

@@ -219,7 +219,7 @@ class TreeAhIndex:
             config.ah.dims_per_block,
             "secondary_leaf" in arrays,
         )
-        self.last_search_counters: dict = {}
+        self._resolved: dict = {}
 
     # ------------------------------------------------------------------ search
 
@@ -239,6 +239,10 @@ class TreeAhIndex:
         return self._n
 
     def _resolve(self, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors) -> tuple[int, int, int]:
+        key = (final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors)
+        cached = self._resolved.get(key)  # search arguments repeat across calls: check them once
+        if cached is not None:
+            return cached
         k = self._config.num_neighbors if final_num_neighbors is None else _validate.k(final_num_neighbors, "final_num_neighbors")
         leaves = self._config.tree.num_leaves_to_search if leaves_to_search is None else leaves_to_search
         leaves = _validate.positive_int(leaves, "leaves_to_search")
@@ -247,18 +251,23 @@ class TreeAhIndex:
         if self._config.reorder is None:
             if pre_reorder_num_neighbors:
                 raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
-            return k, leaves, 0
+            pre = 0
+            if len(self._resolved) < 256 and all(type(a) in (int, type(None)) for a in key):
+                self._resolved[key] = (k, leaves, pre)
+            return k, leaves, pre
         pre = self._config.reorder.num_neighbors if pre_reorder_num_neighbors is None else pre_reorder_num_neighbors
         pre = _validate.positive_int(pre, "pre_reorder_num_neighbors")
         if pre < k:
             raise ValueError(f"pre_reorder_num_neighbors ({pre}) must be at least final_num_neighbors ({k})")
+        if len(self._resolved) < 256 and all(type(a) in (int, type(None)) for a in key):
+            self._resolved[key] = (k, leaves, pre)
         return k, leaves, pre
 
     def search(self, query, final_num_neighbors=None, leaves_to_search=None, pre_reorder_num_neighbors=None) -> SearchResult:
         """Search one query (1-D, returns 1-D arrays) or a small batch on one thread."""
         queries, single = _validate.queries(query, self._dim, name="query", allow_1d=True)
-        result = self._search(queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, 1)
-        return SearchResult(result.ids[0], result.distances[0]) if single else result
+        ids, distances = self._search(queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, 1)
+        return SearchResult(ids[0], distances[0]) if single else SearchResult(ids, distances)
 
     def search_batched(
         self,
@@ -280,17 +289,21 @@ class TreeAhIndex:
             Unique AH candidates rescored exactly, default the ``reorder`` setting.
         """
         queries, _ = _validate.queries(queries, self._dim)
-        return self._search(
+        ids, distances = self._search(
             queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, _validate.num_threads(num_threads)
         )
+        return SearchResult(ids, distances)
 
     def _search(self, queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, num_threads):
         k, leaves, pre = self._resolve(final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors)
         if self.metric == "cosine":
             queries = _normalize(queries)
-        ids, distances, counters = self._handle.search(queries, k, leaves, pre, num_threads)
-        self.last_search_counters = dict(counters)
-        return SearchResult(ids, distances)
+        return self._handle.search(queries, k, leaves, pre, num_threads)
+
+    @property
+    def last_search_counters(self) -> dict:
+        """Work of the last search call: ``entries_scored`` (LUT16) and ``candidates_reordered``."""
+        return dict(self._handle.last_counters())
 
     # ------------------------------------------------------------------ inspection
 

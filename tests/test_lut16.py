@@ -201,3 +201,21 @@ def test_quantize_lut16_extremes_map_to_1_and_255():
     assert m == pytest.approx(127 / 2.5)
     assert entries[0, 3] == 1
     assert entries[1, 7] == 255
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("num_blocks", [1, 2, 3, 17, 192, 300])
+def test_simd_lut_quantization_equals_reference(isa, num_blocks):
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    rng = np.random.default_rng(num_blocks)
+    for lut in (
+        rng.standard_normal((num_blocks, 16)).astype(np.float32),
+        np.zeros((num_blocks, 16), np.float32),
+        np.full((num_blocks, 16), -3.5, np.float32),
+        (rng.integers(-4, 5, size=(num_blocks, 16)) * 0.5).astype(np.float32),  # exact .5 ties: round to even
+    ):
+        ref_bytes, ref_m = _core.quantize_lut16(lut)
+        got_bytes, got_m = _core.quantize_lut16(lut, isa)
+        assert got_m == ref_m
+        np.testing.assert_array_equal(got_bytes, ref_bytes)

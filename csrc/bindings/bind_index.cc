@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <memory>
 #include <vector>
 
 #include "core/tree_ah_search.h"
@@ -43,9 +44,6 @@ class TreeAhHandle {
     v_.centers = data_of<float>(arrays_, "centers", true);
     v_.center_sq_norms = data_of<float>(arrays_, "center_sq_norms", l2);
     v_.codebook = data_of<float>(arrays_, "codebook", true);
-    codebook_by_dim_.resize(16 * dim);
-    transpose_codebook(v_.codebook, dim, dims_per_block, codebook_by_dim_.data());
-    v_.codebook_by_dim = codebook_by_dim_.data();
     v_.leaf_offsets = data_of<int64_t>(arrays_, "leaf_offsets", true);
     v_.leaf_group_offsets = data_of<int64_t>(arrays_, "leaf_group_offsets", true);
     v_.entry_ids = data_of<int32_t>(arrays_, "entry_ids", true);
@@ -55,10 +53,11 @@ class TreeAhHandle {
     v_.reorder_int8 = data_of<int8_t>(arrays_, "reorder_int8", false);
     v_.reorder_int8_inv_scale = data_of<float>(arrays_, "reorder_int8_inv_scale", v_.reorder_int8 != nullptr);
     v_.point_sq_norms = data_of<float>(arrays_, "point_sq_norms", l2);
+    searcher_ = std::make_unique<TreeAhSearcher>(v_);
   }
 
   py::tuple search(const py::array_t<float, py::array::c_style>& queries, size_t k, size_t leaves_to_search,
-                   size_t pre_reorder, size_t num_threads) const {
+                   size_t pre_reorder, size_t num_threads) {
     if (queries.ndim() != 2 || static_cast<size_t>(queries.shape(1)) != v_.dim) {
       throw std::invalid_argument("queries must have shape (nq, dim)");
     }
@@ -73,17 +72,23 @@ class TreeAhHandle {
     TreeAhStats stats;
     {
       py::gil_scoped_release release;
-      tree_ah_search(v_, queries.data(), nq, p, ids.mutable_data(), distances.mutable_data(), &stats);
+      searcher_->search(queries.data(), nq, p, ids.mutable_data(), distances.mutable_data(), &stats);
     }
+    last_stats_ = stats;  // written with the GIL held
+    return py::make_tuple(ids, distances);
+  }
+
+  py::dict last_counters() const {
     py::dict counters;
-    counters["entries_scored"] = stats.entries_scored;
-    counters["candidates_reordered"] = stats.candidates_reordered;
-    return py::make_tuple(ids, distances, counters);
+    counters["entries_scored"] = last_stats_.entries_scored;
+    counters["candidates_reordered"] = last_stats_.candidates_reordered;
+    return counters;
   }
 
  private:
   py::dict arrays_;  // keeps every array the view points into alive
-  std::vector<float> codebook_by_dim_;
+  std::unique_ptr<TreeAhSearcher> searcher_;
+  TreeAhStats last_stats_;
   TreeAhView v_;
 };
 
@@ -95,5 +100,7 @@ void bind_index(py::module_& m) {
            py::arg("metric"), py::arg("n"), py::arg("dim"), py::arg("num_leaves"), py::arg("dims_per_block"),
            py::arg("spilled"))
       .def("search", &TreeAhHandle::search, py::arg("queries"), py::arg("k"), py::arg("leaves_to_search"),
-           py::arg("pre_reorder"), py::arg("num_threads"));
+           py::arg("pre_reorder"), py::arg("num_threads"))
+      .def("last_counters", &TreeAhHandle::last_counters,
+           "Work done by the last search: entries scored by LUT16 and candidates reordered.");
 }

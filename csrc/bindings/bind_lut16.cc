@@ -57,16 +57,20 @@ ByteArray unpack_py(const ByteArray& packed, size_t n, size_t num_blocks) {
   return codes;
 }
 
-py::tuple quantize_py(const FloatArray& lut) {
+py::tuple quantize_py(const FloatArray& lut, const std::string& isa) {
   if (lut.ndim() != 2 || lut.shape(1) != static_cast<py::ssize_t>(kLut16Codewords)) {
     throw std::invalid_argument("lut must have shape (num_blocks, 16), got " + shape_str(lut));
   }
   const size_t num_blocks = lut.shape(0);
   ByteArray out({lut.shape(0), lut.shape(1)});
   float m;
-  {
+  if (isa.empty()) {
     py::gil_scoped_release release;
     m = quantize_lut16(lut.data(), num_blocks, out.mutable_data());
+  } else {
+    const KernelTable& kt = kernels_for(parse_isa(isa));
+    py::gil_scoped_release release;
+    m = kt.quantize_lut(lut.data(), num_blocks * kLut16Codewords, out.mutable_data());
   }
   return py::make_tuple(out, m);
 }
@@ -119,8 +123,9 @@ void bind_lut16(py::module_& m) {
         "Pack uint8 codes (n, num_blocks), values 0..15, into the LUT16 scan layout (1-D uint8).");
   m.def("unpack_lut16_codes", &unpack_py, py::arg("packed"), py::arg("n"), py::arg("num_blocks"),
         "Inverse of pack_lut16_codes: uint8 codes of shape (n, num_blocks).");
-  m.def("quantize_lut16", &quantize_py, py::arg("lut"),
-        "Float32 LUT (num_blocks, 16) -> (uint8 entries round(lut*m)+128, multiplier m).");
+  m.def("quantize_lut16", &quantize_py, py::arg("lut"), py::arg("isa") = "",
+        "Float32 LUT (num_blocks, 16) -> (uint8 entries round(lut*m)+128, multiplier m); "
+        "isa names a SIMD kernel, empty = the portable reference.");
   m.def("lut16_scan", &scan_py, py::arg("packed"), py::arg("n"), py::arg("num_blocks"), py::arg("luts"),
         py::arg("isa"),
         "int32 (num_queries, n): sum over blocks of (luts[q, k, code_k(p)] - 128), using one SIMD path.");

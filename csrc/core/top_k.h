@@ -60,7 +60,7 @@ class TopK {
   size_t sorted(ScoredId* out) {
     const size_t n = count();
     std::copy(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(n), out);
-    std::sort(out, out + n, better);
+    std::sort(out, out + n, [](const ScoredId& a, const ScoredId& b) { return better(a, b); });
     return n;
   }
 
@@ -72,7 +72,8 @@ class TopK {
   void compact() {
     if (size_ <= k_) return;
     auto kth = buffer_.begin() + static_cast<std::ptrdiff_t>(k_ - 1);
-    std::nth_element(buffer_.begin(), kth, buffer_.begin() + static_cast<std::ptrdiff_t>(size_), better);
+    std::nth_element(buffer_.begin(), kth, buffer_.begin() + static_cast<std::ptrdiff_t>(size_),
+                     [](const ScoredId& a, const ScoredId& b) { return better(a, b); });
     size_ = k_;
     // Later pushes must beat the k-th best; equal scores are dropped, which only
     // affects which of several exactly tied points is returned.

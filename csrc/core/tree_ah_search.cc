@@ -1,6 +1,8 @@
 #include "core/tree_ah_search.h"
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -15,8 +17,10 @@ namespace {
 
 constexpr size_t kQueriesPerTask = 4;
 
-/// Everything one worker needs, sized once per call so the per-query loop allocates nothing.
-struct Scratch {
+}  // namespace
+
+/// Everything one worker needs; pooled by the searcher so searches allocate nothing.
+struct TreeAhSearcher::Scratch {
   std::vector<float> center_dots;
   TopK leaf_top;
   std::vector<ScoredId> leaves;
@@ -30,6 +34,8 @@ struct Scratch {
   std::vector<float> query_scaled;
   TreeAhStats stats;
 };
+
+namespace {
 
 float dot_scalar(const float* a, const float* b, size_t n) {
   float s = 0.f;
@@ -56,7 +62,7 @@ size_t max_leaf_groups(const TreeAhView& v) {
   return static_cast<size_t>(best);
 }
 
-void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q, Scratch& s,
+void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q, TreeAhSearcher::Scratch& s,
                 int64_t* out_ids, float* out_dist) {
   const bool l2 = v.metric == Metric::kSquaredL2;
 
@@ -83,7 +89,7 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
       for (size_t j = 0; j < 16; ++j) lut[j] += qd * coords[j];
     }
   }
-  const float inv_m = 1.f / quantize_lut16(s.lut_float.data(), v.num_blocks, s.lut_u8.data());
+  const float inv_m = 1.f / kt.quantize_lut(s.lut_float.data(), v.num_blocks * 16, s.lut_u8.data());
 
   // 3. LUT16 scan of the chosen leaves into the candidate selection.
   const size_t wanted = p.pre_reorder > 0 ? p.pre_reorder : p.k;
@@ -117,14 +123,22 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
         }
       }
     } else {
+      // sums[t] * inv_m + bias > threshold  <=>  sums[t] > (threshold - bias) * m; the
+      // integer cutoff is lowered by one so float rounding never rejects a keeper.
+      const float m = 1.f / inv_m;
       auto cutoff_for = [&](float thr) {
-        const float c = (thr - bias) * (1.f / inv_m);
-        return c - 1.f - 1e-4f * (c < 0.f ? -c : c);
+        const float c = std::floor((thr - bias) * m) - 1.f;
+        return c < -2.0e9f ? INT32_MIN : (c > 2.0e9f ? INT32_MAX : static_cast<int32_t>(c));
       };
-      float cutoff = cutoff_for(threshold);
+      int32_t cutoff = cutoff_for(threshold);
       const int32_t* sums = s.sums.data();
-      for (size_t t = 0; t < count; ++t) {
-        if (static_cast<float>(sums[t]) > cutoff) {
+      for (size_t g = 0; g < count; g += kLut16GroupSize) {
+        uint32_t mask = kt.greater_mask32(sums + g, cutoff);
+        if (count - g < kLut16GroupSize) mask &= (1u << (count - g)) - 1u;
+        while (mask != 0) {
+          const size_t t = g + static_cast<size_t>(__builtin_ctz(mask));
+          mask &= mask - 1;
+          if (sums[t] <= cutoff) continue;  // the cutoff rose since this group's mask
           s.candidates.push(bias + static_cast<float>(sums[t]) * inv_m, ids[t]);
           if (s.candidates.threshold() != threshold) {
             threshold = s.candidates.threshold();
@@ -209,39 +223,74 @@ void transpose_codebook(const float* codebook, size_t dim, size_t dims_per_block
   }
 }
 
-void tree_ah_search(const TreeAhView& v, const float* queries, size_t num_queries, const TreeAhParams& p,
-                    int64_t* out_ids, float* out_distances, TreeAhStats* stats) {
-  if (p.k == 0 || p.leaves_to_search == 0 || p.leaves_to_search > v.num_leaves) {
+TreeAhSearcher::TreeAhSearcher(const TreeAhView& view) : view_(view), codebook_by_dim_(16 * view.dim) {
+  transpose_codebook(view.codebook, view.dim, view.dims_per_block, codebook_by_dim_.data());
+  view_.codebook_by_dim = codebook_by_dim_.data();
+  max_leaf_groups_ = max_leaf_groups(view_);
+}
+
+TreeAhSearcher::~TreeAhSearcher() = default;
+
+std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhParams& p) const {
+  std::unique_ptr<TreeAhSearcher::Scratch> s;
+  {
+    std::lock_guard<std::mutex> lock(pool_mutex_);
+    if (!pool_.empty()) {
+      s = std::move(pool_.back());
+      pool_.pop_back();
+    }
+  }
+  if (!s) {
+    s = std::make_unique<TreeAhSearcher::Scratch>();
+    s->center_dots.resize(view_.num_leaves);
+    s->lut_float.resize(view_.num_blocks * 16);
+    s->lut_u8.resize(view_.num_blocks * 16);
+    s->sums.resize(max_leaf_groups_ * kLut16GroupSize + kLut16GroupSize);
+    if (view_.spilled) s->seen.assign(view_.n, 0);
+    s->query_scaled.resize(view_.dim);
+  }
+  // Only grows, so repeated searches with the same parameters allocate nothing.
+  const size_t wanted = std::max(p.pre_reorder, p.k);
+  if (s->leaves.size() < 2 * p.leaves_to_search + 16) s->leaves.resize(2 * p.leaves_to_search + 16);
+  if (s->ranked.size() < 4 * wanted + 16) s->ranked.resize(4 * wanted + 16);
+  s->stats = TreeAhStats{};
+  return s;
+}
+
+void TreeAhSearcher::release(std::unique_ptr<Scratch> s) const {
+  std::lock_guard<std::mutex> lock(pool_mutex_);
+  pool_.push_back(std::move(s));
+}
+
+void TreeAhSearcher::search(const float* queries, size_t num_queries, const TreeAhParams& p, int64_t* out_ids,
+                            float* out_distances, TreeAhStats* stats) const {
+  if (p.k == 0 || p.leaves_to_search == 0 || p.leaves_to_search > view_.num_leaves) {
     throw std::invalid_argument("tree_ah_search: need 0 < k and 0 < leaves_to_search <= num_leaves");
   }
+  if (stats != nullptr) *stats = TreeAhStats{};
   if (num_queries == 0) return;
   const KernelTable& kt = kernels();
   const size_t tasks = (num_queries + kQueriesPerTask - 1) / kQueriesPerTask;
   const size_t workers = std::min(resolve_num_threads(p.num_threads), tasks);
-  const size_t wanted = std::max(p.pre_reorder, p.k);
-  std::vector<Scratch> scratch(workers);
-  for (Scratch& s : scratch) {
-    s.center_dots.resize(v.num_leaves);
-    s.leaves.resize(std::max<size_t>(2 * p.leaves_to_search, 16));
-    s.lut_float.resize(v.num_blocks * 16);
-    s.lut_u8.resize(v.num_blocks * 16);
-    s.sums.resize(max_leaf_groups(v) * kLut16GroupSize + kLut16GroupSize);
-    s.ranked.resize(std::max<size_t>(4 * wanted, 16));
-    if (v.spilled) s.seen.assign(v.n, 0);
-    s.query_scaled.resize(v.dim);
-  }
-  ThreadPool::instance().parallel_for(tasks, workers, [&](size_t task, size_t worker) {
+  std::vector<std::unique_ptr<TreeAhSearcher::Scratch>> scratch(workers);
+  for (auto& s : scratch) s = acquire(p);
+  auto run = [&](size_t task, size_t worker) {
     const size_t q_end = std::min(num_queries, (task + 1) * kQueriesPerTask);
     for (size_t q = task * kQueriesPerTask; q < q_end; ++q) {
-      search_one(v, kt, p, queries + q * v.dim, scratch[worker], out_ids + q * p.k, out_distances + q * p.k);
+      search_one(view_, kt, p, queries + q * view_.dim, *scratch[worker], out_ids + q * p.k, out_distances + q * p.k);
     }
-  });
-  if (stats != nullptr) {
-    *stats = TreeAhStats{};
-    for (const Scratch& s : scratch) {
-      stats->entries_scored += s.stats.entries_scored;
-      stats->candidates_reordered += s.stats.candidates_reordered;
+  };
+  if (workers == 1) {
+    for (size_t t = 0; t < tasks; ++t) run(t, 0);
+  } else {
+    ThreadPool::instance().parallel_for(tasks, workers, run);
+  }
+  for (auto& s : scratch) {
+    if (stats != nullptr) {
+      stats->entries_scored += s->stats.entries_scored;
+      stats->candidates_reordered += s->stats.candidates_reordered;
     }
+    release(std::move(s));
   }
 }
 

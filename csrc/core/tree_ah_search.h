@@ -5,6 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
 
 #include "core/metric.h"
 
@@ -58,10 +61,35 @@ struct TreeAhStats {
 /// coordinate d. The lookup table then builds with 16-wide vector FMAs.
 void transpose_codebook(const float* codebook, size_t dim, size_t dims_per_block, float* out);
 
-/// Searches num_queries queries (rows of dim floats). Writes k ids and distances
-/// per query: similarity for kDot, squared distance for kSquaredL2; id -1 and the
-/// worst distance where fewer than k points were found. Threads split the queries.
-void tree_ah_search(const TreeAhView& index, const float* queries, size_t num_queries, const TreeAhParams& params,
-                    int64_t* out_ids, float* out_distances, TreeAhStats* stats = nullptr);
+/// A built index ready to search: the view plus derived tables and a pool of
+/// per-thread scratch space, so searches allocate nothing once warm. Safe to
+/// call from several threads at once.
+class TreeAhSearcher {
+ public:
+  explicit TreeAhSearcher(const TreeAhView& view);
+  ~TreeAhSearcher();
+  TreeAhSearcher(const TreeAhSearcher&) = delete;
+  TreeAhSearcher& operator=(const TreeAhSearcher&) = delete;
+
+  /// Searches num_queries queries (rows of dim floats). Writes k ids and distances
+  /// per query: similarity for kDot, squared distance for kSquaredL2; id -1 and the
+  /// worst distance where fewer than k points were found. Threads split the queries.
+  void search(const float* queries, size_t num_queries, const TreeAhParams& params, int64_t* out_ids,
+              float* out_distances, TreeAhStats* stats = nullptr) const;
+
+  const TreeAhView& view() const { return view_; }
+
+  struct Scratch;
+
+ private:
+  std::unique_ptr<Scratch> acquire(const TreeAhParams& params) const;
+  void release(std::unique_ptr<Scratch> scratch) const;
+
+  TreeAhView view_;
+  std::vector<float> codebook_by_dim_;
+  size_t max_leaf_groups_ = 0;
+  mutable std::mutex pool_mutex_;
+  mutable std::vector<std::unique_ptr<Scratch>> pool_;
+};
 
 }  // namespace annlib

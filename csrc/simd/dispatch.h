@@ -11,6 +11,8 @@ struct KernelTable {
   Isa isa;
   DotBlockFn dot_block;
   Lut16Fn lut16;
+  GreaterMask32Fn greater_mask32;
+  QuantizeLutFn quantize_lut;
 };
 
 /// The table for `isa`; throws std::invalid_argument if the CPU cannot run it.

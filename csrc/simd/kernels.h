@@ -48,4 +48,21 @@ void lut16_scalar(const Lut16Args& args);
 void lut16_avx2(const Lut16Args& args);
 void lut16_avx512(const Lut16Args& args);
 
+/// Bit i of the result is set when values[i] > cutoff, for the 32 values of one
+/// LUT16 group: the candidate filter after a scan, one compare per 32 points.
+using GreaterMask32Fn = uint32_t (*)(const int32_t* values, int32_t cutoff);
+
+uint32_t greater_mask32_scalar(const int32_t* values, int32_t cutoff);
+uint32_t greater_mask32_avx2(const int32_t* values, int32_t cutoff);
+uint32_t greater_mask32_avx512(const int32_t* values, int32_t cutoff);
+
+/// Quantizes a float lookup table of `size` entries (a multiple of 16) to uint8
+/// entries round(lut * m) + 128 with m = 127 / max|lut| (1 for an all-zero table)
+/// and returns m; every ISA gives the bytes of quantize_lut16 (algorithms.md 2.2).
+using QuantizeLutFn = float (*)(const float* lut, size_t size, uint8_t* out);
+
+float quantize_lut_scalar(const float* lut, size_t size, uint8_t* out);
+float quantize_lut_avx2(const float* lut, size_t size, uint8_t* out);
+float quantize_lut_avx512(const float* lut, size_t size, uint8_t* out);
+
 }  // namespace annlib

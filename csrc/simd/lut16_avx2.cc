@@ -119,4 +119,40 @@ void lut16_avx2(const Lut16Args& a) {
   }
 }
 
+uint32_t greater_mask32_avx2(const int32_t* values, int32_t cutoff) {
+  const __m256i c = _mm256_set1_epi32(cutoff);
+  uint32_t mask = 0;
+  for (int i = 0; i < 4; ++i) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + 8 * i));
+    mask |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(v, c)))) << (8 * i);
+  }
+  return mask;
+}
+
+float quantize_lut_avx2(const float* lut, size_t size, uint8_t* out) {
+  // size is a multiple of 16 (whole LUT16 tables); same arithmetic as quantize_lut16.
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  __m256 vmax = _mm256_setzero_ps();
+  for (size_t i = 0; i < size; i += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(lut + i)));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float max_abs = _mm_cvtss_f32(m4);
+  float m = 127.f / max_abs;
+  if (max_abs == 0.f || !(m - m == 0.f)) m = 1.f;  // zero or subnormal table (m infinite)
+  const __m256 vm = _mm256_set1_ps(m);
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127), bias = _mm256_set1_epi32(128);
+  for (size_t i = 0; i < size; i += 16) {
+    __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(lut + i), vm));
+    __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(lut + i + 8), vm));
+    a = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(a, lo), hi), bias);
+    b = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(b, lo), hi), bias);
+    // 0..255 after the bias: pack to 16-bit then unsigned-saturate to bytes, fixing AVX2's lane order.
+    const __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
+    const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), bytes);
+  }
+  return m;
+}
+
 }  // namespace annlib

@@ -103,4 +103,28 @@ void lut16_avx512(const Lut16Args& a) {
   }
 }
 
+uint32_t greater_mask32_avx512(const int32_t* values, int32_t cutoff) {
+  const __m512i c = _mm512_set1_epi32(cutoff);
+  const uint32_t lo = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(values), c);
+  const uint32_t hi = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(values + 16), c);
+  return lo | (hi << 16);
+}
+
+float quantize_lut_avx512(const float* lut, size_t size, uint8_t* out) {
+  // size is a multiple of 16 (whole LUT16 tables); same arithmetic as quantize_lut16.
+  __m512 vmax = _mm512_setzero_ps();
+  for (size_t i = 0; i < size; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(lut + i)));
+  const float max_abs = _mm512_reduce_max_ps(vmax);
+  float m = 127.f / max_abs;
+  if (max_abs == 0.f || !(m - m == 0.f)) m = 1.f;  // zero or subnormal table (m infinite)
+  const __m512 vm = _mm512_set1_ps(m);
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), bias = _mm512_set1_epi32(128);
+  for (size_t i = 0; i < size; i += 16) {
+    __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(lut + i), vm));
+    v = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo), hi), bias);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(v));
+  }
+  return m;
+}
+
 }  // namespace annlib

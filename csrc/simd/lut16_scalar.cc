@@ -1,6 +1,7 @@
 // Portable LUT16 scan kernel: the reference every SIMD path must match bit for bit.
 #include <algorithm>
 
+#include "core/lut16_codes.h"
 #include "simd/kernels.h"
 
 namespace annlib {
@@ -41,5 +42,13 @@ void lut16_scalar(const Lut16Args& a) {
     scan(a, q0, std::min(a.num_queries - q0, kLut16MaxQueries));
   }
 }
+
+uint32_t greater_mask32_scalar(const int32_t* values, int32_t cutoff) {
+  uint32_t mask = 0;
+  for (uint32_t i = 0; i < 32; ++i) mask |= static_cast<uint32_t>(values[i] > cutoff) << i;
+  return mask;
+}
+
+float quantize_lut_scalar(const float* lut, size_t size, uint8_t* out) { return quantize_lut16(lut, size / 16, out); }
 
 }  // namespace annlib
