@@ -1,0 +1,184 @@
+"""Benchmark annlib.tpu_knn (issue 5) against the bare matmul and XLA's top-k ops.
+
+For each dataset and query batch size, on the same device arrays:
+
+* ``matmul``       jitted ``q @ x.T`` alone (the roofline's compute: the floor);
+* ``top_k``        jitted ``lax.top_k(q @ x.T, k)`` (exact selection on the same scores);
+* ``approx_max_k`` jitted ``lax.approx_max_k(q @ x.T, k, recall_target)`` (exact
+                   fallback off TPU);
+* ``tpu_knn``      ``annlib.tpu_knn.search(x, q, k, recall_target=...)`` end to end
+                   (validation, tiled matmul + PartialReduce, result to numpy);
+* ``roofline``     ``tpu_knn.predict_time(n, d, nq)``.
+
+Times are medians over repeats; recall@k of tpu_knn is against ``lax.top_k``.
+Prints a markdown table. Usage::
+
+    python bench/tpu_knn.py [--repeats 5] [--batches 1 100 1000] [--skip-synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import platform
+import sys
+import time
+
+import numpy as np
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+import jax
+from jax import lax
+
+from annlib import tpu_knn
+
+MINILM = REPO_ROOT.parent / "shared" / "datasets" / "debian-minilm-384-angular.hdf5"
+
+
+def median_time(fn, repeats):
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def recall(found, truth):
+    k = truth.shape[1]
+    return float(
+        np.mean(
+            [len(set(f) & set(t)) / k for f, t in zip(found.tolist(), truth.tolist())]
+        )
+    )
+
+
+def load_minilm(num_queries):
+    import h5py
+
+    with h5py.File(MINILM, "r") as f:
+        train = np.asarray(f["train"], dtype=np.float32)
+        test = np.asarray(f["test"], dtype=np.float32)
+    # angular: normalise once, then every method ranks by the dot product
+    train /= np.linalg.norm(train, axis=1, keepdims=True)
+    test /= np.linalg.norm(test, axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    queries = test[
+        rng.choice(len(test), size=num_queries, replace=num_queries > len(test))
+    ]
+    return train, queries
+
+
+def synthetic(n, dim, num_queries):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, dim), dtype=np.float32), rng.standard_normal(
+        (num_queries, dim), dtype=np.float32
+    )
+
+
+def bench_dataset(name, train, all_queries, batches, k, recall_target, repeats):
+    x = jax.device_put(train)
+    n, dim = train.shape
+    matmul = jax.jit(lambda q, x: q @ x.T)
+    exact = jax.jit(lambda q, x: lax.top_k(q @ x.T, k))
+    approx = jax.jit(
+        lambda q, x: lax.approx_max_k(q @ x.T, k, recall_target=recall_target)
+    )
+    rows = []
+    for nq in batches:
+        q = jax.device_put(all_queries[:nq])
+        reps = repeats if n * nq <= 10**8 else max(3, repeats // 2)
+        t_matmul = median_time(lambda q=q: matmul(q, x), reps)
+        t_exact = median_time(lambda q=q: exact(q, x), reps)
+        t_approx = median_time(lambda q=q: approx(q, x), reps)
+        t_ours = median_time(
+            lambda q=q: tpu_knn.search(x, q, k, "dot", recall_target), reps
+        )
+        ids, _ = tpu_knn.search(x, q, k, "dot", recall_target)
+        truth = np.asarray(exact(q, x)[1])
+        predicted = tpu_knn.predict_time(n, dim, nq)
+        rows.append(
+            {
+                "dataset": name,
+                "nq": nq,
+                "matmul_ms": 1e3 * t_matmul,
+                "top_k_ms": 1e3 * t_exact,
+                "approx_max_k_ms": 1e3 * t_approx,
+                "tpu_knn_ms": 1e3 * t_ours,
+                "roofline_ms": 1e3 * predicted,
+                "ratio_matmul": t_ours / t_matmul,
+                "ratio_top_k": t_ours / t_exact,
+                "ratio_roofline": t_ours / predicted,
+                "gflops": 2 * n * dim * nq / t_ours / 1e9,
+                "recall": recall(ids, truth),
+            }
+        )
+        print_row(rows[-1])
+    return rows
+
+
+HEADER = (
+    "| dataset | nq | matmul ms | top_k ms | approx_max_k ms | tpu_knn ms | roofline ms "
+    "| tpu_knn / matmul | tpu_knn / top_k | tpu_knn / roofline | tpu_knn GFLOP/s | recall@10 |"
+)
+
+
+def print_row(r):
+    print(
+        f"| {r['dataset']} | {r['nq']} | {r['matmul_ms']:.2f} | {r['top_k_ms']:.2f} | {r['approx_max_k_ms']:.2f} "
+        f"| {r['tpu_knn_ms']:.2f} | {r['roofline_ms']:.2f} | {r['ratio_matmul']:.2f} | {r['ratio_top_k']:.2f} "
+        f"| {r['ratio_roofline']:.2f} | {r['gflops']:.1f} | {r['recall']:.3f} |",
+        flush=True,
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--recall-target", type=float, default=0.95)
+    parser.add_argument("--synthetic-n", type=int, default=1_000_000)
+    parser.add_argument("--synthetic-dim", type=int, default=128)
+    parser.add_argument("--skip-minilm", action="store_true")
+    parser.add_argument("--skip-synthetic", action="store_true")
+    args = parser.parse_args(argv)
+
+    peak, bandwidth = tpu_knn.calibrate()
+    print(
+        f"jax {jax.__version__}, device {jax.devices()[0]}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
+        f"calibrated peak {peak / 1e9:.1f} GFLOP/s, bandwidth {bandwidth / 1e9:.1f} GB/s; "
+        f"k={args.k}, recall_target={args.recall_target}, "
+        f"L={max(tpu_knn.bins_for_recall(args.k, args.recall_target), args.k)} bins, repeats={args.repeats}\n"
+    )
+    print(HEADER)
+    print("|" + "---|" * HEADER.count(" | ") + "---|")
+    rows = []
+    nq_max = max(args.batches)
+    if not args.skip_minilm and MINILM.exists():
+        train, queries = load_minilm(nq_max)
+        rows += bench_dataset(
+            "minilm 50k x 384",
+            train,
+            queries,
+            args.batches,
+            args.k,
+            args.recall_target,
+            args.repeats,
+        )
+        del train
+    if not args.skip_synthetic:
+        train, queries = synthetic(args.synthetic_n, args.synthetic_dim, nq_max)
+        name = f"gaussian {args.synthetic_n // 1000}k x {args.synthetic_dim}"
+        rows += bench_dataset(
+            name, train, queries, args.batches, args.k, args.recall_target, args.repeats
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()
