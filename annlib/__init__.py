@@ -17,6 +17,17 @@ __version__ = "0.1.0"
 
 _simd.apply_env_override()
 
+
+def __getattr__(name):
+    # The JAX path is optional and heavy to import: load it on first use.
+    import importlib
+
+    if name == "tpu_knn":
+        return importlib.import_module("annlib.tpu_knn")
+    if name == "JaxBruteForce":
+        return importlib.import_module("annlib.jax_index").JaxBruteForce
+    raise AttributeError(f"module 'annlib' has no attribute {name!r}")
+
 __all__ = [
     "AnnlibError",
     "BruteForce",

@@ -81,6 +81,16 @@ class Builder:
         self._scorer = "brute_force"
         return self
 
+    def brute_force(self, backend: str = "cpp", recall_target: float = 1.0) -> Builder:
+        """Score every point: ``backend="cpp"`` exact on the C++ core, ``backend="jax"`` with the
+        TPU-KNN PartialReduce top-k at ``recall_target`` (CPU, GPU or TPU)."""
+        if backend not in ("cpp", "jax"):
+            raise ValueError(f"backend must be 'cpp' or 'jax', got {backend!r}")
+        self._once("score_ah/score_brute_force", self._scorer)
+        self._scorer = "brute_force" if backend == "cpp" else "jax"
+        self._recall_target = recall_target
+        return self
+
     def reorder(self, num_neighbors: int, quantize: str = "float32") -> Builder:
         """Rescore the best ``num_neighbors`` approximate candidates with float32 or int8 vectors."""
         self._once("reorder", self._reorder)
@@ -91,6 +101,12 @@ class Builder:
         """Train and return the index."""
         if self._scorer is None:
             raise ValueError("choose a scorer first: .score_ah(...) or .score_brute_force()")
+        if self._scorer == "jax":
+            if self._tree is not None or self._reorder is not None:
+                raise ValueError("brute_force(backend='jax') takes no tree(...) or reorder(...) stage")
+            from annlib.jax_index import JaxBruteForce
+
+            return JaxBruteForce(self._data, self._metric, self._num_neighbors, self._recall_target)
         if self._scorer == "brute_force":
             if self._tree is not None:
                 raise ValueError("score_brute_force() with tree(...) is not supported; use score_ah for a tree")
