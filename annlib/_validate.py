@@ -48,10 +48,10 @@ def _as_float32_matrix(array, name: str) -> np.ndarray:
 
 
 def _check_finite(array: np.ndarray, name: str) -> None:
-    # Fast path: a finite inner product proves every entry finite (NaN or inf would
-    # propagate); only an overflowing or non-finite result needs the element-wise scan.
-    flat = array.reshape(-1)
-    if flat.size and np.isfinite(flat.dot(flat)):
+    # Fast path: a finite sum proves every entry finite (NaN or inf would propagate);
+    # only an overflowing or non-finite sum needs the element-wise scan. A sum, not a
+    # dot product: BLAS would wake its thread pool, which then spins on another core.
+    if array.size and np.isfinite(np.add.reduce(array, axis=None)):
         return
     if not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0]

@@ -22,8 +22,7 @@ constexpr size_t kQueriesPerTask = 4;
 /// Everything one worker needs; pooled by the searcher so searches allocate nothing.
 struct TreeAhSearcher::Scratch {
   std::vector<float> center_dots;
-  TopK leaf_top;
-  std::vector<ScoredId> leaves;
+  std::vector<ScoredId> leaf_scores;
   std::vector<float> lut_float;
   std::vector<uint8_t> lut_u8;
   std::vector<int32_t> sums;
@@ -69,12 +68,16 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   // 1. Partition selection: score every center, keep the best leaves_to_search.
   DotBlockArgs center_args{q, 1, v.centers, v.num_leaves, v.dim, s.center_dots.data(), v.num_leaves};
   kt.dot_block(center_args);
-  s.leaf_top.reset(p.leaves_to_search);
+  // One selection over all centers beats a running top-k here: every center is a candidate.
+  ScoredId* leaves = s.leaf_scores.data();
   for (size_t l = 0; l < v.num_leaves; ++l) {
     const float dot = s.center_dots[l];
-    s.leaf_top.push(l2 ? 2.f * dot - v.center_sq_norms[l] : dot, static_cast<int64_t>(l));
+    leaves[l] = ScoredId{l2 ? 2.f * dot - v.center_sq_norms[l] : dot, static_cast<int64_t>(l)};
   }
-  const size_t num_leaves = s.leaf_top.sorted(s.leaves.data());
+  const size_t num_leaves = p.leaves_to_search;
+  auto by_score = [](const ScoredId& a, const ScoredId& b) { return better(a, b); };
+  if (num_leaves < v.num_leaves) std::nth_element(leaves, leaves + num_leaves - 1, leaves + v.num_leaves, by_score);
+  std::sort(leaves, leaves + num_leaves, by_score);  // nearest leaves first: the selection fills early
 
   // 2. One lookup table of <q_k, codeword> serves every leaf: the residual trick
   //    <q, x> = <q, c> + <q, r> (algorithms.md 3.3), for L2 too since ||x||^2 is stored.
@@ -97,7 +100,7 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   const uint8_t* lut_ptr = s.lut_u8.data();
   int32_t* sums_ptr = s.sums.data();
   for (size_t i = 0; i < num_leaves; ++i) {
-    const size_t leaf = static_cast<size_t>(s.leaves[i].id);
+    const size_t leaf = static_cast<size_t>(leaves[i].id);
     const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
     if (e1 == e0) continue;
     const int64_t g0 = v.leaf_group_offsets[leaf], g1 = v.leaf_group_offsets[leaf + 1];
@@ -243,6 +246,7 @@ std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhPar
   if (!s) {
     s = std::make_unique<TreeAhSearcher::Scratch>();
     s->center_dots.resize(view_.num_leaves);
+    s->leaf_scores.resize(view_.num_leaves);
     s->lut_float.resize(view_.num_blocks * 16);
     s->lut_u8.resize(view_.num_blocks * 16);
     s->sums.resize(max_leaf_groups_ * kLut16GroupSize + kLut16GroupSize);
@@ -251,7 +255,6 @@ std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhPar
   }
   // Only grows, so repeated searches with the same parameters allocate nothing.
   const size_t wanted = std::max(p.pre_reorder, p.k);
-  if (s->leaves.size() < 2 * p.leaves_to_search + 16) s->leaves.resize(2 * p.leaves_to_search + 16);
   if (s->ranked.size() < 4 * wanted + 16) s->ranked.resize(4 * wanted + 16);
   s->stats = TreeAhStats{};
   return s;
