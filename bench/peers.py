@@ -85,15 +85,18 @@ def dir_bytes(path: str) -> int:
 class Annlib:
     family = "annlib"
 
-    def __init__(self, data, leaves, threshold, reorder_build, sample):
-        self.name = f"annlib L={leaves} T={threshold}"
+    def __init__(self, data, leaves, threshold, reorder_build, sample, soar_lambda=None, spill="soar"):
+        spilling = "" if soar_lambda is None else (" spill=nearest" if spill == "nearest" else f" soar={soar_lambda}")
+        self.name = f"annlib L={leaves} T={threshold}{spilling}"
         self.data, self.leaves, self.threshold, self.reorder_build, self.sample = data, leaves, threshold, reorder_build, sample
+        self.soar_lambda, self.spill = soar_lambda, spill
 
     def build(self):
         start = time.perf_counter()
         self.index = (
             annlib.builder(self.data, K, "dot")
-            .tree(num_leaves=self.leaves, num_leaves_to_search=min(20, self.leaves), training_sample_size=self.sample)
+            .tree(num_leaves=self.leaves, num_leaves_to_search=min(20, self.leaves), training_sample_size=self.sample,
+                  soar_lambda=self.soar_lambda, spill=self.spill)
             .score_ah(2, anisotropic_quantization_threshold=self.threshold)
             .reorder(self.reorder_build)
             .build()
@@ -119,9 +122,10 @@ class Annlib:
 class Scann:
     family = "scann"
 
-    def __init__(self, data, leaves, threshold, reorder_build, sample):
-        self.name = f"scann L={leaves} T={threshold}"
+    def __init__(self, data, leaves, threshold, reorder_build, sample, soar_lambda=None):
+        self.name = f"scann L={leaves} T={threshold}" + ("" if soar_lambda is None else f" soar={soar_lambda}")
         self.data, self.leaves, self.threshold, self.reorder_build, self.sample = data, leaves, threshold, reorder_build, sample
+        self.soar_lambda = soar_lambda
 
     def build(self):
         import scann
@@ -136,6 +140,7 @@ class Scann:
                 training_sample_size=self.sample,
                 spherical=True,
                 quantize_centroids=True,
+                **({} if self.soar_lambda is None else {"soar_lambda": self.soar_lambda}),
             )
             .score_ah(2, anisotropic_quantization_threshold=self.threshold)
             .reorder(self.reorder_build)
@@ -347,8 +352,9 @@ def table(mode, results, threads, args) -> str:
     lines = [
         f"### {mode}: {what} ({timed} timed queries, median of {args.repeats})",
         "",
-        "| algorithm | QPS @0.90 | vs annlib | params @0.90 | QPS @0.95 | vs annlib | params @0.95 | build (s) | index (MB) |",
-        "|---|---:|---:|---|---:|---:|---|---:|---:|",
+        "| algorithm | " + " | ".join(f"QPS @{t:.2f} | vs annlib | params @{t:.2f}" for t in TARGETS)
+        + " | build (s) | index (MB) |",
+        "|---|" + "---:|---:|---|" * len(TARGETS) + "---:|---:|",
     ]
     ref = {}
     for t in TARGETS:
@@ -369,6 +375,24 @@ def table(mode, results, threads, args) -> str:
     return "\n".join(lines)
 
 
+def synthetic_angular(n, d, threads, num_queries=1000, num_clusters=1000, seed=0):
+    """Clustered unit vectors (Gaussian blobs around random centers) with exact angular ground truth."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((num_clusters, d)).astype(np.float32)
+    points = np.empty((n + num_queries, d), dtype=np.float32)
+    for begin in range(0, len(points), 200_000):
+        m = min(200_000, len(points) - begin)
+        points[begin:begin + m] = centers[rng.integers(0, num_clusters, m)] + 0.6 * rng.standard_normal((m, d), dtype=np.float32)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    train, test = points[:n], points[n:]
+    exact = annlib.BruteForce(train, "dot").search_batched(test, 100, num_threads=threads)
+    return train, test, (1.0 - exact.distances).astype(np.float32), "angular"
+
+
+def parse_lambdas(values):
+    return [None if str(v).lower() == "none" else float(v) for v in values]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 1)[1])
@@ -381,6 +405,13 @@ def main(argv=None):
     parser.add_argument("--training-sample-size", type=int, default=None, help="tree k-means sample (default: all points)")
     parser.add_argument("--annlib-leaves", type=int, nargs="+", default=[224])
     parser.add_argument("--annlib-threshold", type=float, nargs="+", default=[0.2])
+    parser.add_argument("--annlib-soar", nargs="+", default=["none"],
+                        help="SOAR lambdas for annlib rows ('none' = no spilling), e.g. --annlib-soar none 1.0")
+    parser.add_argument("--annlib-nearest-spill", action="store_true", help="add an annlib row with plain spilling")
+    parser.add_argument("--scann-soar", nargs="+", default=["none"], help="SOAR lambdas for scann rows")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.90, 0.95], help="recall targets of the table")
+    parser.add_argument("--synthetic", default=None, metavar="NxD",
+                        help="clustered synthetic unit vectors instead of --dataset, e.g. 1000000x128")
     parser.add_argument("--scann-leaves", type=int, nargs="+", default=None, help="default: the --annlib-leaves values")
     parser.add_argument("--scann-threshold", type=float, nargs="+", default=[0.2])
     parser.add_argument("--reorder-build", type=int, default=100, help="build-time reorder of annlib/scann (swept at query time)")
@@ -392,9 +423,16 @@ def main(argv=None):
     parser.add_argument("--out", default=str(OUT_DIR))
     args = parser.parse_args(argv)
 
+    global TARGETS
+    TARGETS = tuple(args.targets)
     modes = ["single", "batch"] if args.mode == "both" else [args.mode]
     threads = annlib.cpu_info()["threads"]
-    train, test, _, distances, metric = common.load_hdf5(args.dataset)
+    if args.synthetic:
+        n, d = (int(v) for v in args.synthetic.lower().split("x"))
+        train, test, distances, metric = synthetic_angular(n, d, threads)
+        args.dataset = f"synthetic clustered {n}x{d}"
+    else:
+        train, test, _, distances, metric = common.load_hdf5(args.dataset)
     if metric != "angular":
         sys.exit(f"{args.dataset}: this benchmark handles angular datasets, not {metric!r}")
     # angular data: normalise so that dot == cosine for every contender
@@ -428,10 +466,15 @@ def main(argv=None):
         if not available.get(family):
             continue
         if family == "annlib":
-            algos += [Annlib(data, L, T, args.reorder_build, sample) for L, T in itertools.product(args.annlib_leaves, args.annlib_threshold)]
+            for L, T, lam in itertools.product(args.annlib_leaves, args.annlib_threshold, parse_lambdas(args.annlib_soar)):
+                algos.append(Annlib(data, L, T, args.reorder_build, sample, lam))
+            if args.annlib_nearest_spill:
+                algos += [Annlib(data, L, T, args.reorder_build, sample, 1.0, "nearest")
+                          for L, T in itertools.product(args.annlib_leaves, args.annlib_threshold)]
         elif family == "scann":
-            algos += [Scann(data, L, T, args.reorder_build, sample)
-                      for L, T in itertools.product(args.scann_leaves or args.annlib_leaves, args.scann_threshold)]
+            algos += [Scann(data, L, T, args.reorder_build, sample, lam)
+                      for L, T, lam in itertools.product(args.scann_leaves or args.annlib_leaves, args.scann_threshold,
+                                                         parse_lambdas(args.scann_soar))]
         elif family == "faiss-ivfpqfs":
             algos += [FaissIvfPqFs(data, nlist) for nlist in args.faiss_nlist]
         elif family == "faiss-hnsw":

@@ -1,6 +1,8 @@
 #include "core/tree_ah_search.h"
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
 #include <climits>
 #include <cmath>
 #include <stdexcept>
@@ -22,7 +24,7 @@ constexpr size_t kQueriesPerTask = 4;
 /// Everything one worker needs; pooled by the searcher so searches allocate nothing.
 struct TreeAhSearcher::Scratch {
   std::vector<float> center_dots;
-  std::vector<ScoredId> leaf_scores;
+  std::vector<uint64_t> leaf_keys;
   std::vector<float> lut_float;
   std::vector<uint8_t> lut_u8;
   std::vector<int32_t> sums;
@@ -35,6 +37,13 @@ struct TreeAhSearcher::Scratch {
 };
 
 namespace {
+
+/// Maps a float to unsigned bits that sort in the same order (NaN excluded).
+inline uint32_t orderable_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
 
 float dot_scalar(const float* a, const float* b, size_t n) {
   float s = 0.f;
@@ -68,30 +77,24 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   // 1. Partition selection: score every center, keep the best leaves_to_search.
   DotBlockArgs center_args{q, 1, v.centers, v.num_leaves, v.dim, s.center_dots.data(), v.num_leaves};
   kt.dot_block(center_args);
-  // One selection over all centers beats a running top-k here: every center is a candidate.
-  ScoredId* leaves = s.leaf_scores.data();
+  // One selection over all centers beats a running top-k here: every center is a
+  // candidate. Keys pack (order-preserving score bits, inverted id) into 64 bits so
+  // the selection compares integers: larger key = better, ties to the smaller id.
+  uint64_t* keys = s.leaf_keys.data();
   for (size_t l = 0; l < v.num_leaves; ++l) {
     const float dot = s.center_dots[l];
-    leaves[l] = ScoredId{l2 ? 2.f * dot - v.center_sq_norms[l] : dot, static_cast<int64_t>(l)};
+    keys[l] = (static_cast<uint64_t>(orderable_bits(l2 ? 2.f * dot - v.center_sq_norms[l] : dot)) << 32) |
+              (0xFFFFFFFFu - static_cast<uint32_t>(l));
   }
   const size_t num_leaves = p.leaves_to_search;
-  auto by_score = [](const ScoredId& a, const ScoredId& b) { return better(a, b); };
-  if (num_leaves < v.num_leaves) std::nth_element(leaves, leaves + num_leaves - 1, leaves + v.num_leaves, by_score);
-  std::sort(leaves, leaves + num_leaves, by_score);  // nearest leaves first: the selection fills early
+  if (num_leaves < v.num_leaves) {
+    std::nth_element(keys, keys + num_leaves - 1, keys + v.num_leaves, std::greater<uint64_t>());
+  }
+  std::sort(keys, keys + num_leaves, std::greater<uint64_t>());  // nearest leaves first: the selection fills early
 
   // 2. One lookup table of <q_k, codeword> serves every leaf: the residual trick
   //    <q, x> = <q, c> + <q, r> (algorithms.md 3.3), for L2 too since ||x||^2 is stored.
-  for (size_t k = 0; k < v.num_blocks; ++k) {
-    const size_t begin = k * v.dims_per_block;
-    const size_t end = std::min(begin + v.dims_per_block, v.dim);
-    float* lut = s.lut_float.data() + k * 16;
-    for (size_t j = 0; j < 16; ++j) lut[j] = 0.f;
-    for (size_t d = begin; d < end; ++d) {
-      const float qd = q[d];
-      const float* coords = v.codebook_by_dim + d * 16;
-      for (size_t j = 0; j < 16; ++j) lut[j] += qd * coords[j];
-    }
-  }
+  kt.build_lut(q, v.codebook_by_dim, v.dim, v.dims_per_block, s.lut_float.data());
   const float inv_m = 1.f / kt.quantize_lut(s.lut_float.data(), v.num_blocks * 16, s.lut_u8.data());
 
   // 3. LUT16 scan of the chosen leaves into the candidate selection.
@@ -100,7 +103,7 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   const uint8_t* lut_ptr = s.lut_u8.data();
   int32_t* sums_ptr = s.sums.data();
   for (size_t i = 0; i < num_leaves; ++i) {
-    const size_t leaf = static_cast<size_t>(leaves[i].id);
+    const size_t leaf = 0xFFFFFFFFu - static_cast<uint32_t>(keys[i]);
     const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
     if (e1 == e0) continue;
     const int64_t g0 = v.leaf_group_offsets[leaf], g1 = v.leaf_group_offsets[leaf + 1];
@@ -246,7 +249,7 @@ std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhPar
   if (!s) {
     s = std::make_unique<TreeAhSearcher::Scratch>();
     s->center_dots.resize(view_.num_leaves);
-    s->leaf_scores.resize(view_.num_leaves);
+    s->leaf_keys.resize(view_.num_leaves);
     s->lut_float.resize(view_.num_blocks * 16);
     s->lut_u8.resize(view_.num_blocks * 16);
     s->sums.resize(max_leaf_groups_ * kLut16GroupSize + kLut16GroupSize);

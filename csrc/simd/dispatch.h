@@ -13,6 +13,7 @@ struct KernelTable {
   Lut16Fn lut16;
   GreaterMask32Fn greater_mask32;
   QuantizeLutFn quantize_lut;
+  BuildLutFn build_lut;
 };
 
 /// The table for `isa`; throws std::invalid_argument if the CPU cannot run it.

@@ -65,4 +65,14 @@ float quantize_lut_scalar(const float* lut, size_t size, uint8_t* out);
 float quantize_lut_avx2(const float* lut, size_t size, uint8_t* out);
 float quantize_lut_avx512(const float* lut, size_t size, uint8_t* out);
 
+/// The float LUT16 table of one query: lut[k * 16 + j] = sum over the dimensions d of
+/// block k of query[d] * codebook_by_dim[d * 16 + j] (codewords laid out per dimension,
+/// see transpose_codebook). ISAs may differ in the last bit (FMA vs multiply-add).
+using BuildLutFn = void (*)(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block,
+                            float* lut);
+
+void build_lut_scalar(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block, float* lut);
+void build_lut_avx2(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block, float* lut);
+void build_lut_avx512(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block, float* lut);
+
 }  // namespace annlib

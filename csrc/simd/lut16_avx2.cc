@@ -155,4 +155,19 @@ float quantize_lut_avx2(const float* lut, size_t size, uint8_t* out) {
   return m;
 }
 
+void build_lut_avx2(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block,
+                    float* lut) {
+  for (size_t begin = 0, k = 0; begin < dim; begin += dims_per_block, ++k) {
+    const size_t end = std::min(begin + dims_per_block, dim);
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (size_t d = begin; d < end; ++d) {
+      const __m256 qd = _mm256_set1_ps(query[d]);
+      lo = _mm256_fmadd_ps(qd, _mm256_loadu_ps(codebook_by_dim + d * 16), lo);
+      hi = _mm256_fmadd_ps(qd, _mm256_loadu_ps(codebook_by_dim + d * 16 + 8), hi);
+    }
+    _mm256_storeu_ps(lut + k * 16, lo);
+    _mm256_storeu_ps(lut + k * 16 + 8, hi);
+  }
+}
+
 }  // namespace annlib

@@ -127,4 +127,16 @@ float quantize_lut_avx512(const float* lut, size_t size, uint8_t* out) {
   return m;
 }
 
+void build_lut_avx512(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block,
+                      float* lut) {
+  for (size_t begin = 0, k = 0; begin < dim; begin += dims_per_block, ++k) {
+    const size_t end = std::min(begin + dims_per_block, dim);
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t d = begin; d < end; ++d) {
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(query[d]), _mm512_loadu_ps(codebook_by_dim + d * 16), acc);
+    }
+    _mm512_storeu_ps(lut + k * 16, acc);
+  }
+}
+
 }  // namespace annlib

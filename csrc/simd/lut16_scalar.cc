@@ -51,4 +51,16 @@ uint32_t greater_mask32_scalar(const int32_t* values, int32_t cutoff) {
 
 float quantize_lut_scalar(const float* lut, size_t size, uint8_t* out) { return quantize_lut16(lut, size / 16, out); }
 
+void build_lut_scalar(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block,
+                      float* lut) {
+  for (size_t begin = 0, k = 0; begin < dim; begin += dims_per_block, ++k) {
+    const size_t end = begin + dims_per_block < dim ? begin + dims_per_block : dim;
+    float acc[16] = {};
+    for (size_t d = begin; d < end; ++d) {
+      for (size_t j = 0; j < 16; ++j) acc[j] += query[d] * codebook_by_dim[d * 16 + j];
+    }
+    for (size_t j = 0; j < 16; ++j) lut[k * 16 + j] = acc[j];
+  }
+}
+
 }  // namespace annlib
