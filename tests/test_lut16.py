@@ -219,3 +219,36 @@ def test_simd_lut_quantization_equals_reference(isa, num_blocks):
         got_bytes, got_m = _core.quantize_lut16(lut, isa)
         assert got_m == ref_m
         np.testing.assert_array_equal(got_bytes, ref_bytes)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize(("dim", "dims_per_block"), [(1, 1), (7, 2), (16, 2), (33, 4), (384, 2), (100, 3)])
+def test_simd_lut_building_matches_scalar(isa, dim, dims_per_block):
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    rng = np.random.default_rng(dim * 31 + dims_per_block)
+    query = rng.standard_normal(dim).astype(np.float32)
+    codebook = rng.standard_normal(16 * dim).astype(np.float32)
+    scalar = _core.build_lut(query, codebook, dims_per_block, "scalar")
+    simd = _core.build_lut(query, codebook, dims_per_block, isa)
+    # each entry sums <= dims_per_block products: FMA vs multiply-then-add differ by a few ulp
+    np.testing.assert_allclose(simd, scalar, rtol=1e-5, atol=1e-5 * dims_per_block)
+    # and the scalar table is the definition: <query block, codeword>
+    start = 0
+    for k in range(scalar.shape[0]):
+        width = min(dims_per_block, dim - start)
+        words = codebook[16 * start : 16 * (start + width)].reshape(16, width)
+        np.testing.assert_allclose(scalar[k], words @ query[start : start + width], rtol=1e-5, atol=1e-5)
+        start += width
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_greater_mask_kernel(isa):
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    rng = np.random.default_rng(5)
+    for cutoff in (-(2**31), -5, 0, 7, 2**31 - 1):
+        values = rng.integers(-10, 10, size=32).astype(np.int32)
+        values[3] = cutoff
+        want = sum(1 << i for i, v in enumerate(values) if v > cutoff)
+        assert _core.greater_mask32(values, cutoff, isa) == want

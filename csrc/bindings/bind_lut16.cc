@@ -7,8 +7,10 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/lut16_codes.h"
+#include "core/tree_ah_search.h"
 #include "simd/dispatch.h"
 #include "simd/isa.h"
 
@@ -116,6 +118,22 @@ Int32Array scan_py(const ByteArray& packed, size_t n, size_t num_blocks, const B
   return result;
 }
 
+FloatArray build_lut_py(const FloatArray& query, const FloatArray& codebook, size_t dims_per_block,
+                        const std::string& isa) {
+  const size_t dim = query.size();
+  if (query.ndim() != 1 || codebook.ndim() != 1 || static_cast<size_t>(codebook.size()) != 16 * dim ||
+      dims_per_block == 0) {
+    throw std::invalid_argument("build_lut needs query (dim,), codebook (16 * dim,) and dims_per_block > 0");
+  }
+  const KernelTable& kt = kernels_for(parse_isa(isa));
+  const size_t num_blocks = (dim + dims_per_block - 1) / dims_per_block;
+  std::vector<float> by_dim(16 * dim);
+  transpose_codebook(codebook.data(), dim, dims_per_block, by_dim.data());
+  FloatArray out({static_cast<py::ssize_t>(num_blocks), static_cast<py::ssize_t>(16)});
+  kt.build_lut(query.data(), by_dim.data(), dim, dims_per_block, out.mutable_data());
+  return out;
+}
+
 }  // namespace
 
 void bind_lut16(py::module_& m) {
@@ -126,6 +144,13 @@ void bind_lut16(py::module_& m) {
   m.def("quantize_lut16", &quantize_py, py::arg("lut"), py::arg("isa") = "",
         "Float32 LUT (num_blocks, 16) -> (uint8 entries round(lut*m)+128, multiplier m); "
         "isa names a SIMD kernel, empty = the portable reference.");
+  m.def("build_lut", &build_lut_py, py::arg("query"), py::arg("codebook"), py::arg("dims_per_block"), py::arg("isa"),
+        "Float LUT16 table (num_blocks, 16) of one query with one SIMD path (for tests).");
+  m.def("greater_mask32", [](const py::array_t<int32_t, py::array::c_style>& values, int32_t cutoff,
+                             const std::string& isa) {
+          if (values.ndim() != 1 || values.shape(0) != 32) throw std::invalid_argument("values must have shape (32,)");
+          return kernels_for(parse_isa(isa)).greater_mask32(values.data(), cutoff);
+        }, py::arg("values"), py::arg("cutoff"), py::arg("isa"), "Bit i set when values[i] > cutoff (for tests).");
   m.def("lut16_scan", &scan_py, py::arg("packed"), py::arg("n"), py::arg("num_blocks"), py::arg("luts"),
         py::arg("isa"),
         "int32 (num_queries, n): sum over blocks of (luts[q, k, code_k(p)] - 128), using one SIMD path.");
