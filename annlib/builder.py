@@ -43,10 +43,13 @@ class Builder:
         seed: int = 0,
         soar_lambda: float | None = None,
         spill: str = "soar",
+        overretrieve_factor: float = 1.5,
     ) -> Builder:
         """Partition with k-means into ``num_leaves``; probe ``num_leaves_to_search`` per query.
 
-        ``soar_lambda`` (e.g. 1.0-1.5) spills each point into a second leaf chosen by SOAR.
+        ``soar_lambda`` (e.g. 1.0-1.5) spills each point into a second leaf chosen by SOAR;
+        ``spill="nearest"`` spills to the second-nearest center instead (for comparison);
+        ``overretrieve_factor`` is how many AH candidates per unique point a spilled search keeps.
         """
         self._once("tree", self._tree)
         self._tree = TreeConfig(
@@ -59,6 +62,7 @@ class Builder:
             seed=seed,
             soar_lambda=soar_lambda,
             spill=spill,
+            overretrieve_factor=overretrieve_factor,
         )
         return self
 

@@ -44,6 +44,7 @@ class TreeConfig:
     seed: int = 0
     soar_lambda: float | None = None
     spill: str = "soar"
+    overretrieve_factor: float = 1.5  # spilled search: candidates kept before de-duplication, x pre_reorder
 
     def __post_init__(self):
         _positive(self.num_leaves, "num_leaves")
@@ -60,6 +61,9 @@ class TreeConfig:
             lam = float(self.soar_lambda)
             if not math.isfinite(lam) or lam < 0:
                 raise ValueError(f"soar_lambda must be a finite number >= 0 or None, got {self.soar_lambda!r}")
+        f = self.overretrieve_factor
+        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 1.0 <= f <= 4.0:
+            raise ValueError(f"overretrieve_factor must be a number in [1, 4], got {f!r}")
         if self.spill not in SPILL_MODES:
             raise ValueError(f"spill must be one of {SPILL_MODES}, got {self.spill!r}")
 

@@ -298,12 +298,38 @@ class TreeAhIndex:
         k, leaves, pre = self._resolve(final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors)
         if self.metric == "cosine":
             queries = _normalize(queries)
-        return self._handle.search(queries, k, leaves, pre, num_threads)
+        return self._handle.search(queries, k, leaves, pre, num_threads, self._config.tree.overretrieve_factor)
 
     @property
     def last_search_counters(self) -> dict:
         """Work of the last search call: ``entries_scored`` (LUT16) and ``candidates_reordered``."""
         return dict(self._handle.last_counters())
+
+    def set_search_defaults(self, leaves_to_search: int | None = None, pre_reorder_num_neighbors: int | None = None) -> None:
+        """Make these the defaults of later searches (and of the saved file); None keeps the current one."""
+        import dataclasses  # noqa: PLC0415
+
+        tree, reorder = self._config.tree, self._config.reorder
+        if leaves_to_search is not None:
+            leaves = _validate.positive_int(leaves_to_search, "leaves_to_search")
+            if leaves > tree.num_leaves:
+                raise ValueError(f"leaves_to_search ({leaves}) cannot exceed num_leaves ({tree.num_leaves})")
+            tree = dataclasses.replace(tree, num_leaves_to_search=leaves)
+        if pre_reorder_num_neighbors is not None:
+            if reorder is None:
+                raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
+            pre = _validate.positive_int(pre_reorder_num_neighbors, "pre_reorder_num_neighbors")
+            reorder = dataclasses.replace(reorder, num_neighbors=pre)
+        self._config = dataclasses.replace(self._config, tree=tree, reorder=reorder)
+        self._resolved = {}
+
+    def autotune(self, target_recall: float | None = None, queries=None, *, max_cost: float | None = None,
+                 set_default: bool = True, **kwargs):
+        """Tune ``leaves_to_search`` and ``pre_reorder_num_neighbors`` for a recall target (default 0.95)
+        or a cost budget; returns an :class:`annlib.autotune.Tuning`. See :func:`annlib.autotune.autotune`."""
+        from annlib.autotune import autotune  # noqa: PLC0415 - imported when used
+
+        return autotune(self, target_recall, queries, max_cost=max_cost, set_default=set_default, **kwargs)
 
     # ------------------------------------------------------------------ inspection
 

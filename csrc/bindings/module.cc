@@ -21,6 +21,7 @@ void bind_lut16(py::module_& m);  // bind_lut16.cc
 void bind_train(py::module_& m);  // bind_train.cc
 void bind_index(py::module_& m);  // bind_index.cc
 void bind_soar(py::module_& m);   // bind_soar.cc
+void bind_autotune(py::module_& m);  // bind_autotune.cc
 
 namespace {
 
@@ -136,4 +137,5 @@ PYBIND11_MODULE(_core, m) {
   bind_train(m);
   bind_index(m);
   bind_soar(m);
+  bind_autotune(m);
 }

@@ -30,7 +30,7 @@ struct TreeAhSearcher::Scratch {
   std::vector<int32_t> sums;
   TopK candidates;
   std::vector<ScoredId> ranked;
-  std::vector<uint8_t> seen;  // one byte per point, reset after each query
+  std::vector<uint32_t> seen;  // per point: 1 + position among the unique candidates, 0 = unseen
   TopK final_top;
   std::vector<float> query_scaled;
   TreeAhStats stats;
@@ -99,7 +99,10 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
 
   // 3. LUT16 scan of the chosen leaves into the candidate selection.
   const size_t wanted = p.pre_reorder > 0 ? p.pre_reorder : p.k;
-  s.candidates.reset(v.spilled ? 2 * wanted : wanted);
+  // Spilled copies of one point can fill the selection twice: over-retrieve, then
+  // de-duplicate down to `wanted` unique points (ScaNN's overretrieve_factor).
+  s.candidates.reset(v.spilled ? static_cast<size_t>(std::ceil(static_cast<double>(wanted) * p.overretrieve_factor))
+                               : wanted);
   const uint8_t* lut_ptr = s.lut_u8.data();
   int32_t* sums_ptr = s.sums.data();
   for (size_t i = 0; i < num_leaves; ++i) {
@@ -156,20 +159,31 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
     s.stats.entries_scored += count;
   }
 
-  // 4. De-duplicate spilled copies (keep the better AH score), best first.
-  size_t num_ranked = s.candidates.sorted(s.ranked.data());
+  // 4. The best `wanted` unique candidates, unordered: reordering rescores them all, so
+  //    no sort is needed. Spilled copies of one point keep the better AH score; seen[]
+  //    holds 1 + the kept copy's position and is cleared again before the next query.
+  size_t num_ranked = s.candidates.count();
+  std::copy(s.candidates.data(), s.candidates.data() + num_ranked, s.ranked.data());
   if (v.spilled) {
     size_t unique = 0;
-    for (size_t i = 0; i < num_ranked && unique < wanted; ++i) {
-      const int64_t id = s.ranked[i].id;
-      if (s.seen[static_cast<size_t>(id)]) continue;
-      s.seen[static_cast<size_t>(id)] = 1;
-      s.ranked[unique++] = s.ranked[i];
+    for (size_t i = 0; i < num_ranked; ++i) {
+      const ScoredId c = s.ranked[i];
+      uint32_t& slot = s.seen[static_cast<size_t>(c.id)];
+      if (slot == 0) {
+        s.ranked[unique] = c;
+        slot = static_cast<uint32_t>(++unique);
+      } else if (better(c, s.ranked[slot - 1])) {
+        s.ranked[slot - 1] = c;
+      }
     }
     for (size_t i = 0; i < unique; ++i) s.seen[static_cast<size_t>(s.ranked[i].id)] = 0;
     num_ranked = unique;
   }
-  num_ranked = std::min(num_ranked, wanted);
+  if (num_ranked > wanted) {
+    std::nth_element(s.ranked.data(), s.ranked.data() + wanted - 1, s.ranked.data() + num_ranked,
+                     [](const ScoredId& a, const ScoredId& b) { return better(a, b); });
+    num_ranked = wanted;
+  }
 
   // 5. Reorder with exact (float) or int8 scores, or return the AH scores.
   float q_norm = 0.f;
@@ -258,7 +272,8 @@ std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhPar
   }
   // Only grows, so repeated searches with the same parameters allocate nothing.
   const size_t wanted = std::max(p.pre_reorder, p.k);
-  if (s->ranked.size() < 4 * wanted + 16) s->ranked.resize(4 * wanted + 16);
+  const size_t capacity = static_cast<size_t>(std::ceil(4.0 * static_cast<double>(wanted) * p.overretrieve_factor));
+  if (s->ranked.size() < capacity + 16) s->ranked.resize(capacity + 16);
   s->stats = TreeAhStats{};
   return s;
 }
@@ -272,6 +287,9 @@ void TreeAhSearcher::search(const float* queries, size_t num_queries, const Tree
                             float* out_distances, TreeAhStats* stats) const {
   if (p.k == 0 || p.leaves_to_search == 0 || p.leaves_to_search > view_.num_leaves) {
     throw std::invalid_argument("tree_ah_search: need 0 < k and 0 < leaves_to_search <= num_leaves");
+  }
+  if (!(p.overretrieve_factor >= 1.0 && p.overretrieve_factor <= 4.0)) {
+    throw std::invalid_argument("tree_ah_search: overretrieve_factor must be in [1, 4]");
   }
   if (stats != nullptr) *stats = TreeAhStats{};
   if (num_queries == 0) return;

@@ -48,6 +48,7 @@ struct TreeAhParams {
   size_t leaves_to_search = 1;
   size_t pre_reorder = 100;         ///< unique candidates rescored; 0 = return AH scores
   size_t num_threads = 0;
+  double overretrieve_factor = 1.5;  ///< spilled indexes: candidates kept before de-duplication, x pre_reorder
 };
 
 /// Per-query counters, for the autotuner's cost model and for tests.
