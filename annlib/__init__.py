@@ -5,6 +5,7 @@ The public API is what ``__all__`` lists; ``annlib._core`` is internal.
 
 from annlib import _simd, datasets, metrics
 from annlib._simd import cpu_info, isa_override, set_isa, supported_isas
+from annlib.autotune import Tuning, build
 from annlib.brute_force import BruteForce
 from annlib.builder import Builder, builder
 from annlib.datasets import Dataset, ground_truth, load
@@ -38,7 +39,9 @@ __all__ = [
     "NotTrainedError",
     "SearchResult",
     "TreeAhIndex",
+    "Tuning",
     "__version__",
+    "build",
     "builder",
     "cpu_info",
     "datasets",

@@ -1,0 +1,313 @@
+"""The autotuner: search parameters for a recall target or a cost budget by constrained optimization.
+
+Sun, Guo and Kumar (ICLR 2023), algorithms.md section 5: one statistics pass over tuning
+queries (:mod:`annlib.autotune.statistics`), a per-stage cost model timed on this machine
+(:mod:`annlib.autotune.cost_model`), and a Lagrangian solve over the resulting model
+(:mod:`annlib.autotune.solver`). No search is run per candidate setting.
+
+>>> tuning = index.autotune(target_recall=0.95)            # doctest: +SKIP
+>>> tuning.leaves_to_search, tuning.pre_reorder_num_neighbors, tuning.predicted_recall  # doctest: +SKIP
+>>> index = annlib.autotune.build(data, "cosine", target_recall=0.9)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import time
+import warnings
+
+import numpy as np
+
+from annlib import _validate
+from annlib.autotune import cost_model as _cost
+from annlib.autotune import solver as _solver
+from annlib.autotune import statistics as _stats
+from annlib.autotune.cost_model import CostModel
+from annlib.autotune.solver import FrontierPoint
+from annlib.brute_force import BruteForce
+
+__all__ = ["AutotuneWarning", "CostModel", "FrontierPoint", "Tuning", "autotune", "build", "structural_defaults"]
+
+
+class AutotuneWarning(UserWarning):
+    """The requested target could not be met; the result is a best effort."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """The autotuner's choice and what the model predicts for it.
+
+    Costs are seconds per query on one thread; ``predicted_qps = 1 / predicted_cost``.
+    ``frontier`` is the predicted speed-recall Pareto frontier (the lower convex hull traced
+    by the Lagrange multiplier), cheapest first. ``best_effort`` is True when the target
+    (recall, or recall within the budget) cannot be met; ``message`` says why.
+    """
+
+    leaves_to_search: int | None
+    pre_reorder_num_neighbors: int | None
+    predicted_recall: float
+    predicted_qps: float
+    predicted_cost: float
+    frontier: tuple[FrontierPoint, ...]
+    tuning_queries_source: str  # "user" or "held-out sample"
+    num_tuning_queries: int
+    k: int
+    target_recall: float | None = None
+    max_cost: float | None = None
+    best_effort: bool = False
+    message: str = ""
+    index_kind: str = "tree_ah"  # or "brute_force" (from build)
+    predicted_recall_stderr: float = 0.0
+    cost_model: CostModel | None = None
+    tuner_seconds: float = 0.0
+    stage_seconds: dict = dataclasses.field(default_factory=dict)  # ground truth, statistics, cost model, solve
+
+    @property
+    def params(self) -> dict:
+        """Keyword arguments for ``search_batched``."""
+        if self.index_kind == "brute_force":
+            return {}
+        out = {"leaves_to_search": self.leaves_to_search}
+        if self.pre_reorder_num_neighbors is not None:
+            out["pre_reorder_num_neighbors"] = self.pre_reorder_num_neighbors
+        return out
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.index_kind}: leaves_to_search={self.leaves_to_search} "
+            f"pre_reorder_num_neighbors={self.pre_reorder_num_neighbors}",
+            f"predicted recall@{self.k} {self.predicted_recall:.4f} (+-{self.predicted_recall_stderr:.4f}), "
+            f"{self.predicted_qps:,.0f} QPS on one thread; tuned on {self.num_tuning_queries} "
+            f"{self.tuning_queries_source} queries in {self.tuner_seconds:.1f} s",
+        ]
+        if self.message:
+            lines.append(("BEST EFFORT: " if self.best_effort else "") + self.message)
+        if self.frontier:
+            lines.append("predicted frontier (cost us/query, QPS, recall, leaves_to_search, pre_reorder):")
+            for p in self.frontier:
+                lines.append(
+                    f"  {p.cost * 1e6:9.1f} {p.qps:10,.0f} {p.recall:.4f} {p.leaves_to_search:6d} {p.pre_reorder_num_neighbors}"
+                )
+        return "\n".join(lines)
+
+
+def _check_target(target_recall) -> float:
+    if isinstance(target_recall, bool) or not isinstance(target_recall, numbers.Real) or not (
+        0.0 < float(target_recall) <= 1.0
+    ):
+        raise ValueError(f"target_recall must be a number in (0, 1], got {target_recall!r}")
+    return float(target_recall)
+
+
+def _check_cost(max_cost) -> float:
+    if isinstance(max_cost, bool) or not isinstance(max_cost, numbers.Real) or not (
+        math.isfinite(float(max_cost)) and float(max_cost) > 0
+    ):
+        raise ValueError(f"max_cost must be a positive number of seconds per query, got {max_cost!r}")
+    return float(max_cost)
+
+
+def autotune(
+    index,
+    target_recall: float | None = None,
+    queries=None,
+    *,
+    max_cost: float | None = None,
+    set_default: bool = True,
+    k: int | None = None,
+    data=None,
+    num_tuning_queries: int = _stats.DEFAULT_NUM_TUNING_QUERIES,
+    safety: float = 1.0,
+    max_rank: int | None = None,
+    num_threads: int | None = None,
+    seed: int = 0,
+) -> Tuning:
+    """Pick ``leaves_to_search`` and ``pre_reorder_num_neighbors`` of a :class:`annlib.TreeAhIndex`.
+
+    Parameters
+    ----------
+    target_recall : float in (0, 1], optional
+        Recall@k to reach at the lowest cost (default 0.95 when no ``max_cost`` is given).
+    queries : array_like (nq, dim), optional
+        Tuning queries. Default: ``num_tuning_queries`` indexed points drawn at random, each
+        excluded from its own ground truth ("held-out sample").
+    max_cost : float, optional
+        Budget in seconds per query on one thread: the highest predicted recall within it
+        (with ``target_recall`` too: the cheapest setting within the budget meeting the target).
+    set_default : bool
+        Make the tuned values the index's search defaults.
+    k : int, optional
+        Recall depth, default the index's ``num_neighbors``.
+    data : array_like, optional
+        The indexed vectors, for exact ground truth when the index keeps no float32 reordering data.
+    safety : float
+        The chosen setting's predicted recall minus ``safety`` standard errors (over tuning
+        queries) must clear the target; 0 disables the margin.
+    max_rank : int, optional
+        Largest ``pre_reorder_num_neighbors`` considered (default max(250, 25 k)).
+
+    Raises
+    ------
+    ValueError
+        ``target_recall`` outside (0, 1], a non-positive ``max_cost``, or a ``max_cost`` below
+        the cheapest setting (the message names that cost).
+
+    An unreachable target gives a :class:`Tuning` with ``best_effort=True`` and an
+    :class:`AutotuneWarning`.
+    """
+    start = time.perf_counter()
+    if max_cost is not None:
+        max_cost = _check_cost(max_cost)
+        target = None if target_recall is None else _check_target(target_recall)
+    else:
+        target = _check_target(0.95 if target_recall is None else target_recall)
+    k = index._config.num_neighbors if k is None else _validate.k(k)
+    if k > index.n:
+        raise ValueError(f"k ({k}) exceeds the number of indexed points ({index.n})")
+    has_reorder = index._config.reorder is not None
+
+    stages = {}
+    tq, truth, exclude, source = _stats.tuning_queries(index, queries, data, k, num_tuning_queries, seed)
+    stages["ground_truth"] = time.perf_counter() - start
+    stats = _stats.gather(index, tq, truth, exclude, source=source, max_rank=max_rank, num_threads=num_threads)
+    stages["statistics"] = stats.seconds
+    t2_grid = _solver.default_t2_grid(k, stats.max_rank) if has_reorder else None
+    mark = time.perf_counter()
+    model = _cost.measure(index, tq, k, stats.t1_grid, t2_grid, seed=seed)
+    stages["cost_model"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    surf = _solver.surface(stats, model, t2_grid)
+
+    if max_cost is not None:
+        sol = _solver.solve_for_budget(surf, max_cost, target, safety)
+    else:
+        sol = _solver.solve_for_recall(surf, target, safety)
+    if not sol.feasible:
+        warnings.warn(sol.message, AutotuneWarning, stacklevel=2)
+    t1, t2 = surf.params(sol.j, sol.i)
+    stages["solve"] = time.perf_counter() - mark
+    cost = float(surf.cost[sol.j, sol.i])
+    tuning = Tuning(
+        leaves_to_search=t1,
+        pre_reorder_num_neighbors=t2,
+        predicted_recall=float(surf.recall[sol.j, sol.i]),
+        predicted_qps=1.0 / cost,
+        predicted_cost=cost,
+        frontier=tuple(_solver.frontier(surf)),
+        tuning_queries_source=source,
+        num_tuning_queries=len(tq),
+        k=k,
+        target_recall=target,
+        max_cost=max_cost,
+        best_effort=not sol.feasible,
+        message=sol.message,
+        predicted_recall_stderr=float(surf.stderr[sol.j, sol.i]),
+        cost_model=model,
+        tuner_seconds=time.perf_counter() - start,
+        stage_seconds=stages,
+    )
+    if set_default:
+        index.set_search_defaults(t1, t2)
+    return tuning
+
+
+def structural_defaults(n: int, dim: int, metric: str, k: int = 10) -> dict:
+    """Build settings from the data size and dimension, autopilot-style (algorithms.md 0 and 5.4):
+    about sqrt(n) partitions of at least ~64 points each, 4-bit AH on 2-dimension blocks with the
+    anisotropic loss for inner-product metrics, float32 reordering."""
+    num_leaves = int(round(math.sqrt(n)))
+    num_leaves = max(1, min(num_leaves, n // 64 if n >= 64 else 1))
+    return {
+        "num_neighbors": k,
+        "num_leaves": num_leaves,
+        "num_leaves_to_search": max(1, num_leaves // 10),
+        "dims_per_block": 2,
+        "anisotropic_quantization_threshold": 0.2 if metric in ("dot", "cosine") else None,
+        "reorder": max(2 * k, int(math.ceil(100 * math.sqrt(k)))),
+        "reorder_quantize": "float32",
+    }
+
+
+#: Below this many points exact search is used without building an index (autopilot's small-data rule).
+BRUTE_FORCE_BELOW = 2000
+
+
+def build(
+    data,
+    metric: str = "dot",
+    target_recall: float | None = None,
+    *,
+    max_cost: float | None = None,
+    queries=None,
+    k: int = 10,
+    soar_lambda: float | None = None,
+    num_threads: int | None = None,
+    seed: int = 0,
+    return_tuning: bool = False,
+    **tune_kwargs,
+):
+    """Build an index for ``data`` and tune it for ``target_recall`` (default 0.95) or ``max_cost``.
+
+    Returns a tuned :class:`annlib.TreeAhIndex` (its search defaults set to the tuning), or an
+    :class:`annlib.BruteForce` when exact search is predicted to be cheaper for the target
+    (tiny data, or hard data at high recall) or is the only way to reach it; with
+    ``return_tuning=True``, ``(index, Tuning)``. Exact search cost is timed on this machine
+    the same way as the index's cost model (one thread, CPU time).
+    """
+    from annlib.tree_ah import TreeAhIndex
+
+    start = time.perf_counter()
+    if max_cost is not None:
+        max_cost = _check_cost(max_cost)
+        target = None if target_recall is None else _check_target(target_recall)
+    else:
+        target = _check_target(0.95 if target_recall is None else target_recall)
+    metric = _validate.metric(metric)
+    data = _validate.database(data)
+    n, dim = data.shape
+    k = _validate.k(k)
+    exact = BruteForce(data, metric)
+
+    def exact_cost(sample_queries) -> float:
+        return _cost.time_brute_force(exact, sample_queries[:200], k)
+
+    def brute(reason: str, tq, source: str, cost: float | None = None):
+        cost = exact_cost(tq) if cost is None else cost
+        tuning = Tuning(
+            leaves_to_search=None, pre_reorder_num_neighbors=None, predicted_recall=1.0, predicted_qps=1.0 / cost,
+            predicted_cost=cost, frontier=(), tuning_queries_source=source, num_tuning_queries=len(tq), k=k,
+            target_recall=target, max_cost=max_cost, message=reason, index_kind="brute_force",
+            tuner_seconds=time.perf_counter() - start,
+        )
+        return (exact, tuning) if return_tuning else exact
+
+    if n < max(BRUTE_FORCE_BELOW, 4 * k):
+        tq = data[: min(n, 200)] if queries is None else _validate.queries(queries, dim)[0]
+        return brute(f"{n} points: exact search", tq, "user" if queries is not None else "held-out sample")
+
+    params = structural_defaults(n, dim, metric, k)
+    index = TreeAhIndex(data, metric, soar_lambda=soar_lambda, seed=seed, num_threads=num_threads, **params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AutotuneWarning)
+        tuning = autotune(index, target, queries, max_cost=max_cost, k=k, data=data, num_threads=num_threads,
+                          seed=seed, **tune_kwargs)
+    sample = np.asarray(index._arrays["reorder_float"][:200]) if queries is None else _validate.queries(queries, dim)[0]
+    bf_cost = exact_cost(sample)
+    if max_cost is not None and target is None:
+        pick_exact = bf_cost <= max_cost
+    else:
+        pick_exact = tuning.best_effort or bf_cost <= tuning.predicted_cost
+        if max_cost is not None and bf_cost > max_cost:
+            pick_exact = False
+    if pick_exact:
+        reason = (
+            f"exact search ({bf_cost * 1e6:.1f} us/query) beats the tuned index "
+            f"({tuning.predicted_cost * 1e6:.1f} us/query, predicted recall {tuning.predicted_recall:.4f})"
+        )
+        return brute(reason, sample, tuning.tuning_queries_source, bf_cost)
+    for w in caught:  # re-raise the tuner's warnings for the index we keep
+        warnings.warn(w.message, w.category, stacklevel=2)
+    tuning = dataclasses.replace(tuning, tuner_seconds=time.perf_counter() - start)
+    return (index, tuning) if return_tuning else index

@@ -1,0 +1,213 @@
+"""The constrained optimization of the autotuner (algorithms.md 5.3).
+
+Given the statistics pass and the cost model, every candidate tuning t = (t1, t2) on the
+grid gets a predicted recall R(t) (the fraction of tuning (query, true neighbor) pairs that
+survive both stages) and a predicted cost J(t). The Lagrangian method minimises
+ell(t) + lambda * J(t) with ell = 1 - R; sweeping lambda traces the lower convex hull of
+(J, ell), the predicted Pareto frontier, and bisecting lambda meets a recall target or a
+cost budget. A final exact pass over the same grid of model values (cheap: no search is
+run) then picks the cheapest point that meets the constraint, which is never worse than
+the hull vertex the bisection lands on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from annlib.autotune.cost_model import CostModel
+from annlib.autotune.statistics import QueryStatistics
+
+
+class FrontierPoint(NamedTuple):
+    """One point of the predicted speed-recall frontier."""
+
+    cost: float  # predicted seconds per query, one thread
+    qps: float
+    recall: float
+    leaves_to_search: int
+    pre_reorder_num_neighbors: int | None
+    lam: float  # a Lagrange multiplier for which this point is the Lagrangian minimiser
+
+
+@dataclasses.dataclass(frozen=True)
+class Surface:
+    """Model values on the candidate grid: shapes (G1, G2)."""
+
+    t1: np.ndarray  # (G1,)
+    t2: np.ndarray | None  # (G2,), None for an index without reordering (then G2 = 1, the AH top-k)
+    recall: np.ndarray
+    stderr: np.ndarray  # binomial-style standard error of the mean over tuning queries
+    cost: np.ndarray
+
+    def params(self, j: int, i: int) -> tuple[int, int | None]:
+        return int(self.t1[j]), (None if self.t2 is None else int(self.t2[i]))
+
+
+def default_t2_grid(k: int, max_rank: int, ratio: float = 1.06) -> np.ndarray:
+    values = {k}
+    value = float(k)
+    while value < max_rank:
+        value *= ratio
+        values.add(min(max_rank, int(math.ceil(value))))
+    return np.array(sorted(values), dtype=np.int64)
+
+
+def surface(stats: QueryStatistics, model: CostModel, t2_grid: np.ndarray | None) -> Surface:
+    """Predicted recall, its standard error and predicted cost at every (t1, t2) of the grid."""
+    nq = stats.num_queries
+    per_query_truth = np.maximum(stats.valid.sum(axis=1), 1).astype(np.float64)  # (nq,)
+    thresholds = np.array([stats.k]) if t2_grid is None else np.asarray(t2_grid)
+    # hits[q, j, i] = number of q's true neighbors with ah_rank(t1_j) <= t2_i: one sort per (q, j),
+    # then a vectorised searchsorted over the t2 grid via cumulative counts.
+    ranks = stats.ah_rank  # (nq, k, G1)
+    counts = np.zeros((nq, len(stats.t1_grid), len(thresholds)), dtype=np.float64)
+    for j in range(len(stats.t1_grid)):
+        r = ranks[:, :, j]
+        # number of neighbors with rank <= t2_i, for every i at once
+        hit = r[:, :, None] <= thresholds[None, None, :]
+        if stats.entry_rank is not None and t2_grid is not None:
+            # spilled index: the best copy must also be among the ceil(overretrieve * t2) entries kept
+            kept = np.ceil(stats.overretrieve * thresholds - 1e-9)
+            e = stats.entry_rank[:, :, j][:, :, None]
+            hit &= (e > 0) & (e <= kept[None, None, :])
+        counts[:, j, :] = hit.sum(axis=1)
+    per_query = counts / per_query_truth[:, None, None]
+    recall = per_query.mean(axis=0)
+    stderr = per_query.std(axis=0, ddof=1) / math.sqrt(nq) if nq > 1 else np.zeros_like(recall)
+    entries = stats.entries.mean(axis=0)  # (G1,)
+    reordered = np.minimum(thresholds[None, :], entries[:, None]) if t2_grid is not None else np.zeros((1, 1))
+    cost = model.cost(stats.t1_grid[:, None], entries[:, None], reordered)
+    cost = np.broadcast_to(cost, recall.shape).copy()
+    return Surface(stats.t1_grid, None if t2_grid is None else np.asarray(t2_grid), recall, stderr, cost)
+
+
+def lagrangian_argmin(s: Surface, lam: float) -> tuple[int, int]:
+    """argmin over the grid of (1 - R) + lam * J; ties go to the cheaper point."""
+    objective = (1.0 - s.recall) + lam * s.cost
+    best = objective.min()
+    tied = np.flatnonzero(objective.ravel() <= best + 1e-15)
+    pick = tied[np.argmin(s.cost.ravel()[tied])]
+    return np.unravel_index(pick, s.recall.shape)
+
+
+def frontier(s: Surface) -> list[FrontierPoint]:
+    """The predicted Pareto frontier traced by sweeping lambda: the lower convex hull of (J, 1 - R),
+    cheapest first. Each vertex carries a multiplier that selects it."""
+    cost = s.cost.ravel()
+    loss = 1.0 - s.recall.ravel()
+    order = np.lexsort((loss, cost))
+    # Lower-left convex hull (monotone chain) over points sorted by cost, keeping only the part
+    # where loss strictly decreases as cost grows.
+    hull: list[int] = []
+    for p in order:
+        if hull and loss[p] >= loss[hull[-1]]:
+            continue  # no better than a cheaper point
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            cross = (cost[b] - cost[a]) * (loss[p] - loss[a]) - (loss[b] - loss[a]) * (cost[p] - cost[a])
+            if cross <= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(int(p))
+    points = []
+    for idx, p in enumerate(hull):
+        # lambda between the slopes to the neighbours selects this vertex
+        left = (loss[hull[idx - 1]] - loss[p]) / (cost[p] - cost[hull[idx - 1]]) if idx > 0 else math.inf
+        right = (loss[p] - loss[hull[idx + 1]]) / (cost[hull[idx + 1]] - cost[p]) if idx + 1 < len(hull) else 0.0
+        lam = math.sqrt(left * right) if math.isfinite(left) and right > 0 else (right * 2 if math.isinf(left) else left / 2)
+        j, i = np.unravel_index(p, s.recall.shape)
+        t1, t2 = s.params(j, i)
+        points.append(FrontierPoint(float(cost[p]), 1.0 / float(cost[p]), float(s.recall.ravel()[p]), t1, t2, float(lam)))
+    return points
+
+
+def _bisect(s: Surface, ok, recall_side: bool = True, iterations: int = 100) -> tuple[int, int] | None:
+    """Bisection on the multiplier lambda (log scale). A larger lambda weighs cost more, so the
+    Lagrangian minimiser gets cheaper and less accurate as lambda grows.
+
+    ``recall_side``: ``ok`` holds for small lambda (a recall floor) and the largest such lambda is
+    wanted (the cheapest hull point meeting it); otherwise ``ok`` holds for large lambda (a cost
+    ceiling) and the smallest such lambda is wanted. None when no multiplier satisfies ``ok``."""
+    scale = 1.0 / max(float(np.median(s.cost)), 1e-12)
+    lo, hi = 1e-9 * scale, 1e9 * scale
+    good_lo, good_hi = ok(*lagrangian_argmin(s, lo)), ok(*lagrangian_argmin(s, hi))
+    if recall_side:
+        if not good_lo:
+            return None
+        if good_hi:
+            return lagrangian_argmin(s, hi)
+    else:
+        if not good_hi:
+            return None
+        if good_lo:
+            return lagrangian_argmin(s, lo)
+    for _ in range(iterations):
+        mid = math.sqrt(lo * hi)
+        if ok(*lagrangian_argmin(s, mid)) == recall_side:
+            lo = mid
+        else:
+            hi = mid
+    return lagrangian_argmin(s, lo if recall_side else hi)
+
+
+@dataclasses.dataclass(frozen=True)
+class Solution:
+    j: int
+    i: int
+    lagrangian: tuple[int, int] | None  # the hull vertex the lambda bisection picked
+    feasible: bool
+    message: str
+
+
+def solve_for_recall(s: Surface, target: float, z: float = 1.0) -> Solution:
+    """Cheapest grid point whose predicted recall clears the target with a safety margin of ``z``
+    standard errors; best effort (highest recall, then cheapest) when none does."""
+    lower = s.recall - z * s.stderr
+    for bound, note in ((lower, ""), (s.recall, " (without the statistical safety margin)")):
+        mask = bound >= target - 1e-12
+        if mask.any():
+            lag = _bisect(s, lambda j, i, b=bound: b[j, i] >= target - 1e-12)
+            cost = np.where(mask, s.cost, np.inf)
+            j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)
+            if lag is not None and s.cost[lag] <= s.cost[j, i]:
+                j, i = lag
+            return Solution(int(j), int(i), lag, True, f"target recall {target:g} met{note}")
+    best = s.recall.max()
+    cost = np.where(s.recall >= best - 1e-12, s.cost, np.inf)
+    j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    return Solution(
+        int(j), int(i), None, False,
+        f"target recall {target:g} is unreachable with this index: the best predicted recall is {best:.4f} "
+        f"(at leaves_to_search={int(s.t1[j])}); returning that setting as a best effort",
+    )
+
+
+def solve_for_budget(s: Surface, max_cost: float, target: float | None = None, z: float = 1.0) -> Solution:
+    """Highest predicted recall within ``max_cost`` seconds per query (cheapest among ties); with a
+    ``target`` too, the cheapest point within the budget that meets it, else the best-recall one."""
+    cheapest = float(s.cost.min())
+    if max_cost < cheapest:
+        raise ValueError(
+            f"max_cost {max_cost:.3g} s/query is below the cheapest setting of this index "
+            f"({cheapest:.3g} s/query, {1.0 / cheapest:,.0f} QPS on one thread)"
+        )
+    within = s.cost <= max_cost
+    if target is not None:
+        inner = Surface(s.t1, s.t2, np.where(within, s.recall, -1.0), s.stderr, s.cost)
+        sol = solve_for_recall(inner, target, z)
+        if sol.feasible:
+            return sol
+    lag = _bisect(s, lambda j, i: s.cost[j, i] <= max_cost, recall_side=False)  # largest recall under the budget on the hull
+    recall = np.where(within, s.recall, -1.0)
+    best = recall.max()
+    cost = np.where(recall >= best - 1e-12, s.cost, np.inf)
+    j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    msg = f"best predicted recall within {max_cost:.3g} s/query"
+    if target is not None:
+        return Solution(int(j), int(i), lag, False, f"target recall {target:g} is unreachable within the budget; {msg}")
+    return Solution(int(j), int(i), lag, True, msg)

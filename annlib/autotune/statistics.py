@@ -1,0 +1,238 @@
+"""The statistics pass of the autotuner (algorithms.md 5.2).
+
+Run once per tuning query set, it records for every tuning query q and each of its
+exact top-k neighbors g the stage at which g would be lost:
+
+* ``leaf_rank[q, g]``: rank (1-based) of g's partition among all centers under the query's
+  partition score, the min over both partitions under SOAR. g survives partition
+  selection iff ``leaf_rank <= leaves_to_search``.
+* ``ah_rank[q, g, j]``: rank (1-based) of g among the de-duplicated candidates of the
+  ``t1_grid[j]`` best partitions under the quantized (LUT16 AH) score -- exactly the
+  order the index's own search keeps them in (the C++ pass ``_core.autotune_ah_ranks``
+  scores exactly as the search does, one scan per query; the fallback runs the index itself
+  with ``pre_reorder_num_neighbors = 0`` and ``max_rank`` results per grid point). ``max_rank + 1`` when g is
+  not among the ``max_rank`` best candidates or its partitions were not probed. g is
+  reordered, hence returned (reordering is exact and ``k <= t2``), iff ``ah_rank <= t2``.
+* ``entries[q, j]``: entries in the ``t1_grid[j]`` best partitions (LUT16 work).
+
+Everything is vectorised over queries and neighbors; the per-query loops are in C++.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from annlib import _core, _validate
+from annlib.brute_force import BruteForce
+
+#: Queries drawn from the indexed points when the caller gives none.
+DEFAULT_NUM_TUNING_QUERIES = 1000
+_CHUNK = 256  # queries per vectorised rank lookup (bounds a (chunk, k, max_rank) boolean array)
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryStatistics:
+    """What the statistics pass measured; the solver needs nothing else."""
+
+    k: int
+    t1_grid: np.ndarray  # (G,) int64 ascending leaves_to_search values the AH ranks were measured at
+    leaf_rank: np.ndarray  # (nq, k) int64, 1-based; num_leaves + 1 for a missing truth slot
+    ah_rank: np.ndarray  # (nq, k, G) int32, 1-based; max_rank + 1 = lost
+    entries: np.ndarray  # (nq, G) float64 entries scored by LUT16 at each grid point
+    valid: np.ndarray  # (nq, k) bool: a real ground-truth neighbor (k <= number of other points)
+    max_rank: int
+    num_leaves: int
+    source: str  # "user" or "held-out sample"
+    seconds: float
+    # Spilled (SOAR) indexes only: position of g's best copy among all candidate entries, 0 = beyond;
+    # the search keeps ceil(overretrieve * t2) entries before de-duplicating. None: not spilled.
+    entry_rank: np.ndarray | None = None
+    overretrieve: float = 2.0
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.leaf_rank.shape[0])
+
+
+def default_max_rank(n: int, k: int) -> int:
+    """Deepest candidate rank recorded (the largest pre_reorder_num_neighbors the tuner considers)."""
+    return int(min(n, max(250, 25 * k)))
+
+
+def _index_data(index) -> np.ndarray | None:
+    """The indexed float vectors (normalised for cosine) when the index keeps them for reordering."""
+    return index._arrays.get("reorder_float")
+
+
+def tuning_queries(index, queries=None, data=None, k: int = 10, num_queries: int = DEFAULT_NUM_TUNING_QUERIES,
+                   seed: int = 0):
+    """Tuning queries with exact top-k ground truth on the index's metric.
+
+    Returns ``(queries, truth_ids, exclude, source)``. Without user queries, ``num_queries``
+    indexed points are drawn at random (without replacement) and each one's own id is
+    removed from its ground truth (``exclude`` holds it, so the statistics ignore it too).
+    """
+    base = data if data is not None else _index_data(index)
+    if base is None:
+        raise ValueError(
+            "autotune needs the indexed vectors for exact ground truth: this index keeps no float32 "
+            "reordering data, so pass data= (the vectors the index was built from)"
+        )
+    base = _validate.database(base)
+    if base.shape != (index.n, index.dim):
+        raise ValueError(f"data has shape {base.shape}, the index holds ({index.n}, {index.dim})")
+    exact = BruteForce(base, index.metric)
+    if queries is not None:
+        queries, _ = _validate.queries(queries, index.dim)
+        if queries.shape[0] == 0:
+            raise ValueError("queries is empty")
+        truth = exact.search_batched(queries, min(k, index.n)).ids
+        return queries, truth, None, "user"
+    if index.n < 2:
+        raise ValueError("an index of fewer than 2 points cannot be tuned on its own points; pass queries=")
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(index.n, min(num_queries, index.n), replace=False)).astype(np.int64)
+    sample = np.ascontiguousarray(base[picked])
+    depth = min(k + 1, index.n)
+    ids = exact.search_batched(sample, depth).ids
+    is_self = ids == picked[:, None]
+    # Drop the query point itself; where a tie pushed it out of the list, drop the last slot instead.
+    missing = ~is_self.any(axis=1)
+    is_self[missing, depth - 1] = True
+    truth = ids[~is_self].reshape(len(picked), depth - 1)
+    return sample, truth, picked, "held-out sample"
+
+
+def _partition_ranks(index, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(nq, num_leaves) 1-based rank of every center under the search's partition score, and the
+    centers best first."""
+    centers = index._arrays["centers"]
+    scores = queries @ centers.T
+    if index.metric == "squared_l2":
+        scores = 2.0 * scores - index._arrays["center_sq_norms"][None, :]
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, centers.shape[0] + 1)[None, :], axis=1)
+    return ranks, order
+
+
+def default_t1_grid(leaf_rank: np.ndarray, valid: np.ndarray, num_leaves: int, coverage: float = 0.9995,
+                    ratio: float = 1.2, dense_up_to: int = 10) -> np.ndarray:
+    """leaves_to_search values to evaluate: 1..dense_up_to, then geometric, up to the number of
+    partitions holding ``coverage`` of the true neighbors (more leaves cannot raise recall further)."""
+    ranks = np.sort(leaf_rank[valid])
+    if ranks.size:
+        t_max = int(ranks[min(ranks.size - 1, int(math.ceil(coverage * ranks.size)) - 1)])
+        t_max = min(num_leaves, max(t_max, 1))
+    else:
+        t_max = 1
+    grid = set(range(1, min(dense_up_to, t_max) + 1))
+    value = float(min(dense_up_to, t_max))
+    while value < t_max:
+        value *= ratio
+        grid.add(min(t_max, int(round(value))))
+    grid.add(t_max)
+    return np.array(sorted(grid), dtype=np.int64)
+
+
+def _ah_ranks(ids: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None, lost: int) -> np.ndarray:
+    """1-based position of each truth id in the AH-ordered candidate lists (``lost`` when absent),
+    not counting the excluded query point itself."""
+    nq, k = truth.shape
+    out = np.full((nq, k), lost, dtype=np.int32)
+    for begin in range(0, nq, _CHUNK):
+        end = min(nq, begin + _CHUNK)
+        block = ids[begin:end]
+        eq = block[:, None, :] == truth[begin:end, :, None]  # (chunk, k, max_rank)
+        found = eq.any(axis=2)
+        pos = eq.argmax(axis=2) + 1
+        if exclude is not None:
+            is_self = block == exclude[begin:end, None]
+            self_found = is_self.any(axis=1)
+            self_pos = np.where(self_found, is_self.argmax(axis=1) + 1, np.iinfo(np.int32).max)
+            pos = pos - (self_pos[:, None] < pos)
+        out[begin:end] = np.where(found, pos, lost)
+    return out
+
+
+def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None = None, *,
+           source: str = "user", t1_grid=None, max_rank: int | None = None, num_threads: int | None = None,
+           coverage: float = 0.9995, force_python: bool = False) -> QueryStatistics:
+    """The statistics pass over tuning queries with ground truth ``truth`` (nq, k)."""
+    start = time.perf_counter()
+    k = int(truth.shape[1])
+    num_leaves = int(index._config.tree.num_leaves)
+    if index.metric == "cosine":
+        norms = np.linalg.norm(queries, axis=1, keepdims=True)
+        queries = np.divide(queries, norms, out=np.zeros_like(queries), where=norms > 0)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    valid = truth >= 0
+    safe_truth = np.where(valid, truth, 0)
+
+    # Partition stage: rank of every center, then of each true neighbor's partition(s).
+    ranks, order = _partition_ranks(index, queries)
+    primary = index._arrays["primary_leaf"].astype(np.int64)
+    leaf_rank = np.take_along_axis(ranks, primary[safe_truth], axis=1)
+    secondary = index._arrays.get("secondary_leaf")
+    if secondary is not None:
+        second = secondary.astype(np.int64)[safe_truth]
+        second_rank = np.take_along_axis(ranks, np.maximum(second, 0), axis=1)
+        leaf_rank = np.where(second >= 0, np.minimum(leaf_rank, second_rank), leaf_rank)
+    leaf_rank = np.where(valid, leaf_rank, num_leaves + 1)
+
+    # LUT16 work: entries in the t1 best partitions.
+    sizes = np.diff(index._arrays["leaf_offsets"]).astype(np.float64)
+    cumulative = np.cumsum(sizes[order], axis=1)  # (nq, num_leaves)
+
+    grid = default_t1_grid(leaf_rank, valid, num_leaves, coverage) if t1_grid is None else np.unique(
+        np.asarray(t1_grid, dtype=np.int64))
+    if grid.size == 0 or grid[0] < 1 or grid[-1] > num_leaves:
+        raise ValueError(f"t1_grid values must lie in [1, {num_leaves}]")
+    entries = cumulative[:, grid - 1]
+
+    # Quantized stage: the index's own AH order of the candidates, at every grid point.
+    if max_rank is None:
+        max_rank = default_max_rank(index.n, k)
+    max_rank = int(min(max_rank, index.n))
+    depth = max_rank + (1 if exclude is not None else 0)  # the query point itself takes one slot
+    depth = min(depth, index.n)
+    threads = _validate.num_threads(num_threads)
+    lost = max_rank + 1
+    if hasattr(_core, "autotune_ah_ranks") and not force_python:
+        # One scan of the t1_max best partitions per query, ranks read at every grid checkpoint.
+        ah_rank, entry_rank = _core.autotune_ah_ranks(
+            index._arrays, "squared_l2" if index.metric == "squared_l2" else "dot", index.n, index.dim, num_leaves,
+            index._config.ah.dims_per_block, "secondary_leaf" in index._arrays, queries,
+            np.where(valid, truth, -1).astype(np.int64), None if exclude is None else exclude.astype(np.int64),
+            grid, max_rank, threads,
+        )
+    else:
+        # The same ranks from the index's own search, one call per grid point (slower).
+        ah_rank = np.empty((len(queries), k, len(grid)), dtype=np.int32)
+        depth = min(max_rank + (1 if exclude is not None else 0), index.n)  # the query point takes one slot
+        for j, t1 in enumerate(grid):
+            ids, _ = index._handle.search(queries, depth, int(t1), 0, threads)
+            ranks_j = _ah_ranks(ids, safe_truth, exclude, lost)
+            ranks_j[ranks_j > max_rank] = lost
+            ranks_j[~valid] = lost
+            ah_rank[:, :, j] = ranks_j
+        entry_rank = ah_rank.copy()  # approximate under spilling: the search's own overretrieval already applied
+    spilled = "secondary_leaf" in index._arrays
+    return QueryStatistics(
+        k=k,
+        t1_grid=grid,
+        leaf_rank=leaf_rank.astype(np.int64),
+        ah_rank=ah_rank,
+        entries=entries,
+        valid=valid,
+        max_rank=max_rank,
+        num_leaves=num_leaves,
+        source=source,
+        entry_rank=entry_rank if spilled else None,
+        overretrieve=float(getattr(index._config.tree, "overretrieve_factor", 2.0) or 2.0),
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,157 @@
+"""The autotuner (issue 6): recall targets met on queries not used for tuning, predictions honest,
+cost budgets respected, bad targets rejected, and the statistics pass exact."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import annlib
+import annlib.autotune as at
+from annlib.autotune import statistics as st
+
+K = 10
+
+
+@pytest.fixture(scope="module")
+def sample(request):
+    real = request.getfixturevalue("real_sample")
+    index = annlib.TreeAhIndex(real["train"], "cosine", num_leaves=100, num_leaves_to_search=10, reorder=100)
+    return real, index
+
+
+def _measure(index, queries, truth, **params):
+    result = index.search_batched(queries, K, num_threads=1, **params)
+    return annlib.id_recall(result.ids, truth, K)
+
+
+def _cpu_cost(index, queries, repeats=5, **params):
+    times = []
+    for _ in range(repeats):
+        start = time.thread_time()
+        index.search_batched(queries, K, num_threads=1, **params)
+        times.append(time.thread_time() - start)
+    return float(np.median(times)) / len(queries)
+
+
+@pytest.mark.parametrize("target", [0.85, 0.90, 0.95])
+def test_target_met_on_held_out_queries(sample, target):
+    real, index = sample
+    tuning = index.autotune(target, set_default=False)  # tuned on held-out train points
+    assert tuning.tuning_queries_source == "held-out sample" and tuning.num_tuning_queries == 1000
+    assert not tuning.best_effort and tuning.predicted_recall >= target
+    measured = _measure(index, real["test"], real["neighbors"], **tuning.params)  # test queries: never tuned on
+    assert measured >= target - 0.01, (tuning, measured)
+    assert abs(tuning.predicted_recall - measured) <= 0.02, (tuning, measured)
+
+
+def test_user_queries_and_set_default(sample):
+    real, index = sample
+    test, truth = real["test"], real["neighbors"]
+    tuning = index.autotune(0.9, queries=test[0::2])
+    assert tuning.tuning_queries_source == "user" and tuning.num_tuning_queries == 100
+    assert index.config["tree"]["num_leaves_to_search"] == tuning.leaves_to_search
+    assert index.config["reorder"]["num_neighbors"] == tuning.pre_reorder_num_neighbors
+    # the model is exact on its own tuning queries ...
+    on_tuning = annlib.id_recall(index.search_batched(test[0::2]).ids, truth[0::2], K)  # the new defaults
+    assert abs(on_tuning - tuning.predicted_recall) <= 0.005
+    # ... and generalises within the sampling band of 100 validation queries
+    assert annlib.id_recall(index.search_batched(test[1::2]).ids, truth[1::2], K) >= 0.9 - 0.04
+    index.set_search_defaults(10, 100)
+
+
+def test_frontier_is_monotone(sample):
+    _, index = sample
+    tuning = index.autotune(0.9, set_default=False)
+    costs = [p.cost for p in tuning.frontier]
+    recalls = [p.recall for p in tuning.frontier]
+    assert len(tuning.frontier) >= 5
+    assert costs == sorted(costs) and recalls == sorted(recalls)
+    chosen = (tuning.leaves_to_search, tuning.pre_reorder_num_neighbors)
+    cheaper = [p for p in tuning.frontier if p.cost < tuning.predicted_cost - 1e-15]
+    assert all(p.recall < 0.9 for p in cheaper) or chosen in {(p.leaves_to_search, p.pre_reorder_num_neighbors) for p in tuning.frontier}
+
+
+def test_cost_budget_is_respected(sample):
+    real, index = sample
+    reference = index.autotune(0.9, set_default=False)
+    budget = reference.predicted_cost
+    tuning = index.autotune(max_cost=budget, set_default=False)
+    assert tuning.predicted_cost <= budget
+    assert tuning.predicted_recall >= reference.predicted_recall - 0.03
+    measured = _cpu_cost(index, real["test"], **tuning.params)
+    assert measured <= 1.6 * budget + 5e-6, (measured, budget)  # timing on shared cores: generous band
+
+
+@pytest.mark.parametrize("target", [0.0, -0.1, 1.5, float("nan"), True, "0.9"])
+def test_bad_recall_targets_raise(sample, target):
+    _, index = sample
+    with pytest.raises(ValueError, match="target_recall"):
+        index.autotune(target)
+
+
+def test_budget_below_cheapest_raises(sample):
+    _, index = sample
+    with pytest.raises(ValueError, match="cheapest setting"):
+        index.autotune(max_cost=1e-9, num_tuning_queries=200)
+    with pytest.raises(ValueError, match="max_cost"):
+        index.autotune(max_cost=-1.0)
+
+
+def test_unreachable_recall_is_best_effort(sample):
+    _, index = sample
+    with pytest.warns(at.AutotuneWarning, match="unreachable"):
+        tuning = index.autotune(1.0, max_rank=12, num_tuning_queries=300, set_default=False)
+    assert tuning.best_effort and "unreachable" in tuning.message
+    assert tuning.predicted_recall < 1.0 and "BEST EFFORT" in str(tuning)
+
+
+def test_statistics_match_the_search(sample):
+    """The C++ statistics pass ranks exactly as the index's own search orders its AH candidates."""
+    _, index = sample
+    tq, truth, exclude, _ = st.tuning_queries(index, None, None, K, num_queries=100)
+    fast = st.gather(index, tq, truth, exclude)
+    slow = st.gather(index, tq, truth, exclude, t1_grid=fast.t1_grid, force_python=True)
+    np.testing.assert_array_equal(fast.ah_rank, slow.ah_rank)
+    assert (exclude[:, None] != truth).all()  # the query point is not its own neighbor
+    # the model's recall at a grid point is the search's recall on the tuning queries
+    j = len(fast.t1_grid) // 2
+    t1, t2 = int(fast.t1_grid[j]), 30
+    predicted = (fast.ah_rank[:, :, j] <= t2).mean()
+    measured = annlib.id_recall(index.search_batched(tq, K + 1, t1, t2 + 1).ids[:, 1:], truth, K)
+    assert abs(predicted - measured) <= 0.01
+
+
+def test_build_returns_a_working_index(real_sample):
+    train, test, truth = real_sample["train"], real_sample["test"], real_sample["neighbors"]
+    index, tuning = at.build(train, "cosine", target_recall=0.9, return_tuning=True, num_tuning_queries=500)
+    assert isinstance(index, (annlib.TreeAhIndex, annlib.BruteForce))
+    ids = index.search_batched(test, K).ids
+    assert annlib.id_recall(ids, truth, K) >= 0.89
+    if isinstance(index, annlib.TreeAhIndex):
+        assert tuning.index_kind == "tree_ah" and index.config["tree"]["num_leaves_to_search"] == tuning.leaves_to_search
+    else:
+        assert tuning.index_kind == "brute_force" and "exact search" in tuning.message
+
+
+def test_build_picks_brute_force_on_tiny_data(rng):
+    data = rng.standard_normal((500, 16)).astype(np.float32)
+    index, tuning = at.build(data, "squared_l2", target_recall=0.95, return_tuning=True)
+    assert isinstance(index, annlib.BruteForce) and tuning.index_kind == "brute_force"
+    assert tuning.predicted_recall == 1.0
+    with pytest.raises(ValueError, match="target_recall"):
+        at.build(data, "dot", target_recall=2.0)
+
+
+def test_index_without_float_data_needs_data(rng):
+    data = rng.standard_normal((3000, 16)).astype(np.float32)
+    index = annlib.TreeAhIndex(data, "dot", num_leaves=30, num_leaves_to_search=3, reorder=None)
+    with pytest.raises(ValueError, match="data="):
+        index.autotune(0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", at.AutotuneWarning)
+        tuning = index.autotune(0.9, data=data, num_tuning_queries=300)
+    assert tuning.pre_reorder_num_neighbors is None and 1 <= tuning.leaves_to_search <= 30
