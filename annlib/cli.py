@@ -437,6 +437,12 @@ def _progress_default(value: bool | None) -> bool:
 @click.option("--training-sample-size", type=click.IntRange(min=1), default=100_000, show_default=True, help="Points k-means and PQ train on.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="Threads (default: all cores).")
+@click.option(
+    "--target-recall",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="After building, tune leaves-to-search and reorder for this recall@k (held-out points) and save them.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_clean_errors
@@ -454,6 +460,7 @@ def build(
     training_sample_size: int,
     seed: int,
     threads: int | None,
+    target_recall: float | None,
     progress: bool | None,
     as_json: bool,
 ) -> None:
@@ -466,6 +473,7 @@ def build(
     Examples:
       annlib build datasets/debian-minilm-10k.hdf5 --out minilm.annlib
       annlib build vectors.npy --metric dot --num-leaves 1000 --soar-lambda 1.0 --out v.annlib
+      annlib build datasets/debian-minilm-10k.hdf5 --target-recall 0.95 --out tuned.annlib
     """
     train, ds = _load_matrix(data, "data")
     metric = metric or ds.metric
@@ -488,6 +496,9 @@ def build(
         num_threads=threads,
         progress=_progress_default(progress),
     )
+    tuning = None
+    if target_recall is not None:
+        tuning = index.autotune(target_recall=target_recall, k=k, set_default=True, num_threads=threads)
     index.save(out)
     stats = index.stats()
     config = index.config
@@ -503,6 +514,15 @@ def build(
         "file_bytes": os.path.getsize(out),
         "build_seconds": stats["build_seconds"],
     }
+    if tuning is not None:
+        report["tuning"] = {
+            "target_recall": target_recall,
+            "leaves_to_search": tuning.leaves_to_search,
+            "pre_reorder_num_neighbors": tuning.pre_reorder_num_neighbors,
+            "predicted_recall": tuning.predicted_recall,
+            "predicted_qps": tuning.predicted_qps,
+            "best_effort": tuning.best_effort,
+        }
     if as_json:
         _emit_json(report)
         return
@@ -512,6 +532,12 @@ def build(
     click.echo(f"  partitions  {stats['num_leaves']:,} (search {report['leaves_to_search']}){soar}")
     click.echo(f"  memory      {_mb(stats['total_bytes'])} (file {_mb(report['file_bytes'])})")
     click.echo(f"  build time  {stats['build_seconds']:.2f} s")
+    if tuning is not None:
+        click.echo(
+            f"  tuned       leaves_to_search={tuning.leaves_to_search} pre_reorder={tuning.pre_reorder_num_neighbors}: "
+            f"predicted recall@{k} {tuning.predicted_recall:.3f}, {tuning.predicted_qps:,.0f} QPS single-thread"
+            + (" (best effort: target not reachable)" if tuning.best_effort else "")
+        )
 
 
 @main.command()

@@ -19,7 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEFAULT_EPSILON", "id_recall", "id_recall_per_query", "recall", "recall_per_query"]
+__all__ = [
+    "DEFAULT_EPSILON",
+    "distances_of_ids",
+    "id_recall",
+    "id_recall_per_query",
+    "recall",
+    "recall_of_ids",
+    "recall_per_query",
+]
 
 #: ann-benchmarks' distance slack for counting a returned point as a true neighbor.
 DEFAULT_EPSILON = 1e-3
@@ -220,3 +228,73 @@ def distances_in_file_convention(distances, metric: str, file_distance: str) -> 
     else:
         raise ValueError(f"cannot compare {metric!r} distances with a file whose distance is {file_distance!r}")
     return np.where(np.isfinite(d), out, np.inf)
+
+
+def distances_of_ids(ids, train, queries, file_distance: str) -> np.ndarray:
+    """Recompute the exact distance of every returned id, as the ann-benchmarks runner does.
+
+    The harness ignores the distances an algorithm reports and recomputes them from the data,
+    so approximate (quantized) scores cannot flatter the recall. Empty slots (id -1) become the
+    worst value: ``+inf`` for "angular"/"euclidean", ``-inf`` for "dot".
+
+    Parameters
+    ----------
+    ids : array_like
+        int ``[nq, k]`` returned row ids into ``train``; -1 marks an empty slot.
+    train, queries : array_like
+        ``[n, dim]`` and ``[nq, dim]`` float data the ids refer to.
+    file_distance : {"angular", "euclidean", "dot"}
+        The dataset's ann-benchmarks ``distance``: ``1 - cos``, the L2 distance, or the inner
+        product (a similarity, larger is better).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[nq, k]`` in the file's convention, comparable with its ``distances``.
+
+    Examples
+    --------
+    >>> train = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> distances_of_ids([[1, -1]], train, [[0.0, 2.0]], "euclidean").tolist()
+    [[1.0, inf]]
+    """
+    ids = _as_matrix(ids, "ids", "iu").astype(np.int64, copy=False)
+    train = np.asarray(train)
+    queries = np.asarray(queries)
+    if train.ndim != 2 or queries.ndim != 2 or train.shape[1] != queries.shape[1]:
+        raise ValueError(f"train and queries must be 2-D with the same dim, got {train.shape} and {queries.shape}")
+    if ids.shape[0] != queries.shape[0]:
+        raise ValueError(f"ids has {ids.shape[0]} rows but queries has {queries.shape[0]}")
+    valid = (ids >= 0) & (ids < train.shape[0])
+    points = train[np.where(valid, ids, 0)].astype(np.float64)  # [nq, k, dim]
+    q = queries.astype(np.float64)[:, None, :]
+    if file_distance == "angular":
+        dots = np.einsum("qkd,qkd->qk", points, np.broadcast_to(q, points.shape))
+        norms = np.linalg.norm(points, axis=2) * np.linalg.norm(q, axis=2)
+        out = 1.0 - dots / np.where(norms > 0, norms, 1.0)
+        worst = np.inf
+    elif file_distance == "euclidean":
+        out = np.linalg.norm(points - q, axis=2)
+        worst = np.inf
+    elif file_distance == "dot":
+        out = np.einsum("qkd,qkd->qk", points, np.broadcast_to(q, points.shape))
+        worst = -np.inf
+    else:
+        raise ValueError(f"file_distance must be 'angular', 'euclidean' or 'dot', got {file_distance!r}")
+    return np.where(valid, out, worst)
+
+
+def recall_of_ids(ids, train, queries, truth_distances, k: int, file_distance: str, epsilon: float = DEFAULT_EPSILON) -> float:
+    """ann-benchmarks recall@k of returned ``ids``: distances recomputed from the data, ties count.
+
+    Combines :func:`distances_of_ids` and :func:`recall`; ``truth_distances`` are the file's
+    ``distances`` (``[nq, >= k]``, best first).
+
+    Examples
+    --------
+    >>> train = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> recall_of_ids([[0, 1]], train, [[1.0, 0.1]], [[0.1, 0.9]], 2, "euclidean")
+    0.5
+    """
+    found = distances_of_ids(np.asarray(ids)[:, :k], train, queries, file_distance)
+    return recall(found, truth_distances, k, epsilon, larger_is_better=file_distance == "dot")
