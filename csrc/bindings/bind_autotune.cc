@@ -7,25 +7,14 @@
 #include <string>
 
 #include "core/autotune_stats.h"
+#include "bindings/array_view.h"
 #include "core/tree_ah_search.h"
 
 namespace py = pybind11;
 using namespace annlib;
+using namespace annlib_bindings;
 
 namespace {
-
-template <typename T>
-const T* array_of(const py::dict& arrays, const char* name, bool required) {
-  if (!arrays.contains(name) || arrays[name].is_none()) {
-    if (required) throw std::invalid_argument(std::string("tree-AH index is missing array '") + name + "'");
-    return nullptr;
-  }
-  auto array = arrays[name].cast<py::array>();
-  if (!py::isinstance<py::array_t<T>>(array) || !(array.flags() & py::array::c_style)) {
-    throw std::invalid_argument(std::string("array '") + name + "' has the wrong dtype or is not C-contiguous");
-  }
-  return static_cast<const T*>(array.data());
-}
 
 py::tuple ah_ranks_py(const py::dict& arrays, const std::string& metric, size_t n, size_t dim,
                                  size_t num_leaves, size_t dims_per_block, bool spilled,
@@ -34,23 +23,7 @@ py::tuple ah_ranks_py(const py::dict& arrays, const std::string& metric, size_t 
                                  const py::object& exclude,
                                  const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& t1_grid,
                                  size_t max_rank, size_t num_threads) {
-  TreeAhView v;
-  v.metric = metric == "squared_l2" ? Metric::kSquaredL2 : Metric::kDot;
-  v.n = n;
-  v.dim = dim;
-  v.num_leaves = num_leaves;
-  v.dims_per_block = dims_per_block;
-  v.num_blocks = (dim + dims_per_block - 1) / dims_per_block;
-  v.spilled = spilled;
-  const bool l2 = v.metric == Metric::kSquaredL2;
-  v.centers = array_of<float>(arrays, "centers", true);
-  v.center_sq_norms = array_of<float>(arrays, "center_sq_norms", l2);
-  v.codebook = array_of<float>(arrays, "codebook", true);
-  v.leaf_offsets = array_of<int64_t>(arrays, "leaf_offsets", true);
-  v.leaf_group_offsets = array_of<int64_t>(arrays, "leaf_group_offsets", true);
-  v.entry_ids = array_of<int32_t>(arrays, "entry_ids", true);
-  v.packed_codes = array_of<uint8_t>(arrays, "packed_codes", true);
-  v.entry_sq_norms = array_of<float>(arrays, "entry_sq_norms", l2);
+  const TreeAhView v = tree_ah_view(arrays, metric, n, dim, num_leaves, dims_per_block, spilled);
   if (queries.ndim() != 2 || static_cast<size_t>(queries.shape(1)) != dim) {
     throw std::invalid_argument("queries must have shape (nq, dim)");
   }

@@ -8,51 +8,21 @@
 #include <memory>
 #include <vector>
 
+#include "bindings/array_view.h"
 #include "core/tree_ah_search.h"
 
 namespace py = pybind11;
 using namespace annlib;
+using namespace annlib_bindings;
 
 namespace {
-
-template <typename T>
-const T* data_of(const py::dict& arrays, const char* name, bool required) {
-  if (!arrays.contains(name) || arrays[name].is_none()) {
-    if (required) throw std::invalid_argument(std::string("tree-AH index is missing array '") + name + "'");
-    return nullptr;
-  }
-  auto array = arrays[name].cast<py::array>();
-  if (!py::isinstance<py::array_t<T>>(array) || !(array.flags() & py::array::c_style)) {
-    throw std::invalid_argument(std::string("array '") + name + "' has the wrong dtype or is not C-contiguous");
-  }
-  return static_cast<const T*>(array.data());
-}
 
 class TreeAhHandle {
  public:
   TreeAhHandle(py::dict arrays, const std::string& metric, size_t n, size_t dim, size_t num_leaves,
                size_t dims_per_block, bool spilled)
       : arrays_(std::move(arrays)) {
-    v_.metric = metric == "squared_l2" ? Metric::kSquaredL2 : Metric::kDot;
-    v_.n = n;
-    v_.dim = dim;
-    v_.num_leaves = num_leaves;
-    v_.dims_per_block = dims_per_block;
-    v_.num_blocks = (dim + dims_per_block - 1) / dims_per_block;
-    v_.spilled = spilled;
-    const bool l2 = v_.metric == Metric::kSquaredL2;
-    v_.centers = data_of<float>(arrays_, "centers", true);
-    v_.center_sq_norms = data_of<float>(arrays_, "center_sq_norms", l2);
-    v_.codebook = data_of<float>(arrays_, "codebook", true);
-    v_.leaf_offsets = data_of<int64_t>(arrays_, "leaf_offsets", true);
-    v_.leaf_group_offsets = data_of<int64_t>(arrays_, "leaf_group_offsets", true);
-    v_.entry_ids = data_of<int32_t>(arrays_, "entry_ids", true);
-    v_.packed_codes = data_of<uint8_t>(arrays_, "packed_codes", true);
-    v_.entry_sq_norms = data_of<float>(arrays_, "entry_sq_norms", l2);
-    v_.reorder_float = data_of<float>(arrays_, "reorder_float", false);
-    v_.reorder_int8 = data_of<int8_t>(arrays_, "reorder_int8", false);
-    v_.reorder_int8_inv_scale = data_of<float>(arrays_, "reorder_int8_inv_scale", v_.reorder_int8 != nullptr);
-    v_.point_sq_norms = data_of<float>(arrays_, "point_sq_norms", l2);
+    v_ = tree_ah_view(arrays_, metric, n, dim, num_leaves, dims_per_block, spilled);
     searcher_ = std::make_unique<TreeAhSearcher>(v_);
   }
 

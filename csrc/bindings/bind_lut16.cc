@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/array_view.h"
 #include "core/lut16_codes.h"
 #include "core/tree_ah_search.h"
 #include "simd/dispatch.h"
@@ -16,18 +17,9 @@
 
 namespace py = pybind11;
 using namespace annlib;
+using namespace annlib_bindings;
 
 namespace {
-
-using ByteArray = py::array_t<uint8_t, py::array::c_style>;
-using FloatArray = py::array_t<float, py::array::c_style>;
-using Int32Array = py::array_t<int32_t, py::array::c_style>;
-
-std::string shape_str(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
 
 void require_packed(const ByteArray& packed, size_t n, size_t num_blocks) {
   const size_t expected = lut16_packed_bytes(n, num_blocks);

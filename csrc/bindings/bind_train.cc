@@ -13,34 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "bindings/array_view.h"
 #include "core/anisotropic_pq.h"
 #include "core/kmeans.h"
 
 namespace py = pybind11;
 using namespace annlib;
+using namespace annlib_bindings;
 
 namespace {
-
-using ByteArray = py::array_t<uint8_t, py::array::c_style>;
-using FloatArray = py::array_t<float, py::array::c_style>;
-using Int32Array = py::array_t<int32_t, py::array::c_style>;
-
-std::string shape_str(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-void require_2d(const py::array& a, const char* name) {
-  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D, got shape " + shape_str(a));
-}
-
-void require_same_shape(const py::array& a, const char* a_name, const py::array& b, const char* b_name) {
-  if (a.ndim() != b.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), b.shape())) {
-    throw std::invalid_argument(std::string(a_name) + " and " + b_name + " must have the same shape, got " +
-                                shape_str(a) + " and " + shape_str(b));
-  }
-}
 
 /// The PqCodebook described by a flat centers array and dims_per_block.
 PqCodebook codebook_from(const FloatArray& centers, size_t dims_per_block) {

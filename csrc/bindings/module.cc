@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "bindings/array_view.h"
 #include "core/exact_search.h"
 #include "core/metric.h"
 #include "core/thread_pool.h"
@@ -16,6 +17,7 @@
 
 namespace py = pybind11;
 using namespace annlib;
+using namespace annlib_bindings;
 
 void bind_lut16(py::module_& m);  // bind_lut16.cc
 void bind_train(py::module_& m);  // bind_train.cc
@@ -25,17 +27,6 @@ void bind_autotune(py::module_& m);  // bind_autotune.cc
 
 namespace {
 
-using FloatArray = py::array_t<float, py::array::c_style>;
-
-Metric parse_metric(const std::string& name) {
-  if (name == "dot") return Metric::kDot;
-  if (name == "squared_l2") return Metric::kSquaredL2;
-  throw std::invalid_argument("core metric must be 'dot' or 'squared_l2', got '" + name + "'");
-}
-
-void require_2d(const py::array& a, const char* name) {
-  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D");
-}
 
 py::dict cpu_features_dict() {
   const CpuFeatures& f = cpu_features();

@@ -7,6 +7,7 @@
 #include "core/lut16_codes.h"
 #include "core/thread_pool.h"
 #include "core/top_k.h"
+#include "core/tree_ah_query.h"
 #include "simd/dispatch.h"
 
 namespace annlib {
@@ -14,11 +15,7 @@ namespace annlib {
 namespace {
 
 struct RankScratch {
-  std::vector<float> center_dots;
-  std::vector<ScoredId> leaves;
-  std::vector<float> lut_float;
-  std::vector<uint8_t> lut_u8;
-  std::vector<int32_t> sums;
+  QueryTables tables;
   TopK candidates;
   std::vector<ScoredId> ranked;
   std::vector<uint8_t> seen;   // one byte per point
@@ -27,7 +24,6 @@ struct RankScratch {
 };
 
 void rank_one(const TreeAhView& v, const KernelTable& kt, const AhRankArgs& a, size_t q, RankScratch& s) {
-  const bool l2 = v.metric == Metric::kSquaredL2;
   const float* query = a.queries + q * v.dim;
   const int64_t* truth = a.truth + q * a.k;
   const int64_t self = a.exclude != nullptr ? a.exclude[q] : -1;
@@ -40,57 +36,17 @@ void rank_one(const TreeAhView& v, const KernelTable& kt, const AhRankArgs& a, s
     if (truth[g] >= 0) s.slot[static_cast<size_t>(truth[g])] = static_cast<int32_t>(g);
   }
 
-  // Partition selection, as in the search: the t1_max best leaves, best first.
-  DotBlockArgs center_args{query, 1, v.centers, v.num_leaves, v.dim, s.center_dots.data(), v.num_leaves};
-  kt.dot_block(center_args);
-  for (size_t l = 0; l < v.num_leaves; ++l) {
-    const float dot = s.center_dots[l];
-    s.leaves[l] = ScoredId{l2 ? 2.f * dot - v.center_sq_norms[l] : dot, static_cast<int64_t>(l)};
-  }
+  // The same tables and leaf order as the search, for the deepest grid point.
+  QueryTables& t = s.tables;
+  prepare_query(v, kt, query, t);
   const size_t t1_max = static_cast<size_t>(a.t1_grid[a.grid_size - 1]);
-  std::partial_sort(s.leaves.begin(), s.leaves.begin() + static_cast<std::ptrdiff_t>(t1_max),
-                    s.leaves.begin() + static_cast<std::ptrdiff_t>(v.num_leaves),
-                    [](const ScoredId& x, const ScoredId& y) { return better(x, y); });
-
-  // The query's lookup table, exactly as the search builds and quantizes it.
-  for (size_t k = 0; k < v.num_blocks; ++k) {
-    const size_t begin = k * v.dims_per_block;
-    const size_t end = std::min(begin + v.dims_per_block, v.dim);
-    float* lut = s.lut_float.data() + k * 16;
-    for (size_t j = 0; j < 16; ++j) lut[j] = 0.f;
-    for (size_t d = begin; d < end; ++d) {
-      const float qd = query[d];
-      const float* coords = v.codebook_by_dim + d * 16;
-      for (size_t j = 0; j < 16; ++j) lut[j] += qd * coords[j];
-    }
-  }
-  const float inv_m = 1.f / kt.quantize_lut(s.lut_float.data(), v.num_blocks * 16, s.lut_u8.data());
+  order_leaves(v, t1_max, t);
 
   const size_t depth = a.max_rank + (self >= 0 ? 1 : 0);
   s.candidates.reset(v.spilled ? 2 * depth : depth);
-  const uint8_t* lut_ptr = s.lut_u8.data();
-  int32_t* sums_ptr = s.sums.data();
   size_t next = 0;  // next grid checkpoint
   for (size_t i = 0; i < t1_max; ++i) {
-    const size_t leaf = static_cast<size_t>(s.leaves[i].id);
-    const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
-    if (e1 > e0) {
-      const int64_t g0 = v.leaf_group_offsets[leaf], g1 = v.leaf_group_offsets[leaf + 1];
-      Lut16Args args{v.packed_codes + static_cast<size_t>(g0) * v.num_blocks * 16, static_cast<size_t>(g1 - g0),
-                     v.num_blocks, &lut_ptr, 1, &sums_ptr};
-      kt.lut16(args);
-      const float bias = s.center_dots[leaf];
-      const int32_t* ids = v.entry_ids + e0;
-      const size_t count = static_cast<size_t>(e1 - e0);
-      if (l2) {
-        const float* norms = v.entry_sq_norms + e0;
-        for (size_t t = 0; t < count; ++t) {
-          s.candidates.push(2.f * bias + static_cast<float>(s.sums[t]) * (2.f * inv_m) - norms[t], ids[t]);
-        }
-      } else {
-        for (size_t t = 0; t < count; ++t) s.candidates.push(bias + static_cast<float>(s.sums[t]) * inv_m, ids[t]);
-      }
-    }
+    scan_leaf(v, kt, leaf_at(t, i), t, s.candidates);
     // Checkpoint(s): ranks of the true neighbors among the unique candidates so far.
     while (next < a.grid_size && static_cast<size_t>(a.t1_grid[next]) == i + 1) {
       const size_t found = s.candidates.sorted(s.ranked.data());
@@ -134,19 +90,11 @@ void ah_ranks(const AhRankArgs& a) {
     if (a.truth[i] >= static_cast<int64_t>(v.n)) throw std::invalid_argument("ah_ranks: truth id out of range");
   }
   if (a.num_queries == 0) return;
-  size_t max_groups = 0;
-  for (size_t l = 0; l < v.num_leaves; ++l) {
-    max_groups = std::max(max_groups, static_cast<size_t>(v.leaf_group_offsets[l + 1] - v.leaf_group_offsets[l]));
-  }
   const KernelTable& kt = kernels();
   const size_t workers = std::min(resolve_num_threads(a.num_threads), a.num_queries);
   std::vector<RankScratch> scratch(workers);
   for (auto& s : scratch) {
-    s.center_dots.resize(v.num_leaves);
-    s.leaves.resize(v.num_leaves);
-    s.lut_float.resize(v.num_blocks * 16);
-    s.lut_u8.resize(v.num_blocks * 16);
-    s.sums.resize(max_groups * kLut16GroupSize + kLut16GroupSize);
+    s.tables.resize(v);
     s.ranked.resize(4 * (a.max_rank + 1) + 16);
     s.seen.assign(v.n, 0);
     s.slot.assign(v.n, -1);

@@ -10,6 +10,7 @@
 
 #include "core/lut16_codes.h"
 #include "core/thread_pool.h"
+#include "core/tree_ah_query.h"
 #include "core/top_k.h"
 #include "simd/dispatch.h"
 
@@ -23,11 +24,7 @@ constexpr size_t kQueriesPerTask = 4;
 
 /// Everything one worker needs; pooled by the searcher so searches allocate nothing.
 struct TreeAhSearcher::Scratch {
-  std::vector<float> center_dots;
-  std::vector<uint64_t> leaf_keys;
-  std::vector<float> lut_float;
-  std::vector<uint8_t> lut_u8;
-  std::vector<int32_t> sums;
+  QueryTables tables;
   TopK candidates;
   std::vector<ScoredId> ranked;
   std::vector<uint32_t> seen;  // per point: 1 + position among the unique candidates, 0 = unseen
@@ -37,13 +34,6 @@ struct TreeAhSearcher::Scratch {
 };
 
 namespace {
-
-/// Maps a float to unsigned bits that sort in the same order (NaN excluded).
-inline uint32_t orderable_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
 
 float dot_scalar(const float* a, const float* b, size_t n) {
   float s = 0.f;
@@ -64,38 +54,15 @@ float dot_int8(const float* q_scaled, const int8_t* x, size_t dim) {
   return (s0 + s1) + (s2 + s3);
 }
 
-size_t max_leaf_groups(const TreeAhView& v) {
-  int64_t best = 0;
-  for (size_t l = 0; l < v.num_leaves; ++l) best = std::max(best, v.leaf_group_offsets[l + 1] - v.leaf_group_offsets[l]);
-  return static_cast<size_t>(best);
-}
-
 void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q, TreeAhSearcher::Scratch& s,
                 int64_t* out_ids, float* out_dist) {
   const bool l2 = v.metric == Metric::kSquaredL2;
 
-  // 1. Partition selection: score every center, keep the best leaves_to_search.
-  DotBlockArgs center_args{q, 1, v.centers, v.num_leaves, v.dim, s.center_dots.data(), v.num_leaves};
-  kt.dot_block(center_args);
-  // One selection over all centers beats a running top-k here: every center is a
-  // candidate. Keys pack (order-preserving score bits, inverted id) into 64 bits so
-  // the selection compares integers: larger key = better, ties to the smaller id.
-  uint64_t* keys = s.leaf_keys.data();
-  for (size_t l = 0; l < v.num_leaves; ++l) {
-    const float dot = s.center_dots[l];
-    keys[l] = (static_cast<uint64_t>(orderable_bits(l2 ? 2.f * dot - v.center_sq_norms[l] : dot)) << 32) |
-              (0xFFFFFFFFu - static_cast<uint32_t>(l));
-  }
+  // 1-2. Center scores and the lookup table; the leaves_to_search best leaves, best first.
+  QueryTables& t = s.tables;
+  prepare_query(v, kt, q, t);
   const size_t num_leaves = p.leaves_to_search;
-  if (num_leaves < v.num_leaves) {
-    std::nth_element(keys, keys + num_leaves - 1, keys + v.num_leaves, std::greater<uint64_t>());
-  }
-  std::sort(keys, keys + num_leaves, std::greater<uint64_t>());  // nearest leaves first: the selection fills early
-
-  // 2. One lookup table of <q_k, codeword> serves every leaf: the residual trick
-  //    <q, x> = <q, c> + <q, r> (algorithms.md 3.3), for L2 too since ||x||^2 is stored.
-  kt.build_lut(q, v.codebook_by_dim, v.dim, v.dims_per_block, s.lut_float.data());
-  const float inv_m = 1.f / kt.quantize_lut(s.lut_float.data(), v.num_blocks * 16, s.lut_u8.data());
+  order_leaves(v, num_leaves, t);
 
   // 3. LUT16 scan of the chosen leaves into the candidate selection.
   const size_t wanted = p.pre_reorder > 0 ? p.pre_reorder : p.k;
@@ -103,61 +70,7 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   // de-duplicate down to `wanted` unique points (ScaNN's overretrieve_factor).
   s.candidates.reset(v.spilled ? static_cast<size_t>(std::ceil(static_cast<double>(wanted) * p.overretrieve_factor))
                                : wanted);
-  const uint8_t* lut_ptr = s.lut_u8.data();
-  int32_t* sums_ptr = s.sums.data();
-  for (size_t i = 0; i < num_leaves; ++i) {
-    const size_t leaf = 0xFFFFFFFFu - static_cast<uint32_t>(keys[i]);
-    const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
-    if (e1 == e0) continue;
-    const int64_t g0 = v.leaf_group_offsets[leaf], g1 = v.leaf_group_offsets[leaf + 1];
-    Lut16Args args{v.packed_codes + static_cast<size_t>(g0) * v.num_blocks * 16, static_cast<size_t>(g1 - g0),
-                   v.num_blocks, &lut_ptr, 1, &sums_ptr};
-    kt.lut16(args);
-    const float bias = s.center_dots[leaf];
-    const int32_t* ids = v.entry_ids + e0;
-    const size_t count = static_cast<size_t>(e1 - e0);
-    // Most entries cannot enter the selection; reject them by comparing the raw
-    // integer sum with the threshold moved into the LUT domain, and refresh that
-    // cutoff only when the selection's threshold rises. The cutoff is lowered by
-    // a margin so float rounding never rejects an entry push() would keep.
-    float threshold = s.candidates.threshold();
-    if (l2) {
-      const float* norms = v.entry_sq_norms + e0;
-      const float two_inv_m = 2.f * inv_m, two_bias = 2.f * bias;
-      for (size_t t = 0; t < count; ++t) {
-        const float score = two_bias + static_cast<float>(s.sums[t]) * two_inv_m - norms[t];
-        if (score > threshold) {
-          s.candidates.push(score, ids[t]);
-          threshold = s.candidates.threshold();
-        }
-      }
-    } else {
-      // sums[t] * inv_m + bias > threshold  <=>  sums[t] > (threshold - bias) * m; the
-      // integer cutoff is lowered by one so float rounding never rejects a keeper.
-      const float m = 1.f / inv_m;
-      auto cutoff_for = [&](float thr) {
-        const float c = std::floor((thr - bias) * m) - 1.f;
-        return c < -2.0e9f ? INT32_MIN : (c > 2.0e9f ? INT32_MAX : static_cast<int32_t>(c));
-      };
-      int32_t cutoff = cutoff_for(threshold);
-      const int32_t* sums = s.sums.data();
-      for (size_t g = 0; g < count; g += kLut16GroupSize) {
-        uint32_t mask = kt.greater_mask32(sums + g, cutoff);
-        if (count - g < kLut16GroupSize) mask &= (1u << (count - g)) - 1u;
-        while (mask != 0) {
-          const size_t t = g + static_cast<size_t>(__builtin_ctz(mask));
-          mask &= mask - 1;
-          if (sums[t] <= cutoff) continue;  // the cutoff rose since this group's mask
-          s.candidates.push(bias + static_cast<float>(sums[t]) * inv_m, ids[t]);
-          if (s.candidates.threshold() != threshold) {
-            threshold = s.candidates.threshold();
-            cutoff = cutoff_for(threshold);
-          }
-        }
-      }
-    }
-    s.stats.entries_scored += count;
-  }
+  for (size_t i = 0; i < num_leaves; ++i) s.stats.entries_scored += scan_leaf(v, kt, leaf_at(t, i), t, s.candidates);
 
   // 4. The best `wanted` unique candidates, unordered: reordering rescores them all, so
   //    no sort is needed. Spilled copies of one point keep the better AH score; seen[]
@@ -246,7 +159,6 @@ void transpose_codebook(const float* codebook, size_t dim, size_t dims_per_block
 TreeAhSearcher::TreeAhSearcher(const TreeAhView& view) : view_(view), codebook_by_dim_(16 * view.dim) {
   transpose_codebook(view.codebook, view.dim, view.dims_per_block, codebook_by_dim_.data());
   view_.codebook_by_dim = codebook_by_dim_.data();
-  max_leaf_groups_ = max_leaf_groups(view_);
 }
 
 TreeAhSearcher::~TreeAhSearcher() = default;
@@ -262,11 +174,7 @@ std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhPar
   }
   if (!s) {
     s = std::make_unique<TreeAhSearcher::Scratch>();
-    s->center_dots.resize(view_.num_leaves);
-    s->leaf_keys.resize(view_.num_leaves);
-    s->lut_float.resize(view_.num_blocks * 16);
-    s->lut_u8.resize(view_.num_blocks * 16);
-    s->sums.resize(max_leaf_groups_ * kLut16GroupSize + kLut16GroupSize);
+    s->tables.resize(view_);
     if (view_.spilled) s->seen.assign(view_.n, 0);
     s->query_scaled.resize(view_.dim);
   }

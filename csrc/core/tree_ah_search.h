@@ -88,7 +88,6 @@ class TreeAhSearcher {
 
   TreeAhView view_;
   std::vector<float> codebook_by_dim_;
-  size_t max_leaf_groups_ = 0;
   mutable std::mutex pool_mutex_;
   mutable std::vector<std::unique_ptr<Scratch>> pool_;
 };

@@ -1,0 +1,114 @@
+#include "core/tree_ah_query.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "core/lut16_codes.h"
+
+namespace annlib {
+
+namespace {
+
+/// Maps a float to unsigned bits that sort in the same order (NaN excluded).
+inline uint32_t orderable_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+}  // namespace
+
+size_t max_leaf_groups(const TreeAhView& v) {
+  int64_t best = 0;
+  for (size_t l = 0; l < v.num_leaves; ++l) best = std::max(best, v.leaf_group_offsets[l + 1] - v.leaf_group_offsets[l]);
+  return static_cast<size_t>(best);
+}
+
+void QueryTables::resize(const TreeAhView& v) {
+  center_dots.resize(v.num_leaves);
+  leaf_keys.resize(v.num_leaves);
+  lut_float.resize(v.num_blocks * 16);
+  lut_u8.resize(v.num_blocks * 16);
+  sums.resize(max_leaf_groups(v) * kLut16GroupSize + kLut16GroupSize);
+}
+
+void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, QueryTables& t) {
+  DotBlockArgs center_args{q, 1, v.centers, v.num_leaves, v.dim, t.center_dots.data(), v.num_leaves};
+  kt.dot_block(center_args);
+  kt.build_lut(q, v.codebook_by_dim, v.dim, v.dims_per_block, t.lut_float.data());
+  t.inv_m = 1.f / kt.quantize_lut(t.lut_float.data(), v.num_blocks * 16, t.lut_u8.data());
+}
+
+void order_leaves(const TreeAhView& v, size_t count, QueryTables& t) {
+  // One selection over all centers beats a running top-k here: every center is a
+  // candidate. Keys pack (order-preserving score bits, inverted id) into 64 bits so
+  // the selection compares integers: larger key = better, ties to the smaller id.
+  const bool l2 = v.metric == Metric::kSquaredL2;
+  uint64_t* keys = t.leaf_keys.data();
+  for (size_t l = 0; l < v.num_leaves; ++l) {
+    const float dot = t.center_dots[l];
+    keys[l] = (static_cast<uint64_t>(orderable_bits(l2 ? 2.f * dot - v.center_sq_norms[l] : dot)) << 32) |
+              (0xFFFFFFFFu - static_cast<uint32_t>(l));
+  }
+  count = std::min(count, v.num_leaves);
+  if (count < v.num_leaves) std::nth_element(keys, keys + count - 1, keys + v.num_leaves, std::greater<uint64_t>());
+  std::sort(keys, keys + count, std::greater<uint64_t>());  // nearest leaves first: the selection fills early
+}
+
+size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryTables& t, TopK& selection) {
+  const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
+  if (e1 == e0) return 0;
+  const int64_t g0 = v.leaf_group_offsets[leaf], g1 = v.leaf_group_offsets[leaf + 1];
+  const uint8_t* lut_ptr = t.lut_u8.data();
+  int32_t* sums = t.sums.data();
+  Lut16Args args{v.packed_codes + static_cast<size_t>(g0) * v.num_blocks * 16, static_cast<size_t>(g1 - g0),
+                 v.num_blocks, &lut_ptr, 1, &sums};
+  kt.lut16(args);
+  const float bias = t.center_dots[leaf];
+  const float inv_m = t.inv_m;
+  const int32_t* ids = v.entry_ids + e0;
+  const size_t count = static_cast<size_t>(e1 - e0);
+  float threshold = selection.threshold();
+  if (v.metric == Metric::kSquaredL2) {
+    const float* norms = v.entry_sq_norms + e0;
+    const float two_inv_m = 2.f * inv_m, two_bias = 2.f * bias;
+    for (size_t i = 0; i < count; ++i) {
+      const float score = two_bias + static_cast<float>(sums[i]) * two_inv_m - norms[i];
+      if (score > threshold) {
+        selection.push(score, ids[i]);
+        threshold = selection.threshold();
+      }
+    }
+    return count;
+  }
+  // Most entries cannot enter the selection: sums[i] * inv_m + bias > threshold
+  // <=> sums[i] > (threshold - bias) * m, so compare 32 raw integer sums at a time with
+  // the cutoff, refreshed only when the selection's threshold rises. The cutoff is
+  // lowered by one so float rounding never rejects an entry push() would keep.
+  const float m = 1.f / inv_m;
+  auto cutoff_for = [&](float thr) {
+    const float c = std::floor((thr - bias) * m) - 1.f;
+    return c < -2.0e9f ? INT32_MIN : (c > 2.0e9f ? INT32_MAX : static_cast<int32_t>(c));
+  };
+  int32_t cutoff = cutoff_for(threshold);
+  for (size_t g = 0; g < count; g += kLut16GroupSize) {
+    uint32_t mask = kt.greater_mask32(sums + g, cutoff);
+    if (count - g < kLut16GroupSize) mask &= (1u << (count - g)) - 1u;
+    while (mask != 0) {
+      const size_t i = g + static_cast<size_t>(__builtin_ctz(mask));
+      mask &= mask - 1;
+      if (sums[i] <= cutoff) continue;  // the cutoff rose since this group's mask
+      selection.push(bias + static_cast<float>(sums[i]) * inv_m, ids[i]);
+      if (selection.threshold() != threshold) {
+        threshold = selection.threshold();
+        cutoff = cutoff_for(threshold);
+      }
+    }
+  }
+  return count;
+}
+
+}  // namespace annlib

@@ -1,0 +1,49 @@
+// The per-query stages of a tree-AH search, shared by the search itself and the
+// autotuner's statistics pass so both score candidates identically: center scores
+// and the quantized lookup table, the leaf order, and the LUT16 scan of one leaf
+// into a top-k selection.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/top_k.h"
+#include "core/tree_ah_search.h"
+#include "simd/dispatch.h"
+
+namespace annlib {
+
+/// Per-query tables; sized once by resize(), reused for every query.
+struct QueryTables {
+  std::vector<float> center_dots;   ///< <q, c_l> for every leaf
+  std::vector<uint64_t> leaf_keys;  ///< packed (leaf score, leaf) keys; the best first after order_leaves
+  std::vector<float> lut_float;     ///< num_blocks x 16: <q_k, codeword j>
+  std::vector<uint8_t> lut_u8;      ///< the table quantized for LUT16
+  std::vector<int32_t> sums;        ///< LUT16 sums of the leaf being scanned
+  float inv_m = 1.f;                ///< 1 / the LUT's quantization multiplier
+
+  void resize(const TreeAhView& v);
+};
+
+/// Scores q against every center and builds its quantized lookup table. One table
+/// serves every leaf: <q, x> = <q, c> + <q, r> (algorithms.md 3.3), and for L2 too,
+/// since ||x||^2 is stored per entry.
+void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, QueryTables& t);
+
+/// Puts the `count` best leaves, best first, in t.leaf_keys[0, count); leaf_at reads them.
+void order_leaves(const TreeAhView& v, size_t count, QueryTables& t);
+
+inline size_t leaf_at(const QueryTables& t, size_t i) {
+  return 0xFFFFFFFFu - static_cast<uint32_t>(t.leaf_keys[i]);
+}
+
+/// LUT16-scores every entry of `leaf` and pushes its approximate ranking score
+/// (larger is better: <q,x~> for dot, 2<q,x~> - ||x||^2 for L2) into `selection`;
+/// entries that cannot enter are rejected in the integer domain. Returns the entries scored.
+size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryTables& t, TopK& selection);
+
+/// Largest leaf, in 32-entry groups (sizes the sums buffer).
+size_t max_leaf_groups(const TreeAhView& v);
+
+}  // namespace annlib
