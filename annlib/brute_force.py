@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from annlib import _core, _validate
+from annlib._vectors import normalize_rows
 from annlib.result import SearchResult
-
-
-def _normalize(rows: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    # A zero vector has no direction; it stays zero and scores 0 against every query.
-    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
 
 class BruteForce:
@@ -46,7 +41,7 @@ class BruteForce:
         self.metric = _validate.metric(metric)
         data = _validate.database(data)
         if self.metric == "cosine":
-            data = _normalize(data)
+            data = normalize_rows(data)
         self._data = data
         self._sq_norms = _core.squared_norms(data) if self.metric == "squared_l2" else None
 
@@ -82,7 +77,7 @@ class BruteForce:
 
     def _search(self, queries: np.ndarray, k: int, num_threads: int) -> SearchResult:
         if self.metric == "cosine":
-            queries = _normalize(queries)
+            queries = normalize_rows(queries)
         core_metric = "squared_l2" if self.metric == "squared_l2" else "dot"
         ids, distances = _core.exact_search(self._data, self._sq_norms, queries, k, core_metric, num_threads)
         return SearchResult(ids, distances)

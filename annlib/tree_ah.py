@@ -15,17 +15,13 @@ import numpy as np
 
 from annlib import _core, _validate
 from annlib import io as _io
+from annlib._vectors import normalize_rows
 from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
 from annlib.errors import FormatError
 from annlib.result import SearchResult
 
 KIND = "tree_ah"
 _ENCODE_CHUNK = 65_536  # points encoded per step: bounds the residual buffer during builds
-
-
-def _normalize(rows: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
 
 def _progress(enabled: bool, total: int, desc: str):
@@ -114,7 +110,7 @@ class TreeAhIndex:
         if tree.num_leaves > n:
             raise ValueError(f"num_leaves ({tree.num_leaves}) cannot exceed the number of points ({n})")
         if config.metric == "cosine":
-            data = _normalize(data)
+            data = normalize_rows(data)
         spherical = tree.spherical if tree.spherical is not None else config.metric in ("dot", "cosine")
         rng = np.random.default_rng(tree.seed)
         arrays: dict[str, np.ndarray] = {}
@@ -297,7 +293,7 @@ class TreeAhIndex:
     def _search(self, queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, num_threads):
         k, leaves, pre = self._resolve(final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors)
         if self.metric == "cosine":
-            queries = _normalize(queries)
+            queries = normalize_rows(queries)
         return self._handle.search(queries, k, leaves, pre, num_threads, self._config.tree.overretrieve_factor)
 
     @property

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from annlib import _core, _validate
+from annlib._vectors import normalize_rows
 from annlib.brute_force import BruteForce
 
 #: Queries drawn from the indexed points when the caller gives none.
@@ -167,8 +168,7 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
     k = int(truth.shape[1])
     num_leaves = int(index._config.tree.num_leaves)
     if index.metric == "cosine":
-        norms = np.linalg.norm(queries, axis=1, keepdims=True)
-        queries = np.divide(queries, norms, out=np.zeros_like(queries), where=norms > 0)
+        queries = normalize_rows(queries)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     valid = truth >= 0
     safe_truth = np.where(valid, truth, 0)
