@@ -120,6 +120,18 @@ def expected_recall(num_bins: int, k: int) -> float:
     return min(1.0, num_bins / k * occupied)
 
 
+@functools.lru_cache(maxsize=256)
+def _bins_for_recall(k: int, recall_target: float) -> int:
+    lo, hi = 1, math.ceil(1.0 / -math.expm1(math.log(recall_target) / (k - 1))) + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if expected_recall(mid, k) >= recall_target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def bins_for_recall(k: int, recall_target: float) -> int:
     """The smallest number of bins L with ``expected_recall(L, k) >= recall_target``.
 
@@ -152,16 +164,9 @@ def bins_for_recall(k: int, recall_target: float) -> int:
         raise ValueError(
             f"recall_target=1.0 needs unbounded bins for k={k}; search() runs an exact top-k for it"
         )
-    # (1 - 1/L)^(k-1) <= E[recall], so this L meets the target; bisect below it.
-    hi = math.ceil(1.0 / -math.expm1(math.log(recall_target) / (k - 1))) + 1
-    lo = 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if expected_recall(mid, k) >= recall_target:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    # (1 - 1/L)^(k-1) <= E[recall], so this L meets the target; bisect below it
+    # (cached: search() calls this on every query batch).
+    return _bins_for_recall(k, recall_target)
 
 
 def _recall_target(value) -> float:
@@ -195,6 +200,68 @@ def _scores(queries, rows, column_term, metric: str):
     return s
 
 
+def _scores_by_row(queries, rows, column_term, metric: str):
+    """:func:`_scores` transposed: ``[t, b]``, database-row-major.
+
+    For a small query batch (2 to ``_SMALL_BATCH`` queries) XLA:CPU streams the
+    database through one ``x @ q.T`` gemm without the transposed copy that
+    ``q @ x.T`` makes (1.15-1.3x faster at 4-32 queries on 50k x 384). One query
+    keeps ``q @ x.T``, which XLA:CPU runs as a fused gemv at streaming speed; the
+    ``[1, t]`` result is the same memory as ``[t, 1]``.
+    """
+    if queries.shape[0] == 1:
+        s = _scores(queries, rows, None, "dot").reshape(-1, 1)
+    else:
+        s = lax.dot_general(
+            rows,
+            queries.astype(rows.dtype),
+            (((1,), (1,)), ((), ())),
+            preferred_element_type=jnp.float32,
+        )
+    if metric == "squared_l2":
+        s = 2.0 * s - column_term[:, None]
+    elif metric == "cosine":
+        s = s * column_term[:, None]
+    return s
+
+
+def _select_one_tile(queries, database, column_term, offset, *, k, num_bins, metric):
+    """Whole-database PartialReduce fused with the final top-k, for small batches.
+
+    Returns ``(best [b, k], ids [b, k])``, already the result (best first). The
+    database is scored in one pass (``[n, b]``, row-major, see
+    :func:`_scores_by_row`); its first ``W * L`` rows are viewed (no copy) as
+    ``[W, L, b]`` and reduced over ``W``, an elementwise max of ``W`` contiguous
+    ``[L, b]`` slabs; the last ``n mod L`` rows fold into bins ``0..n mod L - 1``
+    without padding the score matrix. The arg-max is then found only for the
+    ``k`` bins the top-k keeps, from a ``[W, k, b]`` gather, instead of a second
+    full pass over the scores and an ``[W, L, b]`` index array. Same bins, same
+    ties (smallest id in a bin) as :func:`_bin_max`.
+    """
+    n = database.shape[0]
+    b = queries.shape[0]
+    width = n // num_bins
+    main_rows = width * num_bins
+    rest = n - main_rows
+    s = _scores_by_row(queries, database, column_term, metric)  # [n, b]
+    main = s[:main_rows].reshape(width, num_bins, b)
+    best = main.max(axis=0)  # [L, b]
+    if rest:
+        tail = jnp.pad(s[main_rows:], ((0, num_bins - rest), (0, 0)), constant_values=-jnp.inf)
+        tail_wins = tail > best  # strict: the tail holds the largest ids
+        best = jnp.where(tail_wins, tail, best)
+    values, bins = lax.top_k(best.T, k)  # [b, k]
+    cand = jnp.take_along_axis(main, bins.T[None], axis=1)  # [W, k, b]
+    rows = lax.broadcasted_iota(jnp.int32, cand.shape, 0)
+    row = jnp.min(jnp.where(cand == values.T[None], rows, width), axis=0).T  # [b, k]
+    ids = row * num_bins + bins
+    if rest:
+        ids = jnp.where(
+            jnp.take_along_axis(tail_wins.T, bins, axis=1), main_rows + bins, ids
+        )
+    return values, ids + offset
+
+
 def _bin_max(scores, num_bins: int):
     """PartialReduce of a ``[b, W * L]`` tile: per strided bin, the max and its row ``w``.
 
@@ -222,11 +289,15 @@ def _reduce_query_tile(
     metric,
     database_tile,
     n_total,
+    select_k=False,
 ):
     """Scan the database for one query tile; returns the carried state.
 
     Approximate (``num_bins`` set): ``(best [b, L], ids [b, L])``, the bin winners.
     Exact (``num_bins is None``): ``(best [b, k], ids [b, k])``, a running top-k.
+    With ``select_k`` and the whole database in one tile (small batches, no
+    padding), the approximate path returns ``(best [b, k], ids [b, k])``, the
+    final top-k (see :func:`_select_one_tile`); :func:`_finish` accepts both.
     ``offset`` is the global id of ``database[0]`` (a shard's offset; a multiple of
     L so that shards share the global strided bins); rows with global id
     ``>= n_total`` are padding and score -inf.
@@ -274,6 +345,16 @@ def _reduce_query_tile(
         jnp.full((b, width), -1, jnp.int32),
     )
     if database_tile >= n:  # one tile: no slice, hence no copy of the database
+        if select_k and not exact and not mask_padding:
+            return _select_one_tile(
+                queries,
+                database,
+                column_term,
+                offset,
+                k=k,
+                num_bins=num_bins,
+                metric=metric,
+            )
         return fold(state, database, column_term, 0, n)
     num_full = n // database_tile
     if num_full:
@@ -327,7 +408,10 @@ def _prepare_terms(queries, database, norms, metric):
 
 
 def _finish(best, ids, query_sq_norms, *, k, exact, metric):
-    """Exact top-k over the bin winners, then scores to annlib distances."""
+    """Exact top-k over the bin winners, then scores to annlib distances.
+
+    ``exact`` means ``best``/``ids`` already are the top-k, best first.
+    """
     if not exact:
         best, pick = lax.top_k(best, k)
         ids = jnp.take_along_axis(ids, pick, axis=1)
@@ -424,8 +508,10 @@ def knn(
         metric=metric,
         database_tile=tile,
         n_total=None,
+        select_k=True,
     )
-    return _finish(best, ids, q_sq, k=k, exact=num_bins is None, metric=metric)
+    selected = num_bins is None or tile >= n  # see _select_one_tile
+    return _finish(best, ids, q_sq, k=k, exact=selected, metric=metric)
 
 
 def _database_tile(rows: int | None, num_bins: int | None, n: int, batch: int) -> int:
@@ -833,7 +919,9 @@ def calibrate(device=None) -> tuple[float, float]:
     The roofline's two ceilings, each the best of several runs: the peak from a
     512 x 1024 x 8192 float32 matmul (compute-bound); the bandwidth from the faster
     of two memory-bound passes over a 128 MiB matrix (more than current L3 caches):
-    a single-query matvec and a column sum. Takes about a second on a 2-core CPU.
+    a single-query matvec and a row sum, each one contiguous streaming read of the
+    matrix. (A column sum was used before; XLA:CPU runs it about 2.5x slower than
+    either, so it never set the ceiling.) Takes about a second on a 2-core CPU.
     """
     device = device or jax.devices()[0]
     key = str(device)
@@ -848,8 +936,8 @@ def calibrate(device=None) -> tuple[float, float]:
             rng.standard_normal((1 << 18, 128), dtype=np.float32), device
         )
         q = x[:1]
-        column_sum = jax.jit(lambda x: jnp.sum(x, axis=0))
-        seconds = min(_best_time(matmul, q, x), _best_time(column_sum, x))
+        row_sum = jax.jit(lambda x: jnp.sum(x, axis=1))
+        seconds = min(_best_time(matmul, q, x), _best_time(row_sum, x))
         _CALIBRATION[key] = (peak, x.nbytes / seconds)
     return _CALIBRATION[key]
 

@@ -2,7 +2,10 @@
 
 For each dataset and query batch size, on the same device arrays:
 
-* ``matmul``       jitted ``q @ x.T`` alone (the roofline's compute: the floor);
+* ``stream``       jitted ``jnp.sum(x, axis=1)``: one streaming read of this very
+                   database buffer (what a memory-bound search cannot beat);
+* ``matmul``       jitted ``q @ x.T`` alone (the roofline's compute: the floor;
+                   for nq=1 the bare matvec);
 * ``top_k``        jitted ``lax.top_k(q @ x.T, k)`` (exact selection on the same scores);
 * ``approx_max_k`` jitted ``lax.approx_max_k(q @ x.T, k, recall_target)`` (exact
                    fallback off TPU);
@@ -84,6 +87,7 @@ def bench_dataset(name, train, all_queries, batches, k, recall_target, repeats):
     x = jax.device_put(train)
     n, dim = train.shape
     matmul = jax.jit(lambda q, x: q @ x.T)
+    stream = jax.jit(lambda x: jax.numpy.sum(x, axis=1))
     exact = jax.jit(lambda q, x: lax.top_k(q @ x.T, k))
     approx = jax.jit(
         lambda q, x: lax.approx_max_k(q @ x.T, k, recall_target=recall_target)
@@ -92,6 +96,7 @@ def bench_dataset(name, train, all_queries, batches, k, recall_target, repeats):
     for nq in batches:
         q = jax.device_put(all_queries[:nq])
         reps = repeats if n * nq <= 10**8 else max(3, repeats // 2)
+        t_stream = median_time(lambda: stream(x), reps)
         t_matmul = median_time(lambda q=q: matmul(q, x), reps)
         t_exact = median_time(lambda q=q: exact(q, x), reps)
         t_approx = median_time(lambda q=q: approx(q, x), reps)
@@ -105,6 +110,7 @@ def bench_dataset(name, train, all_queries, batches, k, recall_target, repeats):
             {
                 "dataset": name,
                 "nq": nq,
+                "stream_ms": 1e3 * t_stream,
                 "matmul_ms": 1e3 * t_matmul,
                 "top_k_ms": 1e3 * t_exact,
                 "approx_max_k_ms": 1e3 * t_approx,
@@ -122,14 +128,14 @@ def bench_dataset(name, train, all_queries, batches, k, recall_target, repeats):
 
 
 HEADER = (
-    "| dataset | nq | matmul ms | top_k ms | approx_max_k ms | tpu_knn ms | roofline ms "
+    "| dataset | nq | stream ms | matmul ms | top_k ms | approx_max_k ms | tpu_knn ms | roofline ms "
     "| tpu_knn / matmul | tpu_knn / top_k | tpu_knn / roofline | tpu_knn GFLOP/s | recall@10 |"
 )
 
 
 def print_row(r):
     print(
-        f"| {r['dataset']} | {r['nq']} | {r['matmul_ms']:.2f} | {r['top_k_ms']:.2f} | {r['approx_max_k_ms']:.2f} "
+        f"| {r['dataset']} | {r['nq']} | {r['stream_ms']:.2f} | {r['matmul_ms']:.2f} | {r['top_k_ms']:.2f} | {r['approx_max_k_ms']:.2f} "
         f"| {r['tpu_knn_ms']:.2f} | {r['roofline_ms']:.2f} | {r['ratio_matmul']:.2f} | {r['ratio_top_k']:.2f} "
         f"| {r['ratio_roofline']:.2f} | {r['gflops']:.1f} | {r['recall']:.3f} |",
         flush=True,
