@@ -69,7 +69,7 @@ __all__ = [
     "search_sharded",
 ]
 
-# Tiling defaults, chosen on a 2-core AVX2 machine (bench/RESULTS_tpu_knn.md).
+# Tiling defaults, chosen on a 2-core AVX2 machine (bench/RESULTS.md, TPU-KNN section).
 # XLA:CPU copies a database slice before its matmul, which costs as much as the
 # matmul itself when a search is memory-bound (few queries). So small query
 # batches score the whole database in one matmul when the [b, n] score matrix fits
@@ -81,7 +81,7 @@ _SMALL_BATCH = 32
 _WHOLE_SCORES_BYTES = 64 << 20
 _TILE_SCORES_BYTES = 8 << 20
 # Clamp on the tile's rows: measured on 50k x 384, nq=100, ~21k-row tiles were
-# 1.6x slower than 3-5k-row ones (bench/RESULTS_tpu_knn.md).
+# 1.6x slower than 3-5k-row ones (bench/RESULTS.md, TPU-KNN section).
 _MIN_TILE_ROWS = 2048
 _MAX_TILE_ROWS = 4096
 
