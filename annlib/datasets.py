@@ -624,13 +624,14 @@ def _cache_dir() -> pathlib.Path:
 def data_dirs() -> list[pathlib.Path]:
     """Directories searched for registry datasets, in order.
 
-    ``$ANNLIB_DATA_DIR`` (when set), the repository's ``datasets/`` folder, then ``~/.cache/annlib``.
+    ``$ANNLIB_DATA_DIR`` (when set), the repository's ``datasets/`` folder, the sample installed
+    with the package (``annlib/data``), then ``~/.cache/annlib``.
     """
     dirs = []
     env = os.environ.get("ANNLIB_DATA_DIR")
     if env:
         dirs.append(pathlib.Path(env).expanduser())
-    dirs += [_repo_datasets_dir(), _cache_dir()]
+    dirs += [_repo_datasets_dir(), pathlib.Path(__file__).resolve().parent / "data", _cache_dir()]
     return dirs
 
 

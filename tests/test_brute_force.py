@@ -175,3 +175,18 @@ def test_metric_aliases():
     assert annlib.BruteForce(data, "dot_product").metric == "dot"
     assert annlib.BruteForce(data, "angular").metric == "cosine"
     assert annlib.BruteForce(data, "euclidean").metric == "squared_l2"
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize(("n", "dim"), [(1, 1), (7, 3), (8, 16), (17, 33), (129, 64), (224, 384), (1000, 128)])
+def test_dimension_major_kernel_matches_numpy(rng, isa, n, dim):
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    from annlib import _core
+
+    query = rng.standard_normal(dim).astype(np.float32)
+    points = rng.standard_normal((n, dim)).astype(np.float32)
+    got = _core.dot_by_dim(query, points, isa)
+    exact = points.astype(np.float64) @ query.astype(np.float64)
+    bound = dim * np.finfo(np.float32).eps * (np.abs(points) @ np.abs(query))
+    assert (np.abs(got - exact) <= bound + 1e-6).all()

@@ -7,6 +7,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bindings/array_view.h"
 #include "core/exact_search.h"
@@ -106,6 +107,19 @@ FloatArray dot_block_py(const FloatArray& queries, const FloatArray& points, con
   return out;
 }
 
+FloatArray dot_by_dim_py(const FloatArray& query, const FloatArray& points, const std::string& isa) {
+  require_2d(points, "points");
+  if (query.ndim() != 1 || query.shape(0) != points.shape(1)) throw std::invalid_argument("query must have shape (dim,)");
+  const size_t n = points.shape(0), dim = points.shape(1);
+  std::vector<float> by_dim(n * dim);
+  for (size_t j = 0; j < n; ++j)
+    for (size_t d = 0; d < dim; ++d) by_dim[d * n + j] = points.data()[j * dim + d];
+  const KernelTable& kt = kernels_for(parse_isa(isa));
+  FloatArray out(static_cast<py::ssize_t>(n));
+  kt.dot_by_dim(DotByDimArgs{query.data(), by_dim.data(), n, dim, out.mutable_data()});
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -123,6 +137,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("k"), py::arg("metric"), py::arg("num_threads"));
   m.def("dot_block", &dot_block_py, py::arg("queries"), py::arg("points"), py::arg("isa"),
         "Inner products of every query with every point using one SIMD path (for tests).");
+  m.def("dot_by_dim", &dot_by_dim_py, py::arg("query"), py::arg("points"), py::arg("isa"),
+        "Inner products of one query with points via the dimension-major kernel of one SIMD path (for tests).");
 
   bind_lut16(m);
   bind_train(m);

@@ -36,8 +36,7 @@ void QueryTables::resize(const TreeAhView& v) {
 }
 
 void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, QueryTables& t) {
-  DotBlockArgs center_args{q, 1, v.centers, v.num_leaves, v.dim, t.center_dots.data(), v.num_leaves};
-  kt.dot_block(center_args);
+  kt.dot_by_dim(DotByDimArgs{q, v.centers_by_dim, v.num_leaves, v.dim, t.center_dots.data()});
   kt.build_lut(q, v.codebook_by_dim, v.dim, v.dims_per_block, t.lut_float.data());
   t.inv_m = 1.f / kt.quantize_lut(t.lut_float.data(), v.num_blocks * 16, t.lut_u8.data());
 }

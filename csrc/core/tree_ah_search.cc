@@ -159,6 +159,12 @@ void transpose_codebook(const float* codebook, size_t dim, size_t dims_per_block
 TreeAhSearcher::TreeAhSearcher(const TreeAhView& view) : view_(view), codebook_by_dim_(16 * view.dim) {
   transpose_codebook(view.codebook, view.dim, view.dims_per_block, codebook_by_dim_.data());
   view_.codebook_by_dim = codebook_by_dim_.data();
+  // Scoring one query against every center reads them dimension-major: no horizontal sums.
+  centers_by_dim_.resize(view.num_leaves * view.dim);
+  for (size_t l = 0; l < view.num_leaves; ++l) {
+    for (size_t d = 0; d < view.dim; ++d) centers_by_dim_[d * view.num_leaves + l] = view.centers[l * view.dim + d];
+  }
+  view_.centers_by_dim = centers_by_dim_.data();
 }
 
 TreeAhSearcher::~TreeAhSearcher() = default;

@@ -26,6 +26,7 @@ struct TreeAhView {
   size_t num_leaves = 0;
   const float* centers = nullptr;          ///< num_leaves x dim
   const float* center_sq_norms = nullptr;  ///< num_leaves; used for kSquaredL2 leaf selection
+  const float* centers_by_dim = nullptr;   ///< the centers dimension-major (dim x num_leaves), derived
   size_t dims_per_block = 2;
   size_t num_blocks = 0;                   ///< ceil(dim / dims_per_block)
   const float* codebook = nullptr;         ///< block k: 16 x block_dim(k) floats at 16 * k * dims_per_block
@@ -88,6 +89,7 @@ class TreeAhSearcher {
 
   TreeAhView view_;
   std::vector<float> codebook_by_dim_;
+  std::vector<float> centers_by_dim_;
   mutable std::mutex pool_mutex_;
   mutable std::vector<std::unique_ptr<Scratch>> pool_;
 };

@@ -10,6 +10,7 @@ namespace annlib {
 struct KernelTable {
   Isa isa;
   DotBlockFn dot_block;
+  DotByDimFn dot_by_dim;
   Lut16Fn lut16;
   GreaterMask32Fn greater_mask32;
   QuantizeLutFn quantize_lut;

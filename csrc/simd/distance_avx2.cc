@@ -74,4 +74,35 @@ void dot_block_avx2(const DotBlockArgs& a) {
   }
 }
 
+namespace {
+
+template <int NV>
+inline void by_dim_block(const DotByDimArgs& a, size_t j0) {
+  __m256 acc[NV];
+  for (int v = 0; v < NV; ++v) acc[v] = _mm256_setzero_ps();
+  for (size_t d = 0; d < a.dim; ++d) {
+    const __m256 qd = _mm256_set1_ps(a.query[d]);
+    const float* row = a.points_by_dim + d * a.num_points + j0;
+    for (int v = 0; v < NV; ++v) acc[v] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(row + 8 * v), acc[v]);
+  }
+  for (int v = 0; v < NV; ++v) _mm256_storeu_ps(a.out + j0 + 8 * v, acc[v]);
+}
+
+}  // namespace
+
+void dot_by_dim_avx2(const DotByDimArgs& a) {
+  // Eight independent accumulators of 8 points cover the FMA latency; no horizontal sums.
+  size_t j = 0;
+  for (; j + 64 <= a.num_points; j += 64) by_dim_block<8>(a, j);
+  for (; j + 8 <= a.num_points; j += 8) by_dim_block<1>(a, j);
+  if (j < a.num_points) {
+    const __m256i mask = tail_mask(a.num_points - j);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t d = 0; d < a.dim; ++d) {
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(a.query[d]), _mm256_maskload_ps(a.points_by_dim + d * a.num_points + j, mask), acc);
+    }
+    _mm256_maskstore_ps(a.out + j, mask, acc);
+  }
+}
+
 }  // namespace annlib

@@ -62,4 +62,35 @@ void dot_block_avx512(const DotBlockArgs& a) {
   }
 }
 
+namespace {
+
+template <int NV>
+inline void by_dim_block(const DotByDimArgs& a, size_t j0) {
+  __m512 acc[NV];
+  for (int v = 0; v < NV; ++v) acc[v] = _mm512_setzero_ps();
+  for (size_t d = 0; d < a.dim; ++d) {
+    const __m512 qd = _mm512_set1_ps(a.query[d]);
+    const float* row = a.points_by_dim + d * a.num_points + j0;
+    for (int v = 0; v < NV; ++v) acc[v] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(row + 16 * v), acc[v]);
+  }
+  for (int v = 0; v < NV; ++v) _mm512_storeu_ps(a.out + j0 + 16 * v, acc[v]);
+}
+
+}  // namespace
+
+void dot_by_dim_avx512(const DotByDimArgs& a) {
+  // Eight independent accumulators of 16 points cover the FMA latency; no horizontal sums.
+  size_t j = 0;
+  for (; j + 128 <= a.num_points; j += 128) by_dim_block<8>(a, j);
+  for (; j + 16 <= a.num_points; j += 16) by_dim_block<1>(a, j);
+  if (j < a.num_points) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (a.num_points - j)) - 1u);
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t d = 0; d < a.dim; ++d) {
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(a.query[d]), _mm512_maskz_loadu_ps(mask, a.points_by_dim + d * a.num_points + j), acc);
+    }
+    _mm512_mask_storeu_ps(a.out + j, mask, acc);
+  }
+}
+
 }  // namespace annlib

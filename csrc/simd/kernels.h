@@ -23,6 +23,23 @@ struct DotBlockArgs {
 
 using DotBlockFn = void (*)(const DotBlockArgs&);
 
+/// Inner products of one query with points stored dimension-major:
+/// out[j] = sum_d query[d] * points_by_dim[d * num_points + j]. For scoring a fixed set of
+/// points (partition centers) against one query at a time without horizontal sums.
+struct DotByDimArgs {
+  const float* query;
+  const float* points_by_dim;
+  size_t num_points;
+  size_t dim;
+  float* out;
+};
+
+using DotByDimFn = void (*)(const DotByDimArgs&);
+
+void dot_by_dim_scalar(const DotByDimArgs& args);
+void dot_by_dim_avx2(const DotByDimArgs& args);
+void dot_by_dim_avx512(const DotByDimArgs& args);
+
 void dot_block_scalar(const DotBlockArgs& args);
 void dot_block_avx2(const DotBlockArgs& args);
 void dot_block_avx512(const DotBlockArgs& args);
