@@ -34,7 +34,7 @@ class TopK {
   /// Empties the selection and sets k; reuses the buffer when it is large enough.
   void reset(size_t k) {
     k_ = k;
-    const size_t capacity = std::max<size_t>(2 * k, 16);
+    const size_t capacity = std::max<size_t>(4 * k, 64);
     if (buffer_.size() < capacity) buffer_.resize(capacity);
     size_ = 0;
     threshold_ = -std::numeric_limits<float>::infinity();
