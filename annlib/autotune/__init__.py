@@ -93,6 +93,13 @@ class Tuning:
         return "\n".join(lines)
 
 
+def _objective(target_recall, max_cost) -> tuple[float | None, float | None]:
+    """(recall target, cost budget): a budget alone maximises recall; neither means recall 0.95."""
+    if max_cost is not None:
+        return (None if target_recall is None else _check_target(target_recall)), _check_cost(max_cost)
+    return _check_target(0.95 if target_recall is None else target_recall), None
+
+
 def _check_target(target_recall) -> float:
     if isinstance(target_recall, bool) or not isinstance(target_recall, numbers.Real) or not (
         0.0 < float(target_recall) <= 1.0
@@ -158,11 +165,7 @@ def autotune(
     :class:`AutotuneWarning`.
     """
     start = time.perf_counter()
-    if max_cost is not None:
-        max_cost = _check_cost(max_cost)
-        target = None if target_recall is None else _check_target(target_recall)
-    else:
-        target = _check_target(0.95 if target_recall is None else target_recall)
+    target, max_cost = _objective(target_recall, max_cost)
     k = index._config.num_neighbors if k is None else _validate.k(k)
     if k > index.n:
         raise ValueError(f"k ({k}) exceeds the number of indexed points ({index.n})")
@@ -259,11 +262,7 @@ def build(
     from annlib.tree_ah import TreeAhIndex
 
     start = time.perf_counter()
-    if max_cost is not None:
-        max_cost = _check_cost(max_cost)
-        target = None if target_recall is None else _check_target(target_recall)
-    else:
-        target = _check_target(0.95 if target_recall is None else target_recall)
+    target, max_cost = _objective(target_recall, max_cost)
     metric = _validate.metric(metric)
     data = _validate.database(data)
     n, dim = data.shape
