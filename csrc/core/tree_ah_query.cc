@@ -53,7 +53,20 @@ void order_leaves(const TreeAhView& v, size_t count, QueryTables& t) {
               (0xFFFFFFFFu - static_cast<uint32_t>(l));
   }
   count = std::min(count, v.num_leaves);
-  if (count < v.num_leaves) std::nth_element(keys, keys + count - 1, keys + v.num_leaves, std::greater<uint64_t>());
+  if (count * 16 <= v.num_leaves) {
+    // Few leaves out of many: a min-heap of the best `count` keys rejects almost every
+    // center with one well-predicted compare, cheaper than a selection over all of them.
+    std::make_heap(keys, keys + count, std::greater<uint64_t>());
+    for (size_t l = count; l < v.num_leaves; ++l) {
+      if (keys[l] > keys[0]) {
+        std::pop_heap(keys, keys + count, std::greater<uint64_t>());
+        keys[count - 1] = keys[l];
+        std::push_heap(keys, keys + count, std::greater<uint64_t>());
+      }
+    }
+  } else if (count < v.num_leaves) {
+    std::nth_element(keys, keys + count - 1, keys + v.num_leaves, std::greater<uint64_t>());
+  }
   std::sort(keys, keys + count, std::greater<uint64_t>());  // nearest leaves first: the selection fills early
 }
 
