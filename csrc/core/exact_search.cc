@@ -32,10 +32,6 @@ void squared_norms(const float* data, size_t n, size_t dim, float* out) {
   }
 }
 
-float ranking_score(Metric metric, float dot, float x_sq_norm) {
-  return metric == Metric::kDot ? dot : 2.f * dot - x_sq_norm;
-}
-
 void exact_search(const ExactSearchArgs& a) {
   if (a.k == 0 || a.dim == 0) throw std::invalid_argument("exact_search: k and dim must be positive");
   if (a.metric == Metric::kSquaredL2 && a.data_sq_norms == nullptr && a.n > 0) {

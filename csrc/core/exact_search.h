@@ -28,8 +28,4 @@ struct ExactSearchArgs {
 /// blocks than threads (so one query still uses every core).
 void exact_search(const ExactSearchArgs& args);
 
-/// Scores used for ranking: dot for kDot, 2<q,x> - ||x||^2 for kSquaredL2
-/// (larger is better in both). Exposed for indexes that rescore candidates.
-float ranking_score(Metric metric, float dot, float x_sq_norm);
-
 }  // namespace annlib

@@ -1,14 +1,10 @@
 #include "core/tree_ah_search.h"
 
 #include <algorithm>
-#include <cstring>
-#include <functional>
-#include <climits>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
 
-#include "core/lut16_codes.h"
 #include "core/thread_pool.h"
 #include "core/tree_ah_query.h"
 #include "core/top_k.h"
