@@ -94,7 +94,18 @@ void dot_by_dim_avx2(const DotByDimArgs& a) {
   // Eight independent accumulators of 8 points cover the FMA latency; no horizontal sums.
   size_t j = 0;
   for (; j + 64 <= a.num_points; j += 64) by_dim_block<8>(a, j);
-  for (; j + 8 <= a.num_points; j += 8) by_dim_block<1>(a, j);
+  // The remaining whole vectors in one pass, so their accumulators also run side by side.
+  switch ((a.num_points - j) / 8) {
+    case 7: by_dim_block<7>(a, j); break;
+    case 6: by_dim_block<6>(a, j); break;
+    case 5: by_dim_block<5>(a, j); break;
+    case 4: by_dim_block<4>(a, j); break;
+    case 3: by_dim_block<3>(a, j); break;
+    case 2: by_dim_block<2>(a, j); break;
+    case 1: by_dim_block<1>(a, j); break;
+    default: break;
+  }
+  j += (a.num_points - j) / 8 * 8;
   if (j < a.num_points) {
     const __m256i mask = tail_mask(a.num_points - j);
     __m256 acc = _mm256_setzero_ps();

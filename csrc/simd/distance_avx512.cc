@@ -82,7 +82,18 @@ void dot_by_dim_avx512(const DotByDimArgs& a) {
   // Eight independent accumulators of 16 points cover the FMA latency; no horizontal sums.
   size_t j = 0;
   for (; j + 128 <= a.num_points; j += 128) by_dim_block<8>(a, j);
-  for (; j + 16 <= a.num_points; j += 16) by_dim_block<1>(a, j);
+  // The remaining whole vectors in one pass, so their accumulators also run side by side.
+  switch ((a.num_points - j) / 16) {
+    case 7: by_dim_block<7>(a, j); break;
+    case 6: by_dim_block<6>(a, j); break;
+    case 5: by_dim_block<5>(a, j); break;
+    case 4: by_dim_block<4>(a, j); break;
+    case 3: by_dim_block<3>(a, j); break;
+    case 2: by_dim_block<2>(a, j); break;
+    case 1: by_dim_block<1>(a, j); break;
+    default: break;
+  }
+  j += (a.num_points - j) / 16 * 16;
   if (j < a.num_points) {
     const __mmask16 mask = static_cast<__mmask16>((1u << (a.num_points - j)) - 1u);
     __m512 acc = _mm512_setzero_ps();
