@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import platform
 import statistics
 import time
 
@@ -44,17 +43,9 @@ def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:
 def machine() -> str:
     """One line describing the machine and the SIMD path, for RESULTS.md."""
     import annlib
+    from annlib.bench.report import describe_machine
 
-    info = annlib.cpu_info()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, annlib SIMD path {info['isa']}"
+    return f"{describe_machine()}, annlib SIMD path {annlib.cpu_info()['isa']}"
 
 
 def blas_threads(n: int):

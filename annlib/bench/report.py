@@ -72,7 +72,8 @@ def best_at(points, target: float):
     return max(ok, key=lambda p: p.qps) if ok else None
 
 
-def _machine() -> str:
+def describe_machine() -> str:
+    """The CPU model and core count, for benchmark reports."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -117,7 +118,7 @@ def markdown(result, command: str | None = None) -> str:
     lines = [
         f"### {describe(result)}",
         "",
-        f"machine: {_machine()}" + (f"; command: `{command}`" if command else ""),
+        f"machine: {describe_machine()}" + (f"; command: `{command}`" if command else ""),
         "",
         head,
         "|---|" + "---:|" * (len(TARGETS) + 3),
