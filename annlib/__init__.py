@@ -26,7 +26,7 @@ def __getattr__(name):
     if name == "tpu_knn":
         return importlib.import_module("annlib.tpu_knn")
     if name == "JaxBruteForce":
-        return importlib.import_module("annlib.jax_index").JaxBruteForce
+        return importlib.import_module("annlib.jax.index").JaxBruteForce
     raise AttributeError(f"module 'annlib' has no attribute {name!r}")
 
 __all__ = [

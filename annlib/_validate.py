@@ -108,6 +108,16 @@ def k(value, name: str = "k") -> int:
     return positive_int(value, name)
 
 
+def recall_target(value, name: str = "recall_target") -> float:
+    """Validate an expected-recall target in ``(0, 1]`` (TPU-KNN, the autotuner's target)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1], got {value!r}")
+    value = float(value)
+    if not 0.0 < value <= 1.0:  # also turns away NaN
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+    return value
+
+
 def num_threads(value) -> int:
     """Validate ``num_threads``; ``None`` or 0 means all cores (returned as 0)."""
     if value is None:

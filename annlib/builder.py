@@ -108,7 +108,7 @@ class Builder:
         if self._scorer == "jax":
             if self._tree is not None or self._reorder is not None:
                 raise ValueError("brute_force(backend='jax') takes no tree(...) or reorder(...) stage")
-            from annlib.jax_index import JaxBruteForce
+            from annlib.jax.index import JaxBruteForce
 
             return JaxBruteForce(self._data, self._metric, self._num_neighbors, self._recall_target)
         if self._scorer == "brute_force":

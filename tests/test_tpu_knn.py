@@ -312,7 +312,9 @@ def test_jitted_core_checks_shapes_at_trace_time():
 
 
 def test_predict_time_is_a_roofline(monkeypatch):
-    monkeypatch.setitem(tpu_knn._CALIBRATION, str(jax.devices()[0]), (1e11, 1e10))
+    from annlib.jax import roofline
+
+    monkeypatch.setitem(roofline._CALIBRATION, str(jax.devices()[0]), (1e11, 1e10))
     # one query over 1M x 128: memory-bound, 512 MB at 10 GB/s
     assert tpu_knn.predict_time(10**6, 128, 1) == pytest.approx(
         4 * (128e6 + 128) / 1e10
@@ -353,3 +355,17 @@ def test_single_tile_fast_path_equals_the_tiled_scan(rng, metric, n, nq):
     tiled = tpu_knn.knn(x, q, k=10, num_bins=88, metric=metric, database_tile=88)
     np.testing.assert_array_equal(np.asarray(fast[0]), np.asarray(tiled[0]))
     np.testing.assert_allclose(np.asarray(fast[1]), np.asarray(tiled[1]), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["annlib.tpu_knn", "annlib.jax.partial_reduce", "annlib.jax.knn", "annlib.jax.search"],
+)
+def test_docstring_examples_run(module):
+    """The examples in the docstrings are part of the API's documentation: keep them true."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0
+    assert result.failed == 0

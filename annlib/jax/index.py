@@ -7,26 +7,18 @@ each search only moves the queries. Built with
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 
+import jax.numpy as jnp
 import numpy as np
 
 from annlib import _validate
 from annlib import io as _io
 from annlib.errors import FormatError
+from annlib.jax.search import search as tpu_knn_search
 from annlib.result import SearchResult
 
 KIND = "jax_brute_force"
-
-
-def _recall_target(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"recall_target must be a number in (0, 1], got {value!r}")
-    if not 0.0 < float(value) <= 1.0:
-        raise ValueError(f"recall_target must be in (0, 1], got {value}")
-    return float(value)
 
 
 class JaxBruteForce:
@@ -37,17 +29,10 @@ class JaxBruteForce:
     """
 
     def __init__(self, data, metric: str = "dot", num_neighbors: int = 10, recall_target: float = 0.95):
-        import importlib
-
-        import jax.numpy as jnp
-
-        tpu_knn = importlib.import_module("annlib.tpu_knn")
-
         self.metric = _validate.metric(metric)
         self.num_neighbors = _validate.positive_int(num_neighbors, "num_neighbors")
-        self.recall_target = _recall_target(recall_target)
+        self.recall_target = _validate.recall_target(recall_target)
         self._host = _validate.database(data)
-        self._tpu_knn = tpu_knn
         self._device = jnp.asarray(self._host)
         sq = np.einsum("ij,ij->i", self._host, self._host, dtype=np.float64).astype(np.float32)
         self._norms = jnp.asarray(sq)
@@ -84,10 +69,8 @@ class JaxBruteForce:
     def _search(self, queries, final_num_neighbors, recall_target) -> SearchResult:
         k = self.num_neighbors if final_num_neighbors is None else _validate.k(final_num_neighbors,
                                                                                "final_num_neighbors")
-        target = self.recall_target if recall_target is None else _recall_target(recall_target)
-        result = self._tpu_knn.search(self._device, queries, k, metric=self.metric, recall_target=target,
-                                      norms=self._norms)
-        return SearchResult(np.asarray(result.ids, dtype=np.int64), np.asarray(result.distances, dtype=np.float32))
+        target = self.recall_target if recall_target is None else _validate.recall_target(recall_target)
+        return tpu_knn_search(self._device, queries, k, metric=self.metric, recall_target=target, norms=self._norms)
 
     def save(self, path) -> None:
         _io.save_index_file(os.fspath(path), KIND, self.config, {"data": self._host})

@@ -1,0 +1,24 @@
+"""annlib's JAX path (issue 5): TPU-KNN brute force with the PartialReduce top-k.
+
+Chern et al., "TPU-KNN: K Nearest Neighbor Search at Peak FLOP/s" (NeurIPS 2022,
+arXiv 2206.14286); ``docs/algorithms.md`` section 6. One stage per module:
+
+* :mod:`.partial_reduce` - the recall model (``expected_recall``,
+  ``bins_for_recall``) and the strided-bin reduction, also as an op on a score matrix;
+* :mod:`.knn` - the jitted scan: scores by matmul tile by tile, folded into the bins,
+  then an exact top-k over the bin winners;
+* :mod:`.search` - the validated entry point (numpy or device arrays in, numpy out);
+* :mod:`.sharding` - the same search with the database sharded over devices;
+* :mod:`.roofline` - the calibrated roofline cost model;
+* :mod:`.index` - :class:`JaxBruteForce`, the index type with save/load.
+
+The public names are re-exported by :mod:`annlib.tpu_knn` and ``annlib.JaxBruteForce``.
+JAX is an optional dependency; ``annlib`` imports this package only on first use.
+"""
+
+try:
+    import jax  # noqa: F401  (absolute: the top-level JAX, not this package)
+except ImportError as exc:  # pragma: no cover - exercised only without jax
+    raise ImportError(
+        "annlib's JAX path needs JAX; install it with `pip install 'annlib[jax]'`"
+    ) from exc
