@@ -15,9 +15,13 @@ For each dataset and query batch size, on the same device arrays:
 
 Times are medians over repeats, timed round-robin (one call of each method per
 round); the roofline's ceilings are medians too (see ``calibrate``). Recall@k of tpu_knn is against ``lax.top_k``.
-Prints a markdown table. Usage::
+Prints a markdown table. ``--large N`` instead searches 1000 queries over an
+N x 128 Gaussian set once and reports the memory the search added (Linux
+``VmHWM``, reset before the search) next to the size a full score matrix would
+have. Usage::
 
     python bench/tpu_knn.py [--repeats 5] [--batches 1 100 1000] [--skip-synthetic]
+    python bench/tpu_knn.py --large 10000000
 """
 
 from __future__ import annotations
@@ -162,6 +166,39 @@ def print_row(r):
     )
 
 
+def _status_gb(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1e6
+    raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
+
+
+def large(n, dim=128, nq=1000, k=10, recall_target=0.95):
+    """One search over n x dim: time, GFLOP/s and the peak memory it added."""
+    rng = np.random.default_rng(0)
+    host = np.empty((n, dim), np.float32)
+    for start in range(0, n, 1_000_000):  # bounded temporaries while generating
+        rows = min(1_000_000, n - start)
+        host[start : start + rows] = rng.standard_normal((rows, dim), dtype=np.float32)
+    x = jax.device_put(host)
+    del host
+    q = jax.device_put(rng.standard_normal((nq, dim), dtype=np.float32))
+    jax.block_until_ready(x)
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset VmHWM to the current RSS
+    before = _status_gb("VmRSS")
+    start = time.perf_counter()
+    ids, _ = tpu_knn.search(x, q, k, "dot", recall_target)
+    seconds = time.perf_counter() - start
+    added = max(_status_gb("VmHWM") - before, 0.0)
+    truth = np.asarray(jax.jit(lambda q, x: lax.top_k(q @ x.T, k)[1])(q[:20], x))
+    print(
+        f"| {n:,} x {dim} | {nq} | {x.nbytes / 1e9:.2f} | {4 * n * nq / 1e9:.1f} | {added:.2f} "
+        f"| {seconds:.1f} | {2 * n * dim * nq / seconds / 1e9:.0f} | {recall(ids[:20], truth):.3f} |"
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -172,7 +209,15 @@ def main(argv=None):
     parser.add_argument("--synthetic-dim", type=int, default=128)
     parser.add_argument("--skip-minilm", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--large", type=int, metavar="N", help="only the N x 128 memory run")
     args = parser.parse_args(argv)
+    if args.large:
+        print(
+            "| data | nq | database GB | full score matrix GB | peak memory added GB | seconds | GFLOP/s "
+            "| recall@10 (20 queries) |\n|---|---|---|---|---|---|---|---|"
+        )
+        large(args.large, nq=1000, k=args.k, recall_target=args.recall_target)
+        return []
 
     peak, bandwidth = tpu_knn.calibrate()
     print(
