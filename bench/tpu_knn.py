@@ -219,10 +219,10 @@ def main(argv=None):
         large(args.large, nq=1000, k=args.k, recall_target=args.recall_target)
         return []
 
-    peak, bandwidth = tpu_knn.calibrate()
+    peak, bandwidth, latency = tpu_knn.calibrate()
     print(
         f"jax {jax.__version__}, device {jax.devices()[0]}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
-        f"calibrated peak {peak / 1e9:.1f} GFLOP/s, bandwidth {bandwidth / 1e9:.1f} GB/s; "
+        f"calibrated peak {peak / 1e9:.1f} GFLOP/s, bandwidth {bandwidth / 1e9:.1f} GB/s, latency {latency * 1e3:.3f} ms; "
         f"k={args.k}, recall_target={args.recall_target}, "
         f"L={max(tpu_knn.bins_for_recall(args.k, args.recall_target), args.k)} bins, repeats={args.repeats}\n"
     )

@@ -314,7 +314,8 @@ def test_jitted_core_checks_shapes_at_trace_time():
 def test_predict_time_is_a_roofline(monkeypatch):
     from annlib.jax import roofline
 
-    monkeypatch.setitem(roofline._CALIBRATION, str(jax.devices()[0]), (1e11, 1e10))
+    device = str(jax.devices()[0])
+    monkeypatch.setitem(roofline._CALIBRATION, device, roofline.Ceilings(1e11, 1e10, 0.0))
     # one query over 1M x 128: memory-bound, 512 MB at 10 GB/s
     assert tpu_knn.predict_time(10**6, 128, 1) == pytest.approx(
         4 * (128e6 + 128) / 1e10
@@ -326,14 +327,19 @@ def test_predict_time_is_a_roofline(monkeypatch):
     assert tpu_knn.predict_time(10**6, 128, 1000) > tpu_knn.predict_time(
         10**6, 128, 512
     )
+    # the fixed cost per call is added to whichever ceiling binds
+    monkeypatch.setitem(roofline._CALIBRATION, device, roofline.Ceilings(1e11, 1e10, 1e-4))
+    assert tpu_knn.predict_time(10**6, 128, 1) == pytest.approx(1e-4 + 4 * (128e6 + 128) / 1e10)
+    assert tpu_knn.predict_time(10, 4, 1) == pytest.approx(1e-4, rel=1e-3)
     with pytest.raises(ValueError, match="nq"):
         tpu_knn.predict_time(10, 4, 0)
 
 
 def test_calibration_measures_positive_ceilings():
-    peak, bandwidth = tpu_knn.calibrate()
+    peak, bandwidth, latency = tpu_knn.calibrate()
     assert math.isfinite(peak) and peak > 1e8
     assert math.isfinite(bandwidth) and bandwidth > 1e8
+    assert 0 < latency < 1.0
 
 
 @pytest.mark.parametrize("metric", METRICS)

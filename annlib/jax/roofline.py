@@ -1,14 +1,16 @@
 """Roofline cost model of a TPU-KNN search (TPU-KNN, section 6).
 
-``predict_time(n, d, nq)`` is the larger of the compute time at the device's
-matmul peak and the memory time at its streaming bandwidth. Both ceilings are
-measured once per device and process by :func:`calibrate`. The autotuner uses the
-prediction to choose between brute force and the quantization index.
+``predict_time(n, d, nq)`` is a search's fixed cost per call plus the larger of
+the compute time at the device's matmul peak and the memory time at its
+streaming bandwidth. The three constants are measured once per device and
+process by :func:`calibrate`. The autotuner uses the prediction to choose
+between brute force and the quantization index.
 """
 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +18,19 @@ import numpy as np
 
 from annlib import _validate
 from annlib.jax.knn import QUERY_TILE_ROWS
+from annlib.jax.search import search
 
-# device -> (peak matmul FLOP/s, memory bandwidth bytes/s), measured once per process.
-_CALIBRATION: dict[str, tuple[float, float]] = {}
+
+class Ceilings(NamedTuple):
+    """What :func:`calibrate` measures on a device."""
+
+    peak_flops: float  # matmul FLOP/s
+    bandwidth: float  # streaming read, bytes/s
+    latency: float  # seconds of a search too small to touch either ceiling
+
+
+# device -> its Ceilings, measured once per process.
+_CALIBRATION: dict[str, Ceilings] = {}
 
 _ROUNDS = 15
 
@@ -40,16 +52,20 @@ def _median_times(fns, rounds=_ROUNDS) -> list[float]:
     return [float(np.median(seconds)) for seconds in times]
 
 
-def calibrate(device=None) -> tuple[float, float]:
-    """Measure (peak matmul FLOP/s, memory bandwidth B/s) of ``device``; cached.
+def calibrate(device=None) -> Ceilings:
+    """Measure the :class:`Ceilings` of ``device``: peak FLOP/s, bandwidth, latency; cached.
 
     The peak comes from a 512 x 1024 x 8192 float32 matmul (compute-bound). The
     bandwidth comes from the faster of two memory-bound passes over a 128 MiB
     matrix, larger than current L3 caches: a single-query matvec and a row sum,
     each one contiguous streaming read. A column sum is not used: XLA:CPU runs it
-    about 2.5x slower than either.
+    about 2.5x slower than either. The latency is the time of a whole
+    :func:`annlib.jax.search.search` of one query over 1024 x 16: validation,
+    dispatch, the selection's several small kernels and the copy back, which a
+    search pays however small it is (about 0.1 ms on a 2-core CPU, where it
+    decides whether brute force beats an index on small data).
 
-    Each ceiling is a median over interleaved rounds, not a best time. The model
+    Each constant is a median over interleaved rounds, not a best time. The model
     predicts a search's typical time, which the autotuner compares and every
     benchmark quotes as a median. On a shared 2-core VM the best of a dozen
     streaming passes was 1.05-1.8x faster than their median (bench/RESULTS.md,
@@ -70,7 +86,11 @@ def calibrate(device=None) -> tuple[float, float]:
         q = x[:1]
         row_sum = jax.jit(lambda x: jnp.sum(x, axis=1))
         seconds = min(_median_times([lambda: matmul(q, x), lambda: row_sum(x)]))
-        _CALIBRATION[key] = (peak, x.nbytes / seconds)
+        bandwidth = x.nbytes / seconds
+        del x, q
+        tiny = jax.device_put(rng.standard_normal((1024, 16), dtype=np.float32), device)
+        (latency,) = _median_times([lambda: search(tiny, tiny[:1], 10)], rounds=5 * _ROUNDS)
+        _CALIBRATION[key] = Ceilings(peak, bandwidth, latency)
     return _CALIBRATION[key]
 
 
@@ -85,19 +105,20 @@ def predict_time(
 ) -> float:
     """Roofline prediction, in seconds, of a brute-force search of nq queries over n x d.
 
-    ``max(flops / peak, bytes / bandwidth)`` with ``flops = 2 n d nq`` and the
-    database read once per query tile (``ceil(nq / query_tile)`` passes), the
-    queries once. The ceilings come from :func:`calibrate`. The paper's third
-    ceiling (vector-unit instructions, section 6.2) is left out: PartialReduce's
-    few compares per score are what keeps a search near the other two.
+    ``latency + max(flops / peak, bytes / bandwidth)`` with ``flops = 2 n d nq``
+    and the database read once per query tile (``ceil(nq / query_tile)``
+    passes), the queries once. The constants come from :func:`calibrate`. The
+    paper's third ceiling (vector-unit instructions, section 6.2) is left out:
+    PartialReduce's few compares per score are what keeps a search near the
+    other two.
     """
     n = _validate.positive_int(n, "n")
     d = _validate.positive_int(d, "d")
     nq = _validate.positive_int(nq, "nq")
     itemsize = _validate.positive_int(itemsize, "itemsize")
     query_tile = QUERY_TILE_ROWS if query_tile is None else _validate.positive_int(query_tile, "query_tile")
-    peak, bandwidth = calibrate(device)
+    peak, bandwidth, latency = calibrate(device)
     passes = -(-nq // query_tile)
     flops = 2.0 * n * d * nq
     traffic = itemsize * (n * d * passes + nq * d)
-    return max(flops / peak, traffic / bandwidth)
+    return latency + max(flops / peak, traffic / bandwidth)
