@@ -361,16 +361,35 @@ def knn(
 def database_tile_rows(rows: int | None, num_bins: int | None, n: int, batch: int) -> int:
     """Database rows per tile for a query tile of ``batch`` rows; ``>= n`` means one tile.
 
-    ``rows=None`` picks the size from the score-tile budgets above. A tile smaller
+    ``rows=None`` picks the size from the score-tile budgets above, then nudges it
+    (:func:`_least_leftover`) so the tiles leave few rows over. A tile smaller
     than the database is a multiple of L, so tiles share the global strided bins.
     """
+    step = num_bins or 1
     if rows is None:
         if batch <= _SMALL_BATCH and 4 * batch * n <= _WHOLE_SCORES_BYTES:
             return n
         rows = min(
             max(_TILE_SCORES_BYTES // (4 * batch), _MIN_TILE_ROWS), _MAX_TILE_ROWS
         )
+        if rows < n:
+            rows = _least_leftover(n, step, rows)
     if rows >= n:
         return n
-    step = num_bins or 1
     return max(step, rows // step * step)
+
+
+def _least_leftover(n: int, step: int, rows: int) -> int:
+    """The tile of 3/4 to 5/4 of ``rows`` rows, a multiple of ``step``, leaving the fewest rows.
+
+    Rows past the last whole tile are scored by a separate, odd-shaped matmul
+    that runs less efficiently: on 50k x 384 with 100 queries, 4048-row tiles
+    (1424 rows left) made the search 1.12x the bare matmul, 4136-row tiles
+    (368 left) 1.09x, and with none left it was 1.05x. Ties go to the size
+    nearest ``rows``.
+    """
+    low = -(-(3 * rows) // (4 * step)) * step
+    high = (5 * rows) // (4 * step) * step
+    if low > high:
+        return rows
+    return min(range(low, high + 1, step), key=lambda tile: (n % tile, abs(tile - rows)))
