@@ -14,7 +14,9 @@ For each dataset and query batch size, on the same device arrays:
 * ``roofline``     ``tpu_knn.predict_time(n, d, nq)``.
 
 Times are medians over repeats, timed round-robin (one call of each method per
-round); the roofline's ceilings are medians too (see ``calibrate``). Recall@k of tpu_knn is against ``lax.top_k``.
+round). Ratios between methods are medians of the ratios within a round; the
+ratio to the roofline is of medians, whose ceilings are medians too (see
+``calibrate``). Recall@k of tpu_knn is against ``lax.top_k``.
 Prints a markdown table. ``--large N`` instead searches 1000 queries over an
 N x 128 Gaussian set once and reports the memory the search added (Linux
 ``VmHWM``, reset before the search) next to the size a full score matrix would
@@ -46,12 +48,12 @@ from annlib import tpu_knn
 MINILM = REPO_ROOT.parent / "shared" / "datasets" / "debian-minilm-384-angular.hdf5"
 
 
-def interleaved_medians(fns, repeats):
-    """Median seconds of each function, timed round-robin: one call of each per round.
+def interleaved_times(fns, repeats):
+    """Seconds of each call of each function, timed round-robin: one call of each per round.
 
     The machine is shared and its memory bandwidth drifts by 1.5x within a minute;
-    round-robin timing gives every method the same spells of noise, so their
-    ratios hold even when the absolute times move.
+    round-robin timing gives every method the same spells of noise, and a ratio
+    taken within each round cancels the drift that is slower than a round.
     """
     for fn in fns.values():
         jax.block_until_ready(fn())
@@ -61,9 +63,12 @@ def interleaved_medians(fns, repeats):
             start = time.perf_counter()
             jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}, {
-        name: float(np.min(t)) for name, t in times.items()
-    }
+    return {name: np.asarray(t) for name, t in times.items()}
+
+
+def paired_ratio(times, name, other):
+    """Median over rounds of ``name``'s time over ``other``'s in the same round."""
+    return float(np.median(times[name] / times[other]))
 
 
 def recall(found, truth):
@@ -112,7 +117,7 @@ def bench_dataset(name, train, all_queries, batches, k, recall_target, repeats):
         q = jax.device_put(all_queries[:nq])
         # single queries take milliseconds and their times scatter most: many rounds
         reps = 8 * repeats if nq == 1 else repeats if n * nq <= 10**8 else max(3, repeats // 2)
-        t, best = interleaved_medians(
+        times = interleaved_times(
             {
                 "stream": lambda: stream(x),
                 "matmul": lambda q=q: matmul(q, x),
@@ -123,7 +128,8 @@ def bench_dataset(name, train, all_queries, batches, k, recall_target, repeats):
             reps,
         )
         t_stream, t_matmul, t_exact, t_approx, t_ours = (
-            t["stream"], t["matmul"], t["top_k"], t["approx_max_k"], t["tpu_knn"]
+            float(np.median(times[name]))
+            for name in ("stream", "matmul", "top_k", "approx_max_k", "tpu_knn")
         )
         ids, _ = tpu_knn.search(x, q, k, "dot", recall_target)
         truth = np.asarray(exact(q, x)[1])
@@ -138,10 +144,10 @@ def bench_dataset(name, train, all_queries, batches, k, recall_target, repeats):
                 "approx_max_k_ms": 1e3 * t_approx,
                 "tpu_knn_ms": 1e3 * t_ours,
                 "roofline_ms": 1e3 * predicted,
-                "stream_best_ms": 1e3 * best["stream"],
-                "ratio_stream": t_ours / t_stream,
-                "ratio_matmul": t_ours / t_matmul,
-                "ratio_top_k": t_ours / t_exact,
+                "stream_best_ms": 1e3 * float(np.min(times["stream"])),
+                "ratio_stream": paired_ratio(times, "tpu_knn", "stream"),
+                "ratio_matmul": paired_ratio(times, "tpu_knn", "matmul"),
+                "ratio_top_k": paired_ratio(times, "tpu_knn", "top_k"),
                 "ratio_roofline": t_ours / predicted,
                 "gflops": 2 * n * dim * nq / t_ours / 1e9,
                 "recall": recall(ids, truth),
