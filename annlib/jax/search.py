@@ -172,17 +172,7 @@ def search(
     >>> ids.tolist(), dist.tolist()
     ([[0, 1]], [[0.0, 8.0]])
     """
-    plan = plan_search(
-        database,
-        queries,
-        k,
-        metric,
-        recall_target,
-        database_tile,
-        query_tile,
-        dtype,
-        norms,
-    )
+    plan = plan_search(database, queries, k, metric, recall_target, database_tile, query_tile, dtype, norms)
     ids, distances = knn(
         plan["database"],
         plan["queries"],

@@ -106,17 +106,7 @@ def search_sharded(
 
     Arguments, returns and errors as :func:`search`, plus ``mesh``.
     """
-    plan = plan_search(
-        database,
-        queries,
-        k,
-        metric,
-        recall_target,
-        database_tile,
-        query_tile,
-        dtype,
-        norms,
-    )
+    plan = plan_search(database, queries, k, metric, recall_target, database_tile, query_tile, dtype, norms)
     if mesh is None:
         mesh = jax.make_mesh((len(jax.devices()),), ("db",))
     elif not isinstance(mesh, Mesh):
