@@ -49,17 +49,23 @@ MINILM = REPO_ROOT.parent / "shared" / "datasets" / "debian-minilm-384-angular.h
 
 
 def interleaved_times(fns, repeats):
-    """Seconds of each call of each function, timed round-robin: one call of each per round.
+    """Seconds of each call of each function, timed in rounds: one call of each per round.
 
     The machine is shared and its memory bandwidth drifts by 1.5x within a minute;
-    round-robin timing gives every method the same spells of noise, and a ratio
+    timing in rounds gives every method the same spells of noise, and a ratio
     taken within each round cancels the drift that is slower than a round.
     """
     for fn in fns.values():
         jax.block_until_ready(fn())
     times = {name: [] for name in fns}
+    order = list(fns)
+    shuffle = np.random.default_rng(0).shuffle
     for _ in range(repeats):
-        for name, fn in fns.items():
+        # a fresh order each round: what ran just before a call (and so what it left
+        # in the caches) moved single-query times by up to 0.2 ms
+        shuffle(order)
+        for name in order:
+            fn = fns[name]
             start = time.perf_counter()
             jax.block_until_ready(fn())
             times[name].append(time.perf_counter() - start)
