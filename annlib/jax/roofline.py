@@ -68,7 +68,7 @@ def calibrate(device=None) -> Ceilings:
     Each constant is a median over interleaved rounds, not a best time. The model
     predicts a search's typical time, which the autotuner compares and every
     benchmark quotes as a median. On a shared 2-core VM the best of a dozen
-    streaming passes was up to 1.75x faster than their median (bench/RESULTS.md,
+    streaming passes was up to 2x faster than their median (bench/RESULTS.md,
     TPU-KNN section), so a best-time ceiling made predictions optimistic by as
     much. Takes about a second on a 2-core CPU.
     """
