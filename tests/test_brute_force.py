@@ -190,3 +190,19 @@ def test_dimension_major_kernel_matches_numpy(rng, isa, n, dim):
     exact = points.astype(np.float64) @ query.astype(np.float64)
     bound = dim * np.finfo(np.float32).eps * (np.abs(points) @ np.abs(query))
     assert (np.abs(got - exact) <= bound + 1e-6).all()
+
+
+@pytest.mark.parametrize("metric", ["dot", "squared_l2"])
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_exact_ties_go_to_the_smallest_id(metric, num_threads):
+    """Integer data with many equal scores: the k kept are the smallest ids among
+    the tied, exactly as a stable sort orders them, also when threads split the
+    points into shards (n >= 8192) and across the selection's compactions."""
+    rng = np.random.default_rng(7)
+    data = rng.integers(-1, 2, size=(9000, 4)).astype(np.float32)
+    queries = np.vstack([rng.integers(-1, 2, size=(5, 4)), np.zeros((1, 4))]).astype(np.float32)
+    index = annlib.BruteForce(data, metric)
+    ids, dist = index.search_batched(queries, 300, num_threads=num_threads)
+    ref_ids, ref_dist = numpy_reference(data, queries, 300, metric)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(dist, ref_dist)

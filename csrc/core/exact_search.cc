@@ -37,6 +37,9 @@ void exact_search(const ExactSearchArgs& a) {
   if (a.metric == Metric::kSquaredL2 && a.data_sq_norms == nullptr && a.n > 0) {
     throw std::invalid_argument("exact_search: squared_l2 needs the data's squared norms");
   }
+  if (a.n > static_cast<size_t>(TopK::kMaxId) + 1) {
+    throw std::invalid_argument("exact_search: at most 2^32 points per search");
+  }
   if (a.num_queries == 0) return;
   const size_t threads = resolve_num_threads(a.num_threads);
   const size_t query_blocks = (a.num_queries + kQueryBlock - 1) / kQueryBlock;

@@ -71,8 +71,7 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   // 4. The best `wanted` unique candidates, unordered: reordering rescores them all, so
   //    no sort is needed. Spilled copies of one point keep the better AH score; seen[]
   //    holds 1 + the kept copy's position and is cleared again before the next query.
-  size_t num_ranked = s.candidates.count();
-  std::copy(s.candidates.data(), s.candidates.data() + num_ranked, s.ranked.data());
+  size_t num_ranked = s.candidates.unordered(s.ranked.data());
   if (v.spilled) {
     size_t unique = 0;
     for (size_t i = 0; i < num_ranked; ++i) {
