@@ -192,6 +192,25 @@ def test_dimension_major_kernel_matches_numpy(rng, isa, n, dim):
     assert (np.abs(got - exact) <= bound + 1e-6).all()
 
 
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize(("n", "dim"), [(1, 3), (7, 3), (16, 5), (70, 33), (224, 384), (1000, 128)])
+@pytest.mark.parametrize("num_queries", [2, 3, 4, 5, 9])
+def test_dimension_major_kernel_batches_bit_for_bit(rng, isa, n, dim, num_queries):
+    """Tree-AH search scores a task's queries against the centers together; each
+    query's scores must be the very bits it gets alone, or a batch and single
+    queries could rank two nearly tied leaves differently."""
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    from annlib import _core
+
+    queries = rng.standard_normal((num_queries, dim)).astype(np.float32)
+    points = rng.standard_normal((n, dim)).astype(np.float32)
+    together = _core.dot_by_dim(queries, points, isa)
+    assert together.shape == (num_queries, n)
+    for i, query in enumerate(queries):
+        np.testing.assert_array_equal(together[i], _core.dot_by_dim(query, points, isa))
+
+
 @pytest.mark.parametrize("metric", ["dot", "squared_l2"])
 @pytest.mark.parametrize("num_threads", [1, 2])
 def test_exact_ties_go_to_the_smallest_id(metric, num_threads):

@@ -107,16 +107,24 @@ FloatArray dot_block_py(const FloatArray& queries, const FloatArray& points, con
   return out;
 }
 
-FloatArray dot_by_dim_py(const FloatArray& query, const FloatArray& points, const std::string& isa) {
+FloatArray dot_by_dim_py(const FloatArray& queries, const FloatArray& points, const std::string& isa) {
   require_2d(points, "points");
-  if (query.ndim() != 1 || query.shape(0) != points.shape(1)) throw std::invalid_argument("query must have shape (dim,)");
   const size_t n = points.shape(0), dim = points.shape(1);
+  const bool one = queries.ndim() == 1;
+  if (!(one || queries.ndim() == 2) || queries.shape(queries.ndim() - 1) != static_cast<py::ssize_t>(dim)) {
+    throw std::invalid_argument("queries must have shape (dim,) or (num_queries, dim)");
+  }
+  const size_t nq = one ? 1 : queries.shape(0);
   std::vector<float> by_dim(n * dim);
   for (size_t j = 0; j < n; ++j)
     for (size_t d = 0; d < dim; ++d) by_dim[d * n + j] = points.data()[j * dim + d];
   const KernelTable& kt = kernels_for(parse_isa(isa));
-  FloatArray out(static_cast<py::ssize_t>(n));
-  kt.dot_by_dim(DotByDimArgs{query.data(), by_dim.data(), n, dim, out.mutable_data()});
+  FloatArray out = one ? FloatArray(static_cast<py::ssize_t>(n))
+                       : FloatArray({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)});
+  {
+    py::gil_scoped_release release;
+    kt.dot_by_dim(DotByDimArgs{queries.data(), by_dim.data(), n, dim, out.mutable_data(), nq, n});
+  }
   return out;
 }
 
@@ -137,8 +145,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("k"), py::arg("metric"), py::arg("num_threads"));
   m.def("dot_block", &dot_block_py, py::arg("queries"), py::arg("points"), py::arg("isa"),
         "Inner products of every query with every point using one SIMD path (for tests).");
-  m.def("dot_by_dim", &dot_by_dim_py, py::arg("query"), py::arg("points"), py::arg("isa"),
-        "Inner products of one query with points via the dimension-major kernel of one SIMD path (for tests).");
+  m.def("dot_by_dim", &dot_by_dim_py, py::arg("queries"), py::arg("points"), py::arg("isa"),
+        "Inner products of one query (dim,) or several (nq, dim) with points via the dimension-major "
+        "kernel of one SIMD path (for tests).");
 
   bind_lut16(m);
   bind_train(m);

@@ -35,10 +35,28 @@ void QueryTables::resize(const TreeAhView& v) {
   sums.resize(max_leaf_groups(v) * kLut16GroupSize + kLut16GroupSize);
 }
 
-void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, QueryTables& t) {
-  kt.dot_by_dim(DotByDimArgs{q, v.centers_by_dim, v.num_leaves, v.dim, t.center_dots.data()});
+namespace {
+
+void build_query_lut(const TreeAhView& v, const KernelTable& kt, const float* q, QueryTables& t) {
   kt.build_lut(q, v.codebook_by_dim, v.dim, v.dims_per_block, t.lut_float.data());
   t.inv_m = 1.f / kt.quantize_lut(t.lut_float.data(), v.num_blocks * 16, t.lut_u8.data());
+}
+
+}  // namespace
+
+void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, QueryTables& t) {
+  kt.dot_by_dim(DotByDimArgs{q, v.centers_by_dim, v.num_leaves, v.dim, t.center_dots.data()});
+  build_query_lut(v, kt, q, t);
+}
+
+void score_centers(const TreeAhView& v, const KernelTable& kt, const float* queries, size_t count, float* out) {
+  kt.dot_by_dim(DotByDimArgs{queries, v.centers_by_dim, v.num_leaves, v.dim, out, count, v.num_leaves});
+}
+
+void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, const float* center_dots,
+                   QueryTables& t) {
+  std::copy(center_dots, center_dots + v.num_leaves, t.center_dots.begin());
+  build_query_lut(v, kt, q, t);
 }
 
 void order_leaves(const TreeAhView& v, size_t count, QueryTables& t) {

@@ -31,6 +31,15 @@ struct QueryTables {
 /// since ||x||^2 is stored per entry.
 void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, QueryTables& t);
 
+/// Scores `count` queries (rows of dim floats) against every center into
+/// out[i * num_leaves + l]: the centers are read once per few queries, and each score
+/// has the same bits as prepare_query computes for that query alone.
+void score_centers(const TreeAhView& v, const KernelTable& kt, const float* queries, size_t count, float* out);
+
+/// prepare_query for a query whose center scores score_centers already computed.
+void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, const float* center_dots,
+                   QueryTables& t);
+
 /// Puts the `count` best leaves, best first, in t.leaf_keys[0, count); leaf_at reads them.
 void order_leaves(const TreeAhView& v, size_t count, QueryTables& t);
 

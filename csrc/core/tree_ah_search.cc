@@ -20,6 +20,7 @@ constexpr size_t kQueriesPerTask = 4;
 
 /// Everything one worker needs; pooled by the searcher so searches allocate nothing.
 struct TreeAhSearcher::Scratch {
+  std::vector<float> center_dots;  // kQueriesPerTask x num_leaves: one task's center scores
   QueryTables tables;
   TopK candidates;
   std::vector<ScoredId> ranked;
@@ -50,13 +51,14 @@ float dot_int8(const float* q_scaled, const int8_t* x, size_t dim) {
   return (s0 + s1) + (s2 + s3);
 }
 
-void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q, TreeAhSearcher::Scratch& s,
-                int64_t* out_ids, float* out_dist) {
+void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q,
+                const float* center_dots, TreeAhSearcher::Scratch& s, int64_t* out_ids, float* out_dist) {
   const bool l2 = v.metric == Metric::kSquaredL2;
 
-  // 1-2. Center scores and the lookup table; the leaves_to_search best leaves, best first.
+  // 1-2. The lookup table (center scores come from the task's score_centers); the
+  //      leaves_to_search best leaves, best first.
   QueryTables& t = s.tables;
-  prepare_query(v, kt, q, t);
+  prepare_query(v, kt, q, center_dots, t);
   const size_t num_leaves = p.leaves_to_search;
   order_leaves(v, num_leaves, t);
 
@@ -176,6 +178,7 @@ std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhPar
   if (!s) {
     s = std::make_unique<TreeAhSearcher::Scratch>();
     s->tables.resize(view_);
+    s->center_dots.resize(kQueriesPerTask * view_.num_leaves);
     if (view_.spilled) s->seen.assign(view_.n, 0);
     s->query_scaled.resize(view_.dim);
   }
@@ -208,9 +211,15 @@ void TreeAhSearcher::search(const float* queries, size_t num_queries, const Tree
   std::vector<std::unique_ptr<TreeAhSearcher::Scratch>> scratch(workers);
   for (auto& s : scratch) s = acquire(p);
   auto run = [&](size_t task, size_t worker) {
-    const size_t q_end = std::min(num_queries, (task + 1) * kQueriesPerTask);
-    for (size_t q = task * kQueriesPerTask; q < q_end; ++q) {
-      search_one(view_, kt, p, queries + q * view_.dim, *scratch[worker], out_ids + q * p.k, out_distances + q * p.k);
+    Scratch& s = *scratch[worker];
+    const size_t q_begin = task * kQueriesPerTask;
+    const size_t q_end = std::min(num_queries, q_begin + kQueriesPerTask);
+    // The task's queries are scored against the centers together: the centers, which
+    // the leaf scans evict from L2, are then fetched once per task, not once per query.
+    score_centers(view_, kt, queries + q_begin * view_.dim, q_end - q_begin, s.center_dots.data());
+    for (size_t q = q_begin; q < q_end; ++q) {
+      search_one(view_, kt, p, queries + q * view_.dim, s.center_dots.data() + (q - q_begin) * view_.num_leaves, s,
+                 out_ids + q * p.k, out_distances + q * p.k);
     }
   };
   if (workers == 1) {

@@ -24,11 +24,15 @@ void dot_block_scalar(const DotBlockArgs& a) {
 }
 
 void dot_by_dim_scalar(const DotByDimArgs& a) {
-  for (size_t j = 0; j < a.num_points; ++j) a.out[j] = 0.f;
-  for (size_t d = 0; d < a.dim; ++d) {
-    const float qd = a.query[d];
-    const float* row = a.points_by_dim + d * a.num_points;
-    for (size_t j = 0; j < a.num_points; ++j) a.out[j] += qd * row[j];
+  for (size_t i = 0; i < a.num_queries; ++i) {
+    const float* query = a.queries + i * a.dim;
+    float* out = a.out + i * a.out_stride;
+    for (size_t j = 0; j < a.num_points; ++j) out[j] = 0.f;
+    for (size_t d = 0; d < a.dim; ++d) {
+      const float qd = query[d];
+      const float* row = a.points_by_dim + d * a.num_points;
+      for (size_t j = 0; j < a.num_points; ++j) out[j] += qd * row[j];
+    }
   }
 }
 

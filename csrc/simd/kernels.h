@@ -23,15 +23,20 @@ struct DotBlockArgs {
 
 using DotBlockFn = void (*)(const DotBlockArgs&);
 
-/// Inner products of one query with points stored dimension-major:
-/// out[j] = sum_d query[d] * points_by_dim[d * num_points + j]. For scoring a fixed set of
-/// points (partition centers) against one query at a time without horizontal sums.
+/// Inner products of queries with points stored dimension-major:
+/// out[i * out_stride + j] = sum_d queries[i * dim + d] * points_by_dim[d * num_points + j].
+/// For scoring a fixed set of points (partition centers) without horizontal sums. Each
+/// sum is one chain of multiply-adds in increasing d, so a query's results are the same
+/// bits whether it is scored alone or in a batch; a batch reads the points once per
+/// few queries instead of once per query.
 struct DotByDimArgs {
-  const float* query;
+  const float* queries;
   const float* points_by_dim;
   size_t num_points;
   size_t dim;
   float* out;
+  size_t num_queries = 1;
+  size_t out_stride = 0;  ///< used when num_queries > 1
 };
 
 using DotByDimFn = void (*)(const DotByDimArgs&);
