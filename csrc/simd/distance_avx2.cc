@@ -3,6 +3,7 @@
 // so each step issues 12 FMAs for 7 loads and the kernel stays FMA-bound.
 #include <immintrin.h>
 
+#include "simd/dot_by_dim_tiling.h"
 #include "simd/kernels.h"
 
 namespace annlib {
@@ -76,82 +77,48 @@ void dot_block_avx2(const DotBlockArgs& a) {
 
 namespace {
 
-/// Queries i0 .. i0+NQ against the NV x 8 points from j0: every (query, point) sum is
-/// one FMA chain over d, so the grouping never changes a result's bits. NQ x NV
-/// accumulators stay in registers; each point vector loaded serves NQ queries.
-template <int NQ, int NV>
-inline void by_dim_tile(const DotByDimArgs& a, size_t i0, size_t j0) {
-  __m256 acc[NQ][NV];
-  for (int q = 0; q < NQ; ++q)
-    for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_setzero_ps();
-  const float* queries = a.queries + i0 * a.dim;
-  for (size_t d = 0; d < a.dim; ++d) {
-    const float* row = a.points_by_dim + d * a.num_points + j0;
-    __m256 p[NV];
-    for (int v = 0; v < NV; ++v) p[v] = _mm256_loadu_ps(row + 8 * v);
-    for (int q = 0; q < NQ; ++q) {
-      const __m256 qd = _mm256_set1_ps(queries[q * a.dim + d]);
-      for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_fmadd_ps(qd, p[v], acc[q][v]);
+/// The 8-lane path of the dimension-major kernel (simd/dot_by_dim_tiling.h).
+struct ByDim8 {
+  static constexpr size_t kLanes = 8;
+  static constexpr int kMultiVectors = 2;  // 4 x 2 accumulators, loads and a broadcast fit 16 registers
+
+  /// Queries i0 .. i0+NQ against the NV x 8 points from j0, in NQ x NV accumulators.
+  template <int NQ, int NV>
+  static void tile(const DotByDimArgs& a, size_t i0, size_t j0) {
+    __m256 acc[NQ][NV];
+    for (int q = 0; q < NQ; ++q)
+      for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_setzero_ps();
+    const float* queries = a.queries + i0 * a.dim;
+    for (size_t d = 0; d < a.dim; ++d) {
+      const float* row = a.points_by_dim + d * a.num_points + j0;
+      __m256 p[NV];
+      for (int v = 0; v < NV; ++v) p[v] = _mm256_loadu_ps(row + 8 * v);
+      for (int q = 0; q < NQ; ++q) {
+        const __m256 qd = _mm256_set1_ps(queries[q * a.dim + d]);
+        for (int v = 0; v < NV; ++v) acc[q][v] = _mm256_fmadd_ps(qd, p[v], acc[q][v]);
+      }
     }
+    for (int q = 0; q < NQ; ++q)
+      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(a.out + (i0 + q) * a.out_stride + j0 + 8 * v, acc[q][v]);
   }
-  for (int q = 0; q < NQ; ++q)
-    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(a.out + (i0 + q) * a.out_stride + j0 + 8 * v, acc[q][v]);
-}
 
-/// The last 1..7 points, with a lane mask.
-template <int NQ>
-inline void by_dim_tail(const DotByDimArgs& a, size_t i0, size_t j0) {
-  const __m256i mask = tail_mask(a.num_points - j0);
-  __m256 acc[NQ];
-  for (int q = 0; q < NQ; ++q) acc[q] = _mm256_setzero_ps();
-  const float* queries = a.queries + i0 * a.dim;
-  for (size_t d = 0; d < a.dim; ++d) {
-    const __m256 p = _mm256_maskload_ps(a.points_by_dim + d * a.num_points + j0, mask);
-    for (int q = 0; q < NQ; ++q) acc[q] = _mm256_fmadd_ps(_mm256_set1_ps(queries[q * a.dim + d]), p, acc[q]);
-  }
-  for (int q = 0; q < NQ; ++q) _mm256_maskstore_ps(a.out + (i0 + q) * a.out_stride + j0, mask, acc[q]);
-}
-
-/// A tile of exactly `vectors` (< NV) whole vectors, so they too run side by side.
-template <int NQ, int NV>
-inline void by_dim_remainder(const DotByDimArgs& a, size_t i0, size_t j0, size_t vectors) {
-  if constexpr (NV > 0) {
-    if (vectors == NV) {
-      by_dim_tile<NQ, NV>(a, i0, j0);
-    } else {
-      by_dim_remainder<NQ, NV - 1>(a, i0, j0, vectors);
+  /// The last 1..7 points, with a lane mask.
+  template <int NQ>
+  static void tail(const DotByDimArgs& a, size_t i0, size_t j0) {
+    const __m256i mask = tail_mask(a.num_points - j0);
+    __m256 acc[NQ];
+    for (int q = 0; q < NQ; ++q) acc[q] = _mm256_setzero_ps();
+    const float* queries = a.queries + i0 * a.dim;
+    for (size_t d = 0; d < a.dim; ++d) {
+      const __m256 p = _mm256_maskload_ps(a.points_by_dim + d * a.num_points + j0, mask);
+      for (int q = 0; q < NQ; ++q) acc[q] = _mm256_fmadd_ps(_mm256_set1_ps(queries[q * a.dim + d]), p, acc[q]);
     }
+    for (int q = 0; q < NQ; ++q) _mm256_maskstore_ps(a.out + (i0 + q) * a.out_stride + j0, mask, acc[q]);
   }
-}
-
-template <int NQ, int NV>
-inline void by_dim_rows(const DotByDimArgs& a, size_t i0) {
-  size_t j = 0;
-  for (; j + 8 * NV <= a.num_points; j += 8 * NV) by_dim_tile<NQ, NV>(a, i0, j);
-  const size_t vectors = (a.num_points - j) / 8;
-  by_dim_remainder<NQ, NV - 1>(a, i0, j, vectors);
-  j += 8 * vectors;
-  if (j < a.num_points) by_dim_tail<NQ>(a, i0, j);
-}
+};
 
 }  // namespace
 
-void dot_by_dim_avx2(const DotByDimArgs& a) {
-  // One query: eight accumulators of 8 points cover the FMA latency. Several: 4 x 2
-  // accumulators (16 registers hold them, the loads and a broadcast), each point vector
-  // loaded once for four queries.
-  if (a.num_queries == 1) {
-    by_dim_rows<1, 8>(a, 0);
-    return;
-  }
-  size_t i = 0;
-  for (; i + 4 <= a.num_queries; i += 4) by_dim_rows<4, 2>(a, i);
-  switch (a.num_queries - i) {
-    case 3: by_dim_rows<3, 2>(a, i); break;
-    case 2: by_dim_rows<2, 2>(a, i); break;
-    case 1: by_dim_rows<1, 2>(a, i); break;
-    default: break;
-  }
-}
+void dot_by_dim_avx2(const DotByDimArgs& a) { by_dim::run<ByDim8>(a); }
 
 }  // namespace annlib
