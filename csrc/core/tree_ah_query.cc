@@ -28,7 +28,7 @@ size_t max_leaf_groups(const TreeAhView& v) {
 }
 
 void QueryTables::resize(const TreeAhView& v) {
-  center_dots.resize(v.num_leaves);
+  own_center_dots.resize(v.num_leaves);
   leaf_keys.resize(v.num_leaves);
   lut_float.resize(v.num_blocks * 16);
   lut_u8.resize(v.num_blocks * 16);
@@ -45,7 +45,8 @@ void build_query_lut(const TreeAhView& v, const KernelTable& kt, const float* q,
 }  // namespace
 
 void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, QueryTables& t) {
-  kt.dot_by_dim(DotByDimArgs{q, v.centers_by_dim, v.num_leaves, v.dim, t.center_dots.data()});
+  kt.dot_by_dim(DotByDimArgs{q, v.centers_by_dim, v.num_leaves, v.dim, t.own_center_dots.data()});
+  t.center_dots = t.own_center_dots.data();
   build_query_lut(v, kt, q, t);
 }
 
@@ -55,7 +56,7 @@ void score_centers(const TreeAhView& v, const KernelTable& kt, const float* quer
 
 void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, const float* center_dots,
                    QueryTables& t) {
-  std::copy(center_dots, center_dots + v.num_leaves, t.center_dots.begin());
+  t.center_dots = center_dots;
   build_query_lut(v, kt, q, t);
 }
 

@@ -16,7 +16,8 @@ namespace annlib {
 
 /// Per-query tables; sized once by resize(), reused for every query.
 struct QueryTables {
-  std::vector<float> center_dots;   ///< <q, c_l> for every leaf
+  std::vector<float> own_center_dots;  ///< storage when prepare_query scores the centers itself
+  const float* center_dots = nullptr;  ///< <q, c_l> for every leaf: own_center_dots or a score_centers row
   std::vector<uint64_t> leaf_keys;  ///< packed (leaf score, leaf) keys; the best first after order_leaves
   std::vector<float> lut_float;     ///< num_blocks x 16: <q_k, codeword j>
   std::vector<uint8_t> lut_u8;      ///< the table quantized for LUT16
