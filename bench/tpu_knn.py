@@ -44,6 +44,7 @@ import jax
 from jax import lax
 
 from annlib import tpu_knn
+from annlib.metrics import id_recall
 
 MINILM = REPO_ROOT.parent / "shared" / "datasets" / "debian-minilm-384-angular.hdf5"
 
@@ -75,15 +76,6 @@ def interleaved_times(fns, repeats):
 def paired_ratio(times, name, other):
     """Median over rounds of ``name``'s time over ``other``'s in the same round."""
     return float(np.median(times[name] / times[other]))
-
-
-def recall(found, truth):
-    k = truth.shape[1]
-    return float(
-        np.mean(
-            [len(set(f) & set(t)) / k for f, t in zip(found.tolist(), truth.tolist())]
-        )
-    )
 
 
 def load_minilm(num_queries):
@@ -156,7 +148,7 @@ def bench_dataset(name, train, all_queries, batches, k, recall_target, repeats):
                 "ratio_top_k": paired_ratio(times, "tpu_knn", "top_k"),
                 "ratio_roofline": t_ours / predicted,
                 "gflops": 2 * n * dim * nq / t_ours / 1e9,
-                "recall": recall(ids, truth),
+                "recall": id_recall(ids, truth, k),
             }
         )
         print_row(rows[-1])
@@ -207,7 +199,7 @@ def large(n, dim=128, nq=1000, k=10, recall_target=0.95):
     truth = np.asarray(jax.jit(lambda q, x: lax.top_k(q @ x.T, k)[1])(q[:20], x))
     print(
         f"| {n:,} x {dim} | {nq} | {x.nbytes / 1e9:.2f} | {4 * n * nq / 1e9:.1f} | {added:.2f} "
-        f"| {seconds:.1f} | {2 * n * dim * nq / seconds / 1e9:.0f} | {recall(ids[:20], truth):.3f} |"
+        f"| {seconds:.1f} | {2 * n * dim * nq / seconds / 1e9:.0f} | {id_recall(ids[:20], truth, k):.3f} |"
     )
 
 

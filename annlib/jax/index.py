@@ -70,7 +70,10 @@ class JaxBruteForce:
         k = self.num_neighbors if final_num_neighbors is None else _validate.k(final_num_neighbors,
                                                                                "final_num_neighbors")
         target = self.recall_target if recall_target is None else _validate.recall_target(recall_target)
-        return tpu_knn_search(self._device, queries, k, metric=self.metric, recall_target=target, norms=self._norms)
+        # queries are validated already: as a device array, search() checks only their shape
+        return tpu_knn_search(
+            self._device, jnp.asarray(queries), k, metric=self.metric, recall_target=target, norms=self._norms
+        )
 
     def save(self, path) -> None:
         _io.save_index_file(os.fspath(path), KIND, self.config, {"data": self._host})
