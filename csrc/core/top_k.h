@@ -23,6 +23,22 @@
 
 namespace annlib {
 
+/// Maps a float to unsigned bits whose integer order is the float order (NaN excluded;
+/// -0 sorts just below +0). Packed into 64-bit keys with an id, for integer selection.
+inline uint32_t orderable_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/// The inverse of orderable_bits.
+inline float from_orderable_bits(uint32_t u) {
+  u = (u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
 struct ScoredId {
   float score;
   int64_t id;
@@ -84,19 +100,13 @@ class TopK {
 
  private:
   static uint64_t pack(float score, int64_t id) {
-    uint32_t u;
-    std::memcpy(&u, &score, sizeof(u));
-    if (u == 0x80000000u) u = 0;  // -0 ties with +0, as the float compare says
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-    return (static_cast<uint64_t>(u) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(id));
+    if (score == 0.f) score = 0.f;  // -0 ties with +0, as the float compare says
+    return (static_cast<uint64_t>(orderable_bits(score)) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(id));
   }
 
   static ScoredId unpack(uint64_t key) {
-    uint32_t u = static_cast<uint32_t>(key >> 32);
-    u = (u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u;
-    float score;
-    std::memcpy(&score, &u, sizeof(score));
-    return ScoredId{score, static_cast<int64_t>(0xFFFFFFFFu - static_cast<uint32_t>(key))};
+    return ScoredId{from_orderable_bits(static_cast<uint32_t>(key >> 32)),
+                    static_cast<int64_t>(0xFFFFFFFFu - static_cast<uint32_t>(key))};
   }
 
   void compact() {

@@ -3,23 +3,11 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstring>
 #include <functional>
 
 #include "core/lut16_codes.h"
 
 namespace annlib {
-
-namespace {
-
-/// Maps a float to unsigned bits that sort in the same order (NaN excluded).
-inline uint32_t orderable_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-}  // namespace
 
 size_t max_leaf_groups(const TreeAhView& v) {
   int64_t best = 0;
