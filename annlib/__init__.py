@@ -5,14 +5,23 @@ The public API is what ``__all__`` lists; ``annlib._core`` is internal.
 
 from annlib import _simd, datasets, metrics
 from annlib._simd import cpu_info, isa_override, set_isa, supported_isas
-from annlib.autotune import Tuning, build
-from annlib.brute_force import BruteForce
+from annlib.autobuild import build
+from annlib.autotune import Tuning
 from annlib.builder import Builder, builder
-from annlib.datasets import Dataset, ground_truth, load
+from annlib.datasets import Dataset, ground_truth
+from annlib.datasets import load as load_dataset
 from annlib.errors import AnnlibError, DatasetError, FormatError, NotTrainedError
+from annlib.index import (
+    BruteForce,
+    BruteForceSearchParams,
+    Index,
+    JaxSearchParams,
+    TreeAhIndex,
+    TreeAhSearchParams,
+    load_index,
+)
 from annlib.metrics import id_recall, recall
 from annlib.result import SearchResult
-from annlib.tree_ah import TreeAhIndex
 
 __version__ = "0.1.0"
 
@@ -26,19 +35,23 @@ def __getattr__(name):
     if name == "tpu_knn":
         return importlib.import_module("annlib.tpu_knn")
     if name == "JaxBruteForce":
-        return importlib.import_module("annlib.jax.index").JaxBruteForce
+        return importlib.import_module("annlib.index.jax_brute_force").JaxBruteForce
     raise AttributeError(f"module 'annlib' has no attribute {name!r}")
 
 __all__ = [
     "AnnlibError",
     "BruteForce",
+    "BruteForceSearchParams",
     "Builder",
     "Dataset",
     "DatasetError",
     "FormatError",
+    "Index",
+    "JaxSearchParams",
     "NotTrainedError",
     "SearchResult",
     "TreeAhIndex",
+    "TreeAhSearchParams",
     "Tuning",
     "__version__",
     "build",
@@ -48,7 +61,8 @@ __all__ = [
     "ground_truth",
     "id_recall",
     "isa_override",
-    "load",
+    "load_dataset",
+    "load_index",
     "metrics",
     "recall",
     "set_isa",

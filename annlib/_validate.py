@@ -130,3 +130,28 @@ def num_threads(value) -> int:
 def worst_distance(metric_name: str) -> float:
     """The distance used to pad result slots that hold no point (id -1)."""
     return float("inf") if metric_name == "squared_l2" else float("-inf")
+
+
+def row_ids(ids, n: int, name: str = "ids") -> np.ndarray:
+    """Validate row ids of an index of ``n`` points: integers in [0, n); unknown ones are a KeyError."""
+    array = np.asarray(ids)
+    if array.ndim == 0:
+        array = array.reshape(1)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of integers, got shape {array.shape}")
+    if array.size and (array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"{name} must be integers, got dtype {array.dtype}")
+    array = array.astype(np.int64, copy=False)
+    bad = array[(array < 0) | (array >= n)]
+    if bad.size:
+        shown = ", ".join(str(int(i)) for i in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise KeyError(f"{name} not in the index ({n} points): {shown}")
+    return array
+
+
+def owned(array: np.ndarray, source, copy: bool) -> np.ndarray:
+    """``array`` (validated from ``source``) as memory the index owns: copied when it still shares
+    the caller's buffer, unless ``copy=False`` (the caller promises not to change it)."""
+    if copy and isinstance(source, np.ndarray) and np.may_share_memory(array, source):
+        return array.copy()
+    return array

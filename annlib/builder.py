@@ -20,7 +20,8 @@ class Builder:
     """Collects the stages of an index, then :meth:`build` trains it."""
 
     def __init__(self, data, num_neighbors: int = 10, metric: str = "dot"):
-        self._data = _validate.database(data)
+        self._data = data  # validated and copied by the index's constructor
+        _validate.database(data)
         self._num_neighbors = _validate.positive_int(num_neighbors, "num_neighbors")
         self._metric = _validate.metric(metric)
         self._tree: TreeConfig | None = None
@@ -101,28 +102,28 @@ class Builder:
         self._reorder = ReorderConfig(num_neighbors, quantize)
         return self
 
-    def build(self, num_threads: int | None = None, progress: bool = False):
-        """Train and return the index."""
+    def build(self, num_threads: int | None = None, progress: bool = False, copy: bool = True):
+        """Train and return the index (it keeps its own copy of the data unless ``copy=False``)."""
         if self._scorer is None:
             raise ValueError("choose a scorer first: .score_ah(...) or .score_brute_force()")
         if self._scorer == "jax":
             if self._tree is not None or self._reorder is not None:
                 raise ValueError("brute_force(backend='jax') takes no tree(...) or reorder(...) stage")
-            from annlib.jax.index import JaxBruteForce
+            from annlib.index.jax_brute_force import JaxBruteForce
 
-            return JaxBruteForce(self._data, self._metric, self._num_neighbors, self._recall_target)
+            return JaxBruteForce(self._data, self._metric, self._num_neighbors, self._recall_target, copy=copy)
         if self._scorer == "brute_force":
             if self._tree is not None:
                 raise ValueError("score_brute_force() with tree(...) is not supported; use score_ah for a tree")
-            from annlib.brute_force import BruteForce
+            from annlib.index import BruteForce
 
-            return BruteForce(self._data, self._metric)
+            return BruteForce(self._data, self._metric, self._num_neighbors, copy=copy)
         if self._tree is None:
             raise ValueError("score_ah needs a partitioning stage: call .tree(num_leaves, num_leaves_to_search) first")
-        from annlib.tree_ah import TreeAhIndex
+        from annlib.index import TreeAhIndex
 
         config = TreeAhConfig(self._metric, self._num_neighbors, self._tree, self._ah, self._reorder)
-        return TreeAhIndex.from_config(self._data, config, num_threads=num_threads, progress=progress)
+        return TreeAhIndex.from_config(self._data, config, num_threads=num_threads, progress=progress, copy=copy)
 
 
 def builder(data, num_neighbors: int = 10, metric: str = "dot") -> Builder:

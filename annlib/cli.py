@@ -578,7 +578,8 @@ def search(
     if rows.shape[1] != idx.dim:
         raise click.ClickException(f"dimension mismatch: {queries} has {rows.shape[1]}-dim rows, {index} holds {idx.dim}-dim points")
     start = time.perf_counter()
-    result = idx.search_batched(rows, k, leaves_to_search, reorder, num_threads=threads)
+    result = idx.search_batched(rows, k, num_threads=threads, leaves_to_search=leaves_to_search,
+                                 pre_reorder_num_neighbors=reorder)
     seconds = time.perf_counter() - start
     config = idx.config
     report: dict[str, Any] = {
@@ -725,7 +726,8 @@ def tune(index: str, queries: str | None, target_recall: float, k: int | None, o
     report.update(index=index, target_recall=target_recall)
     k_used = int(report.get("k") or idx.config["num_neighbors"])
     if ds is not None and ds.distances is not None and ds.train.shape == (idx.n, idx.dim) and ds.distances.shape[1] >= k_used:
-        found = idx.search_batched(rows, k_used, report.get("leaves_to_search"), report.get("pre_reorder_num_neighbors"))
+        found = idx.search_batched(rows, k_used, leaves_to_search=report.get("leaves_to_search"),
+                                   pre_reorder_num_neighbors=report.get("pre_reorder_num_neighbors"))
         report["measured_recall"] = _metrics.recall_of_ids(found.ids, ds.train, ds.test, ds.distances, k_used, ds.distance)
     if out is not None:
         idx.save(out)

@@ -120,12 +120,8 @@ class TreeAhConfig:
     reorder: ReorderConfig | None
 
     def __post_init__(self):
+        # A reorder below num_neighbors is allowed: a search rescores at least k candidates.
         _positive(self.num_neighbors, "num_neighbors")
-        if self.reorder is not None and self.reorder.num_neighbors < self.num_neighbors:
-            raise ValueError(
-                f"reorder num_neighbors ({self.reorder.num_neighbors}) must be at least "
-                f"num_neighbors ({self.num_neighbors})"
-            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -873,7 +873,7 @@ def ground_truth(train, test, k: int, metric: str, num_threads: int | None = Non
     --------
     >>> ids, dist = ground_truth(train, test, 100, "angular")   # doctest: +SKIP
     """
-    from annlib.brute_force import BruteForce  # lazy: needs the compiled core
+    from annlib.index import BruteForce  # lazy: needs the compiled core
 
     metric = _validate.metric(metric)
     train = _validate.database(train, "train")

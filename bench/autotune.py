@@ -35,7 +35,7 @@ def measure(index, queries, truth, t1, t2, repeats=1):
     times = []
     for _ in range(repeats):
         start = time.thread_time()
-        result = index.search_batched(queries, K, t1, t2, num_threads=1)
+        result = index.search_batched(queries, K, num_threads=1, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
         times.append(time.thread_time() - start)
     return len(queries) / statistics.median(times), annlib.id_recall(result.ids, truth, K)
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     print(f"index: {params} built in {build_s:.1f} s")
 
     # Exhaustive grid, single thread, on the test queries.
-    index.search_batched(test, K, 1, K, num_threads=1)  # warm-up
+    index.search_batched(test, K, num_threads=1, leaves_to_search=1, pre_reorder_num_neighbors=K)  # warm-up
     grid = []
     start = time.perf_counter()
     for t1 in GRID_T1:

@@ -60,7 +60,7 @@ def test_user_queries_and_set_default(sample):
     assert abs(on_tuning - tuning.predicted_recall) <= 0.005
     # ... and generalises within the sampling band of 100 validation queries
     assert annlib.id_recall(index.search_batched(test[1::2]).ids, truth[1::2], K) >= 0.9 - 0.04
-    index.set_search_defaults(10, 100)
+    index.set_search_defaults(leaves_to_search=10, pre_reorder_num_neighbors=100)
 
 
 def test_frontier_is_monotone(sample):
@@ -121,13 +121,13 @@ def test_statistics_match_the_search(sample):
     j = len(fast.t1_grid) // 2
     t1, t2 = int(fast.t1_grid[j]), 30
     predicted = (fast.ah_rank[:, :, j] <= t2).mean()
-    measured = annlib.id_recall(index.search_batched(tq, K + 1, t1, t2 + 1).ids[:, 1:], truth, K)
+    measured = annlib.id_recall(index.search_batched(tq, K + 1, leaves_to_search=t1, pre_reorder_num_neighbors=t2 + 1).ids[:, 1:], truth, K)
     assert abs(predicted - measured) <= 0.01
 
 
 def test_build_returns_a_working_index(real_sample):
     train, test, truth = real_sample["train"], real_sample["test"], real_sample["neighbors"]
-    index, tuning = at.build(train, "cosine", target_recall=0.9, return_tuning=True, num_tuning_queries=500)
+    index, tuning = annlib.build(train, "cosine", target_recall=0.9, return_tuning=True, num_tuning_queries=500)
     assert isinstance(index, (annlib.TreeAhIndex, annlib.BruteForce))
     ids = index.search_batched(test, K).ids
     assert annlib.id_recall(ids, truth, K) >= 0.89
@@ -139,11 +139,11 @@ def test_build_returns_a_working_index(real_sample):
 
 def test_build_picks_brute_force_on_tiny_data(rng):
     data = rng.standard_normal((500, 16)).astype(np.float32)
-    index, tuning = at.build(data, "squared_l2", target_recall=0.95, return_tuning=True)
+    index, tuning = annlib.build(data, "squared_l2", target_recall=0.95, return_tuning=True)
     assert isinstance(index, annlib.BruteForce) and tuning.index_kind == "brute_force"
     assert tuning.predicted_recall == 1.0
     with pytest.raises(ValueError, match="target_recall"):
-        at.build(data, "dot", target_recall=2.0)
+        annlib.build(data, "dot", target_recall=2.0)
 
 
 def test_index_without_float_data_needs_data(rng):

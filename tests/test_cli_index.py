@@ -240,7 +240,6 @@ def test_bad_parameters(runner, built, tmp_path):
     assert "exceeds --num-leaves" in _clean_failure(
         runner.invoke(main, ["build", SAMPLE, "--out", out, "--num-leaves", "5", "--leaves-to-search", "10"]), code=2
     )
-    assert "reorder" in _clean_failure(runner.invoke(main, ["build", SAMPLE, "--out", out, "--reorder", "5"]))
     assert "leaves_to_search" in _clean_failure(runner.invoke(main, ["search", str(built[0]), SAMPLE, "--leaves-to-search", "500"]))
 
 

@@ -187,7 +187,6 @@ def test_corrupt_and_truncated_files_raise(built, tmp_path):
     [
         ({"num_leaves": 10, "num_leaves_to_search": 11}, "cannot exceed num_leaves"),
         ({"num_leaves": 0}, "num_leaves must be a positive integer"),
-        ({"num_leaves": 10, "num_leaves_to_search": 2, "reorder": 5}, "reorder num_neighbors"),
         ({"num_leaves": 10, "num_leaves_to_search": 2, "dims_per_block": 0}, "dims_per_block"),
         ({"num_leaves": 10, "num_leaves_to_search": 2, "anisotropic_quantization_threshold": float("nan")}, "threshold"),
         ({"num_leaves": 10, "num_leaves_to_search": 2, "reorder_quantize": "int4"}, "quantize"),
@@ -205,8 +204,8 @@ def test_invalid_search_arguments_raise(built, sample_data):
     q = sample_data["queries"][:3]
     with pytest.raises(ValueError, match="cannot exceed num_leaves"):
         index.search_batched(q, 10, leaves_to_search=NUM_LEAVES + 1)
-    with pytest.raises(ValueError, match="at least final_num_neighbors"):
-        index.search_batched(q, 10, pre_reorder_num_neighbors=5)
+    with pytest.raises(TypeError, match="leaves_to_serch"):
+        index.search_batched(q, 10, leaves_to_serch=5)
     with pytest.raises(ValueError, match=r"shape \(n, 384\)"):
         index.search_batched(q[:, :10], 10)
     with pytest.raises(ValueError, match="NaN"):

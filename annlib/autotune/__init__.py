@@ -7,7 +7,11 @@ queries (:mod:`annlib.autotune.statistics`), a per-stage cost model timed on thi
 
 >>> tuning = index.autotune(target_recall=0.95)            # doctest: +SKIP
 >>> tuning.leaves_to_search, tuning.pre_reorder_num_neighbors, tuning.predicted_recall  # doctest: +SKIP
->>> index = annlib.autotune.build(data, "cosine", target_recall=0.9)  # doctest: +SKIP
+>>> index = annlib.build(data, "cosine", target_recall=0.9)  # doctest: +SKIP
+
+Every index kind is tuned through ``index.autotune(...)``: the tuner of each kind is registered
+with the index protocol here, so the indexes never import the tuner. The tree-AH tuner reads
+the index only through its public :attr:`annlib.TreeAhIndex.layout` and search API.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from annlib.autotune import solver as _solver
 from annlib.autotune import statistics as _stats
 from annlib.autotune.cost_model import CostModel
 from annlib.autotune.solver import FrontierPoint
-from annlib.brute_force import BruteForce
+from annlib.index import BruteForce
+from annlib.index.protocol import register_tuner
 
-__all__ = ["AutotuneWarning", "CostModel", "FrontierPoint", "Tuning", "autotune", "build", "structural_defaults"]
+__all__ = ["AutotuneWarning", "CostModel", "FrontierPoint", "Tuning", "autotune", "structural_defaults"]
 
 
 class AutotuneWarning(UserWarning):
@@ -58,7 +63,7 @@ class Tuning:
     max_cost: float | None = None
     best_effort: bool = False
     message: str = ""
-    index_kind: str = "tree_ah"  # or "brute_force" (from build)
+    index_kind: str = "tree_ah"  # "tree_ah", "brute_force" or "jax_brute_force"
     predicted_recall_stderr: float = 0.0
     cost_model: CostModel | None = None
     tuner_seconds: float = 0.0
@@ -69,6 +74,8 @@ class Tuning:
         """Keyword arguments for ``search_batched``."""
         if self.index_kind == "brute_force":
             return {}
+        if self.index_kind == "jax_brute_force":
+            return {"recall_target": self.predicted_recall}
         out = {"leaves_to_search": self.leaves_to_search}
         if self.pre_reorder_num_neighbors is not None:
             out["pre_reorder_num_neighbors"] = self.pre_reorder_num_neighbors
@@ -93,7 +100,7 @@ class Tuning:
         return "\n".join(lines)
 
 
-def _objective(target_recall, max_cost) -> tuple[float | None, float | None]:
+def resolve_objective(target_recall, max_cost) -> tuple[float | None, float | None]:
     """(recall target, cost budget): a budget alone maximises recall; neither means recall 0.95."""
     if max_cost is not None:
         return (None if target_recall is None else _check_target(target_recall)), _check_cost(max_cost)
@@ -116,7 +123,32 @@ def _check_cost(max_cost) -> float:
     return float(max_cost)
 
 
-def autotune(
+def autotune(index, target_recall: float | None = None, queries=None, **kwargs) -> Tuning:
+    """Tune any index kind: the same as ``index.autotune(target_recall, queries, **kwargs)``.
+
+    For a :class:`annlib.TreeAhIndex` see :func:`tune_tree_ah`; exact search has nothing to tune
+    (its :class:`Tuning` reports its measured cost); the JAX brute force takes the target as its
+    ``recall_target``.
+    """
+    return index.autotune(target_recall, queries, **kwargs)
+
+
+def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default) -> None:
+    # Every argument is checked before any work: a bad value must never become a search default.
+    if isinstance(safety, bool) or not isinstance(safety, numbers.Real) or not (
+        math.isfinite(float(safety)) and 0.0 <= float(safety) <= 10.0
+    ):
+        raise ValueError(f"safety must be a number of standard errors in [0, 10], got {safety!r}")
+    _validate.positive_int(num_tuning_queries, "num_tuning_queries")
+    if max_rank is not None:
+        _validate.positive_int(max_rank, "max_rank")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    if not isinstance(set_default, bool):
+        raise TypeError(f"set_default must be True or False, got {set_default!r}")
+
+
+def tune_tree_ah(
     index,
     target_recall: float | None = None,
     queries=None,
@@ -131,7 +163,8 @@ def autotune(
     num_threads: int | None = None,
     seed: int = 0,
 ) -> Tuning:
-    """Pick ``leaves_to_search`` and ``pre_reorder_num_neighbors`` of a :class:`annlib.TreeAhIndex`.
+    """Pick ``leaves_to_search`` and ``pre_reorder_num_neighbors`` of a :class:`annlib.TreeAhIndex`
+    (what ``index.autotune(...)`` runs for that kind).
 
     Parameters
     ----------
@@ -165,11 +198,12 @@ def autotune(
     :class:`AutotuneWarning`.
     """
     start = time.perf_counter()
-    target, max_cost = _objective(target_recall, max_cost)
-    k = index._config.num_neighbors if k is None else _validate.k(k)
+    target, max_cost = resolve_objective(target_recall, max_cost)
+    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default)
+    k = index.num_neighbors if k is None else _validate.k(k)
     if k > index.n:
         raise ValueError(f"k ({k}) exceeds the number of indexed points ({index.n})")
-    has_reorder = index._config.reorder is not None
+    has_reorder = index.layout.has_reorder
 
     stages = {}
     tq, truth, exclude, source = _stats.tuning_queries(index, queries, data, k, num_tuning_queries, seed)
@@ -212,8 +246,75 @@ def autotune(
         stage_seconds=stages,
     )
     if set_default:
-        index.set_search_defaults(t1, t2)
+        index.set_search_defaults(leaves_to_search=t1, pre_reorder_num_neighbors=t2)
     return tuning
+
+
+def _exact_tuning(index, target, max_cost, queries, k, start, message: str, index_kind: str) -> Tuning:
+    """The Tuning of a kind whose search is exact (or whose recall is its own parameter): its cost measured."""
+    sample = queries[:200]
+    cost = _cost.cpu_seconds_per_query(lambda: index.search_batched(sample, k, num_threads=1), len(sample))
+    return Tuning(
+        leaves_to_search=None, pre_reorder_num_neighbors=None,
+        predicted_recall=1.0 if target is None or index_kind == "brute_force" else target,
+        predicted_qps=1.0 / cost, predicted_cost=cost, frontier=(),
+        tuning_queries_source="user" if queries is not None else "held-out sample",
+        num_tuning_queries=len(sample), k=k, target_recall=target, max_cost=max_cost,
+        best_effort=max_cost is not None and cost > max_cost, message=message, index_kind=index_kind,
+        tuner_seconds=time.perf_counter() - start,
+    )
+
+
+def _tuning_sample(index, queries) -> np.ndarray:
+    if queries is not None:
+        return _validate.queries(queries, index.dim)[0]
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(index.n, min(index.n, 200), replace=False))
+    return index.get_vectors(rows)
+
+
+def _check_common(index, target_recall, max_cost, k, data, num_tuning_queries, safety, max_rank, num_threads, seed,
+                  set_default):
+    """The arguments every kind's tuner takes, checked the same way (those a kind has no use for too)."""
+    target, max_cost = resolve_objective(target_recall, max_cost)
+    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default)
+    _validate.num_threads(num_threads)
+    if data is not None:
+        data = _validate.database(data)
+        if data.shape != (index.n, index.dim):
+            raise ValueError(f"data has shape {data.shape}, the index holds ({index.n}, {index.dim})")
+    return target, max_cost, index.num_neighbors if k is None else _validate.k(k)
+
+
+def tune_brute_force(index, target_recall=None, queries=None, *, max_cost=None, set_default=True, k=None,
+                     data=None, num_tuning_queries=_stats.DEFAULT_NUM_TUNING_QUERIES, safety=1.0, max_rank=None,
+                     num_threads=None, seed=0) -> Tuning:
+    """Exact search has nothing to tune: the Tuning reports its measured single-thread cost."""
+    start = time.perf_counter()
+    target, max_cost, k = _check_common(index, target_recall, max_cost, k, data, num_tuning_queries, safety,
+                                        max_rank, num_threads, seed, set_default)
+    k = index.num_neighbors if k is None else _validate.k(k)
+    return _exact_tuning(index, target, max_cost, _tuning_sample(index, queries), k, start,
+                         "exact search: every target is met", "brute_force")
+
+
+def tune_jax_brute_force(index, target_recall=None, queries=None, *, max_cost=None, set_default=True, k=None,
+                         data=None, num_tuning_queries=_stats.DEFAULT_NUM_TUNING_QUERIES, safety=1.0, max_rank=None,
+                         num_threads=None, seed=0) -> Tuning:
+    """The JAX brute force's one knob is its expected recall: the target becomes its ``recall_target``."""
+    start = time.perf_counter()
+    target, max_cost, k = _check_common(index, target_recall, max_cost, k, data, num_tuning_queries, safety,
+                                        max_rank, num_threads, seed, set_default)
+    recall = 1.0 if target is None else target
+    if set_default:
+        index.set_search_defaults(recall_target=recall)
+    return _exact_tuning(index, recall, max_cost, _tuning_sample(index, queries), k, start,
+                         f"PartialReduce top-k at recall_target={recall}", "jax_brute_force")
+
+
+register_tuner("tree_ah", tune_tree_ah)
+register_tuner("brute_force", tune_brute_force)
+register_tuner("jax_brute_force", tune_jax_brute_force)
 
 
 def structural_defaults(n: int, dim: int, metric: str, k: int = 10) -> dict:
@@ -233,80 +334,3 @@ def structural_defaults(n: int, dim: int, metric: str, k: int = 10) -> dict:
     }
 
 
-#: Below this many points exact search is used without building an index (autopilot's small-data rule).
-BRUTE_FORCE_BELOW = 2000
-
-
-def build(
-    data,
-    metric: str = "dot",
-    target_recall: float | None = None,
-    *,
-    max_cost: float | None = None,
-    queries=None,
-    k: int = 10,
-    soar_lambda: float | None = None,
-    num_threads: int | None = None,
-    seed: int = 0,
-    return_tuning: bool = False,
-    **tune_kwargs,
-):
-    """Build an index for ``data`` and tune it for ``target_recall`` (default 0.95) or ``max_cost``.
-
-    Returns a tuned :class:`annlib.TreeAhIndex` (its search defaults set to the tuning), or an
-    :class:`annlib.BruteForce` when exact search is predicted to be cheaper for the target
-    (tiny data, or hard data at high recall) or is the only way to reach it; with
-    ``return_tuning=True``, ``(index, Tuning)``. Exact search cost is timed on this machine
-    the same way as the index's cost model (one thread, CPU time).
-    """
-    from annlib.tree_ah import TreeAhIndex
-
-    start = time.perf_counter()
-    target, max_cost = _objective(target_recall, max_cost)
-    metric = _validate.metric(metric)
-    data = _validate.database(data)
-    n, dim = data.shape
-    k = _validate.k(k)
-    exact = BruteForce(data, metric)
-
-    def exact_cost(sample_queries) -> float:
-        return _cost.time_brute_force(exact, sample_queries[:200], k)
-
-    def brute(reason: str, tq, source: str, cost: float | None = None):
-        cost = exact_cost(tq) if cost is None else cost
-        tuning = Tuning(
-            leaves_to_search=None, pre_reorder_num_neighbors=None, predicted_recall=1.0, predicted_qps=1.0 / cost,
-            predicted_cost=cost, frontier=(), tuning_queries_source=source, num_tuning_queries=len(tq), k=k,
-            target_recall=target, max_cost=max_cost, message=reason, index_kind="brute_force",
-            tuner_seconds=time.perf_counter() - start,
-        )
-        return (exact, tuning) if return_tuning else exact
-
-    if n < max(BRUTE_FORCE_BELOW, 4 * k):
-        tq = data[: min(n, 200)] if queries is None else _validate.queries(queries, dim)[0]
-        return brute(f"{n} points: exact search", tq, "user" if queries is not None else "held-out sample")
-
-    params = structural_defaults(n, dim, metric, k)
-    index = TreeAhIndex(data, metric, soar_lambda=soar_lambda, seed=seed, num_threads=num_threads, **params)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", AutotuneWarning)
-        tuning = autotune(index, target, queries, max_cost=max_cost, k=k, data=data, num_threads=num_threads,
-                          seed=seed, **tune_kwargs)
-    sample = np.asarray(index._arrays["reorder_float"][:200]) if queries is None else _validate.queries(queries, dim)[0]
-    bf_cost = exact_cost(sample)
-    if max_cost is not None and target is None:
-        pick_exact = bf_cost <= max_cost
-    else:
-        pick_exact = tuning.best_effort or bf_cost <= tuning.predicted_cost
-        if max_cost is not None and bf_cost > max_cost:
-            pick_exact = False
-    if pick_exact:
-        reason = (
-            f"exact search ({bf_cost * 1e6:.1f} us/query) beats the tuned index "
-            f"({tuning.predicted_cost * 1e6:.1f} us/query, predicted recall {tuning.predicted_recall:.4f})"
-        )
-        return brute(reason, sample, tuning.tuning_queries_source, bf_cost)
-    for w in caught:  # re-raise the tuner's warnings for the index we keep
-        warnings.warn(w.message, w.category, stacklevel=2)
-    tuning = dataclasses.replace(tuning, tuner_seconds=time.perf_counter() - start)
-    return (index, tuning) if return_tuning else index

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from annlib.brute_force import BruteForce
+from annlib.index import BruteForce
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ def time_search(index, queries, k: int, t1: int, t2: int | None, repeats: int = 
     nq = len(queries)
 
     def run():
-        index.search_batched(queries, k, t1, t2, num_threads=1)
+        index.search_batched(queries, k, num_threads=1, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
 
     seconds = cpu_seconds_per_query(run, nq, repeats)
     counters = {name: value / max(1, nq) for name, value in index.last_search_counters.items()}
@@ -95,13 +95,14 @@ def measure(index, queries: np.ndarray, k: int, t1_grid, t2_grid, *, batch: int 
     batch = min(batch, len(queries))
     num_batches = max(1, len(queries) // batch)
     batches = [queries[b * batch : (b + 1) * batch] for b in range(num_batches)]
-    centers = index._arrays["centers"]
+    centers = np.ascontiguousarray(index.layout.centers)
     num_leaves = int(centers.shape[0])
     # Partition selection scores every center with the dot kernel: time that kernel on the centers.
     center_exact = BruteForce(centers, "dot")
     per_center = time_brute_force(center_exact, batches[0], 1, repeats) / num_leaves
 
-    index.search_batched(batches[0], k, int(t1_grid[0]), None if t2_grid is None else int(t2_grid[0]), num_threads=1)
+    index.search_batched(batches[0], k, num_threads=1, leaves_to_search=int(t1_grid[0]),
+                         pre_reorder_num_neighbors=None if t2_grid is None else int(t2_grid[0]))
     rows, seconds, turn = [], [], 0
     for t1, t2 in _design_points(np.asarray(t1_grid), None if t2_grid is None else np.asarray(t2_grid)):
         times, work = [], np.zeros(2)
@@ -109,7 +110,7 @@ def measure(index, queries: np.ndarray, k: int, t1_grid, t2_grid, *, batch: int 
             qs = batches[turn % num_batches]
             turn += 1
             start = time.thread_time()
-            index.search_batched(qs, k, t1, t2, num_threads=1)
+            index.search_batched(qs, k, num_threads=1, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
             times.append((time.thread_time() - start) / len(qs))
             counters = index.last_search_counters
             work += [counters["entries_scored"] / len(qs), counters["candidates_reordered"] / len(qs)]

@@ -26,9 +26,8 @@ import time
 
 import numpy as np
 
-from annlib import _core, _validate
-from annlib._vectors import normalize_rows
-from annlib.brute_force import BruteForce
+from annlib import _validate
+from annlib.index import BruteForce
 
 #: Queries drawn from the indexed points when the caller gives none.
 DEFAULT_NUM_TUNING_QUERIES = 1000
@@ -66,7 +65,7 @@ def default_max_rank(n: int, k: int) -> int:
 
 def _index_data(index) -> np.ndarray | None:
     """The indexed float vectors (normalised for cosine) when the index keeps them for reordering."""
-    return index._arrays.get("reorder_float")
+    return index.layout.reorder_vectors
 
 
 def tuning_queries(index, queries=None, data=None, k: int = 10, num_queries: int = DEFAULT_NUM_TUNING_QUERIES,
@@ -111,13 +110,10 @@ def tuning_queries(index, queries=None, data=None, k: int = 10, num_queries: int
 def _partition_ranks(index, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(nq, num_leaves) 1-based rank of every center under the search's partition score, and the
     centers best first."""
-    centers = index._arrays["centers"]
-    scores = queries @ centers.T
-    if index.metric == "squared_l2":
-        scores = 2.0 * scores - index._arrays["center_sq_norms"][None, :]
+    scores = index.layout.center_scores(queries)
     order = np.argsort(-scores, axis=1, kind="stable")
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, centers.shape[0] + 1)[None, :], axis=1)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :], axis=1)
     return ranks, order
 
 
@@ -166,18 +162,17 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
     """The statistics pass over tuning queries with ground truth ``truth`` (nq, k)."""
     start = time.perf_counter()
     k = int(truth.shape[1])
-    num_leaves = int(index._config.tree.num_leaves)
-    if index.metric == "cosine":
-        queries = normalize_rows(queries)
+    layout = index.layout
+    num_leaves = layout.num_leaves
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     valid = truth >= 0
     safe_truth = np.where(valid, truth, 0)
 
     # Partition stage: rank of every center, then of each true neighbor's partition(s).
     ranks, order = _partition_ranks(index, queries)
-    primary = index._arrays["primary_leaf"].astype(np.int64)
+    primary = layout.primary_leaf.astype(np.int64)
     leaf_rank = np.take_along_axis(ranks, primary[safe_truth], axis=1)
-    secondary = index._arrays.get("secondary_leaf")
+    secondary = layout.secondary_leaf
     if secondary is not None:
         second = secondary.astype(np.int64)[safe_truth]
         second_rank = np.take_along_axis(ranks, np.maximum(second, 0), axis=1)
@@ -185,7 +180,7 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
     leaf_rank = np.where(valid, leaf_rank, num_leaves + 1)
 
     # LUT16 work: entries in the t1 best partitions.
-    sizes = np.diff(index._arrays["leaf_offsets"]).astype(np.float64)
+    sizes = layout.leaf_sizes.astype(np.float64)
     cumulative = np.cumsum(sizes[order], axis=1)  # (nq, num_leaves)
 
     grid = default_t1_grid(leaf_rank, valid, num_leaves, coverage) if t1_grid is None else np.unique(
@@ -202,26 +197,21 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
     depth = min(depth, index.n)
     threads = _validate.num_threads(num_threads)
     lost = max_rank + 1
-    if hasattr(_core, "autotune_ah_ranks") and not force_python:
+    if not force_python:
         # One scan of the t1_max best partitions per query, ranks read at every grid checkpoint.
-        ah_rank, entry_rank = _core.autotune_ah_ranks(
-            index._arrays, "squared_l2" if index.metric == "squared_l2" else "dot", index.n, index.dim, num_leaves,
-            index._config.ah.dims_per_block, "secondary_leaf" in index._arrays, queries,
-            np.where(valid, truth, -1).astype(np.int64), None if exclude is None else exclude.astype(np.int64),
-            grid, max_rank, threads,
-        )
+        ah_rank, entry_rank = layout.ah_ranks(queries, np.where(valid, truth, -1), exclude, grid, max_rank, threads)
     else:
         # The same ranks from the index's own search, one call per grid point (slower).
         ah_rank = np.empty((len(queries), k, len(grid)), dtype=np.int32)
         depth = min(max_rank + (1 if exclude is not None else 0), index.n)  # the query point takes one slot
         for j, t1 in enumerate(grid):
-            ids, _ = index._handle.search(queries, depth, int(t1), 0, threads)
+            ids = layout.ah_candidates(queries, depth, int(t1), threads)
             ranks_j = _ah_ranks(ids, safe_truth, exclude, lost)
             ranks_j[ranks_j > max_rank] = lost
             ranks_j[~valid] = lost
             ah_rank[:, :, j] = ranks_j
         entry_rank = ah_rank.copy()  # approximate under spilling: the search's own overretrieval already applied
-    spilled = "secondary_leaf" in index._arrays
+    spilled = layout.spilled
     return QueryStatistics(
         k=k,
         t1_grid=grid,
@@ -233,6 +223,6 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
         num_leaves=num_leaves,
         source=source,
         entry_rank=entry_rank if spilled else None,
-        overretrieve=float(getattr(index._config.tree, "overretrieve_factor", 2.0) or 2.0),
+        overretrieve=layout.overretrieve_factor,
         seconds=time.perf_counter() - start,
     )

@@ -146,10 +146,11 @@ class AnnlibTreeAh(Adapter):
         return _tree_sweeps(self.num_leaves, self.k)
 
     def search_one(self, q, p):
-        return self.index.search(q, self.k, p["leaves"], p["reorder"]).ids
+        return self.index.search(q, self.k, leaves_to_search=p["leaves"], pre_reorder_num_neighbors=p["reorder"]).ids
 
     def search_batch(self, queries, p, threads):
-        return self.index.search_batched(queries, self.k, p["leaves"], p["reorder"], num_threads=threads).ids
+        return self.index.search_batched(queries, self.k, num_threads=threads, leaves_to_search=p["leaves"],
+                                         pre_reorder_num_neighbors=p["reorder"]).ids
 
 
 # --------------------------------------------------------------------------- scann

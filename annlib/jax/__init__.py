@@ -10,7 +10,7 @@ arXiv 2206.14286); ``docs/algorithms.md`` section 6. One stage per module:
 * :mod:`.search` - the validated entry point (numpy or device arrays in, numpy out);
 * :mod:`.sharding` - the same search with the database sharded over devices;
 * :mod:`.roofline` - the calibrated roofline cost model;
-* :mod:`.index` - :class:`JaxBruteForce`, the index type with save/load.
+* the index kind :class:`annlib.JaxBruteForce` lives in :mod:`annlib.index.jax_brute_force`.
 
 The public names are re-exported by :mod:`annlib.tpu_knn` and ``annlib.JaxBruteForce``.
 JAX is an optional dependency; ``annlib`` imports this package only on first use.

@@ -118,11 +118,13 @@ class Annlib(BaseANN):
         self.name = f"{self._build_name} leaves_to_search={self.leaves_to_search} reorder={self.reorder}"
 
     def query(self, q, n):
-        ids = self.index.search(q, n, self.leaves_to_search, max(self.reorder, n)).ids
+        ids = self.index.search(q, n, leaves_to_search=self.leaves_to_search, pre_reorder_num_neighbors=self.reorder).ids
         return _valid(ids)
 
     def batch_query(self, X, n) -> None:
-        ids = self.index.search_batched(X, n, self.leaves_to_search, max(self.reorder, n)).ids
+        ids = self.index.search_batched(
+            X, n, leaves_to_search=self.leaves_to_search, pre_reorder_num_neighbors=self.reorder
+        ).ids
         self.res = [_valid(row) for row in ids]
 
     def get_batch_results(self):

@@ -7,17 +7,19 @@ the C++ core on every core, with the GIL released.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 import time
 
 import numpy as np
 
 from annlib import _core, _validate
-from annlib import io as _io
 from annlib._vectors import normalize_rows
 from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
 from annlib.errors import FormatError
+from annlib.index.params import TreeAhSearchParams
+from annlib.index.protocol import Index
+from annlib.index.tree_ah_layout import TreeAhLayout
 from annlib.result import SearchResult
 
 KIND = "tree_ah"
@@ -36,18 +38,27 @@ def _soar_assign(data, centers, primary, soar_lambda, spill, num_threads):
     return soar.secondary_assignment(data, centers, primary, soar_lambda, spill, num_threads)
 
 
-class TreeAhIndex:
+class TreeAhIndex(Index):
     """A ScaNN-style partitioned index with anisotropic 4-bit PQ and reordering.
 
     Build it with :func:`annlib.builder` or with keywords::
 
         index = annlib.TreeAhIndex(data, metric="dot", num_leaves=224, num_leaves_to_search=16,
                                    dims_per_block=2, anisotropic_quantization_threshold=0.2, reorder=100)
-        ids, distances = index.search_batched(queries, final_num_neighbors=10)
+        ids, distances = index.search_batched(queries, k=10, leaves_to_search=20)
 
+    Search parameters (:class:`annlib.TreeAhSearchParams`): ``leaves_to_search`` and
+    ``pre_reorder_num_neighbors``; their defaults are the build's ``num_leaves_to_search`` and
+    ``reorder``. A search for more neighbours than ``pre_reorder_num_neighbors`` rescores ``k``
+    candidates instead of refusing; candidate counts are capped at the number of points.
+
+    The index keeps a copy of ``data`` for float32 reordering unless ``copy=False``.
     Distances follow :class:`annlib.SearchResult`: similarity for "dot" and "cosine",
     squared distance for "squared_l2".
     """
+
+    kind = KIND
+    Params = TreeAhSearchParams
 
     def __init__(
         self,
@@ -69,8 +80,9 @@ class TreeAhIndex:
         reorder_quantize: str = "float32",
         num_threads: int | None = None,
         progress: bool = False,
+        copy: bool = True,
     ):
-        data = _validate.database(data)
+        source, data = data, _validate.database(data)
         n = data.shape[0]
         if num_leaves is None:
             num_leaves = max(1, int(round(math.sqrt(n))))
@@ -92,15 +104,17 @@ class TreeAhIndex:
             ah=AhConfig(dims_per_block=dims_per_block, anisotropic_quantization_threshold=anisotropic_quantization_threshold),
             reorder=ReorderConfig(reorder, reorder_quantize) if reorder else None,
         )
-        self._init_built(data, config, _validate.num_threads(num_threads), progress)
+        self._init_built(_owned(data, source, config, copy), config, _validate.num_threads(num_threads), progress)
 
     # ------------------------------------------------------------------ build
 
     @classmethod
-    def from_config(cls, data, config: TreeAhConfig, num_threads: int | None = None, progress: bool = False):
+    def from_config(cls, data, config: TreeAhConfig, num_threads: int | None = None, progress: bool = False,
+                    copy: bool = True):
         """Build from a :class:`TreeAhConfig` (what the builder does)."""
         self = cls.__new__(cls)
-        self._init_built(_validate.database(data), config, _validate.num_threads(num_threads), progress)
+        array = _owned(_validate.database(data), data, config, copy)
+        self._init_built(array, config, _validate.num_threads(num_threads), progress)
         return self
 
     def _init_built(self, data: np.ndarray, config: TreeAhConfig, num_threads: int, progress: bool) -> None:
@@ -200,145 +214,78 @@ class TreeAhIndex:
         return {"reorder_int8": quantized, "reorder_int8_inv_scale": (1.0 / multipliers).astype(np.float32)}
 
     def _setup(self, config: TreeAhConfig, arrays: dict, n: int, dim: int, build_seconds: float | None) -> None:
-        self._config = config
+        self._build_config = config
+        self._metric = config.metric
+        self._num_neighbors = config.num_neighbors
         self._arrays = arrays
         self._n = n
         self._dim = dim
         self._build_seconds = build_seconds
         core_metric = "squared_l2" if config.metric == "squared_l2" else "dot"
         self._handle = _core.TreeAhHandle(
-            {name: value for name, value in arrays.items()},
-            core_metric,
-            n,
-            dim,
-            config.tree.num_leaves,
-            config.ah.dims_per_block,
+            dict(arrays), core_metric, n, dim, config.tree.num_leaves, config.ah.dims_per_block,
             "secondary_leaf" in arrays,
         )
-        self._resolved: dict = {}
+        defaults = TreeAhSearchParams(
+            config.tree.num_leaves_to_search, config.reorder.num_neighbors if config.reorder else None
+        )
+        self._check_params(defaults)
+        self._defaults = defaults
+        self._layout = TreeAhLayout(config, arrays, self._handle)
 
     # ------------------------------------------------------------------ search
 
-    @property
-    def metric(self) -> str:
-        return self._config.metric
+    def _check_params(self, params: TreeAhSearchParams) -> None:
+        num_leaves = self._build_config.tree.num_leaves
+        if params.leaves_to_search > num_leaves:
+            raise ValueError(f"leaves_to_search ({params.leaves_to_search}) cannot exceed num_leaves ({num_leaves})")
+        if params.pre_reorder_num_neighbors is not None and self._build_config.reorder is None:
+            raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
 
-    @property
-    def n(self) -> int:
-        return self._n
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def __len__(self) -> int:
-        return self._n
-
-    def _resolve(self, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors) -> tuple[int, int, int]:
-        key = (final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors)
-        cached = self._resolved.get(key)  # search arguments repeat across calls: check them once
-        if cached is not None:
-            return cached
-        k = self._config.num_neighbors if final_num_neighbors is None else _validate.k(final_num_neighbors, "final_num_neighbors")
-        leaves = self._config.tree.num_leaves_to_search if leaves_to_search is None else leaves_to_search
-        leaves = _validate.positive_int(leaves, "leaves_to_search")
-        if leaves > self._config.tree.num_leaves:
-            raise ValueError(f"leaves_to_search ({leaves}) cannot exceed num_leaves ({self._config.tree.num_leaves})")
-        if self._config.reorder is None:
-            if pre_reorder_num_neighbors:
-                raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
-            pre = 0
-            if len(self._resolved) < 256 and all(type(a) in (int, type(None)) for a in key):
-                self._resolved[key] = (k, leaves, pre)
-            return k, leaves, pre
-        pre = self._config.reorder.num_neighbors if pre_reorder_num_neighbors is None else pre_reorder_num_neighbors
-        pre = _validate.positive_int(pre, "pre_reorder_num_neighbors")
-        if pre < k:
-            raise ValueError(f"pre_reorder_num_neighbors ({pre}) must be at least final_num_neighbors ({k})")
-        if len(self._resolved) < 256 and all(type(a) in (int, type(None)) for a in key):
-            self._resolved[key] = (k, leaves, pre)
-        return k, leaves, pre
-
-    def search(self, query, final_num_neighbors=None, leaves_to_search=None, pre_reorder_num_neighbors=None) -> SearchResult:
-        """Search one query (1-D, returns 1-D arrays) or a small batch on one thread."""
-        queries, single = _validate.queries(query, self._dim, name="query", allow_1d=True)
-        ids, distances = self._search(queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, 1)
-        return SearchResult(ids[0], distances[0]) if single else SearchResult(ids, distances)
-
-    def search_batched(
-        self,
-        queries,
-        final_num_neighbors=None,
-        leaves_to_search=None,
-        pre_reorder_num_neighbors=None,
-        num_threads: int | None = None,
-    ) -> SearchResult:
-        """Search a batch (nq, dim) on ``num_threads`` threads (default: all cores).
-
-        Parameters
-        ----------
-        final_num_neighbors : int, optional
-            k, default the index's ``num_neighbors``.
-        leaves_to_search : int, optional
-            Partitions probed per query, default ``num_leaves_to_search``.
-        pre_reorder_num_neighbors : int, optional
-            Unique AH candidates rescored exactly, default the ``reorder`` setting.
-        """
-        queries, _ = _validate.queries(queries, self._dim)
-        ids, distances = self._search(
-            queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, _validate.num_threads(num_threads)
-        )
-        return SearchResult(ids, distances)
-
-    def _search(self, queries, final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors, num_threads):
-        k, leaves, pre = self._resolve(final_num_neighbors, leaves_to_search, pre_reorder_num_neighbors)
-        if self.metric == "cosine":
+    def _search(self, queries: np.ndarray, k: int, params: TreeAhSearchParams, num_threads: int) -> SearchResult:
+        if self._metric == "cosine":
             queries = normalize_rows(queries)
-        return self._handle.search(queries, k, leaves, pre, num_threads, self._config.tree.overretrieve_factor)
+        pre = 0
+        if self._build_config.reorder is not None:
+            # Never fewer candidates than k, never more than the index holds (bounds the buffers).
+            pre = min(max(params.pre_reorder_num_neighbors or k, k), self._n)
+        factor = self._build_config.tree.overretrieve_factor
+        if self._layout.spilled:
+            # A point has at most two entries: keeping 2k entries before de-duplication guarantees k
+            # unique points whenever the probed partitions hold them.
+            factor = max(factor, min(2.0, 2.0 * k / max(pre, k)))
+        ids, distances = self._handle.search(queries, k, params.leaves_to_search, pre, num_threads, factor)
+        return SearchResult(ids, distances)
 
     @property
     def last_search_counters(self) -> dict:
         """Work of the last search call: ``entries_scored`` (LUT16) and ``candidates_reordered``."""
         return dict(self._handle.last_counters())
 
-    def set_search_defaults(self, leaves_to_search: int | None = None, pre_reorder_num_neighbors: int | None = None) -> None:
-        """Make these the defaults of later searches (and of the saved file); None keeps the current one."""
-        import dataclasses  # noqa: PLC0415
-
-        tree, reorder = self._config.tree, self._config.reorder
-        if leaves_to_search is not None:
-            leaves = _validate.positive_int(leaves_to_search, "leaves_to_search")
-            if leaves > tree.num_leaves:
-                raise ValueError(f"leaves_to_search ({leaves}) cannot exceed num_leaves ({tree.num_leaves})")
-            tree = dataclasses.replace(tree, num_leaves_to_search=leaves)
-        if pre_reorder_num_neighbors is not None:
-            if reorder is None:
-                raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
-            pre = _validate.positive_int(pre_reorder_num_neighbors, "pre_reorder_num_neighbors")
-            reorder = dataclasses.replace(reorder, num_neighbors=pre)
-        self._config = dataclasses.replace(self._config, tree=tree, reorder=reorder)
-        self._resolved = {}
-
-    def autotune(self, target_recall: float | None = None, queries=None, *, max_cost: float | None = None,
-                 set_default: bool = True, **kwargs):
-        """Tune ``leaves_to_search`` and ``pre_reorder_num_neighbors`` for a recall target (default 0.95)
-        or a cost budget; returns an :class:`annlib.autotune.Tuning`. See :func:`annlib.autotune.autotune`."""
-        from annlib.autotune import autotune  # noqa: PLC0415 - imported when used
-
-        return autotune(self, target_recall, queries, max_cost=max_cost, set_default=set_default, **kwargs)
+    @property
+    def layout(self) -> TreeAhLayout:
+        """Read-only view of the partitions, assignments and stage-wise scoring (the autotuner's seam)."""
+        return self._layout
 
     # ------------------------------------------------------------------ inspection
 
+    def _current_config(self) -> TreeAhConfig:
+        c, d = self._build_config, self._defaults
+        tree = dataclasses.replace(c.tree, num_leaves_to_search=d.leaves_to_search)
+        reorder = c.reorder
+        if reorder is not None and d.pre_reorder_num_neighbors is not None:
+            reorder = dataclasses.replace(reorder, num_neighbors=d.pre_reorder_num_neighbors)
+        return dataclasses.replace(c, tree=tree, reorder=reorder)
+
     @property
     def config(self) -> dict:
-        """Every parameter in use, as a plain dict."""
-        return self._config.to_dict()
+        """Every build parameter, with the current search defaults, as a plain dict."""
+        return self._current_config().to_dict()
 
     def stats(self) -> dict:
         """Sizes of the partitions and of each part of the index in bytes."""
         offsets = self._arrays["leaf_offsets"]
         sizes = np.diff(offsets)
-        memory = {name: int(a.nbytes) for name, a in self._arrays.items()}
         entries = int(offsets[-1])
         return {
             "n": self._n,
@@ -352,43 +299,48 @@ class TreeAhIndex:
                 "max": int(sizes.max()),
                 "empty": int((sizes == 0).sum()),
             },
-            "memory_bytes": memory,
-            "total_bytes": int(sum(memory.values())),
+            **self._memory(self._arrays),
             "build_seconds": self._build_seconds,
         }
 
-    def __repr__(self) -> str:
-        c = self._config
-        return (
-            f"TreeAhIndex(n={self._n}, dim={self._dim}, metric={c.metric!r}, num_leaves={c.tree.num_leaves}, "
-            f"soar_lambda={c.tree.soar_lambda})"
-        )
+    def _repr_params(self) -> str:
+        c, d = self._build_config, self._defaults
+        parts = [f"num_leaves={c.tree.num_leaves}", f"leaves_to_search={d.leaves_to_search}"]
+        if c.reorder is not None:
+            parts.append(f"pre_reorder_num_neighbors={d.pre_reorder_num_neighbors} ({c.reorder.quantize})")
+        if c.tree.soar_lambda is not None:
+            parts.append(f"soar_lambda={c.tree.soar_lambda}")
+        return ", ".join(parts)
+
+    def _stored_vectors(self) -> np.ndarray | None:
+        return self._arrays.get("reorder_float")
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, path) -> None:
-        """Write the index to one self-describing, checksummed file, atomically."""
-        config = {"index": self._config.to_dict(), "n": self._n, "dim": self._dim, "build_seconds": self._build_seconds}
-        _io.save_index_file(os.fspath(path), KIND, config, self._arrays)
+    def _state(self) -> tuple[dict, dict]:
+        config = {"index": self.config, "n": self._n, "dim": self._dim, "build_seconds": self._build_seconds}
+        return config, self._arrays
 
     @classmethod
-    def load(cls, path, mmap: bool = True) -> TreeAhIndex:
-        kind, config, arrays = _io.load_index_file(os.fspath(path), mmap=mmap)
-        if kind != KIND:
-            raise FormatError(f"{path}: holds a {kind!r} index, not {KIND!r}")
-        return cls._from_parts(path, config, arrays)
-
-    @classmethod
-    def _from_parts(cls, path, config: dict, arrays: dict) -> TreeAhIndex:
+    def _from_state(cls, config: dict, arrays: dict, source: str) -> TreeAhIndex:
         try:
             index_config = TreeAhConfig.from_dict(config["index"])
             n, dim = int(config["n"]), int(config["dim"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{path}: invalid index configuration ({exc})") from None
-        _check_arrays(path, index_config, arrays, n, dim)
+            raise FormatError(f"{source}: invalid index configuration ({exc})") from None
+        _check_arrays(source, index_config, arrays, n, dim)
         self = cls.__new__(cls)
-        self._setup(index_config, dict(arrays), n, dim, config.get("build_seconds"))
+        try:
+            self._setup(index_config, dict(arrays), n, dim, config.get("build_seconds"))
+        except ValueError as exc:
+            raise FormatError(f"{source}: invalid index configuration ({exc})") from None
         return self
+
+
+def _owned(data: np.ndarray, source, config: TreeAhConfig, copy: bool) -> np.ndarray:
+    """Copy the caller's array only when the index would keep it (float32 reordering; cosine copies anyway)."""
+    keeps = config.reorder is not None and config.reorder.quantize == "float32" and config.metric != "cosine"
+    return _validate.owned(data, source, copy) if keeps else data
 
 
 def _check_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: int) -> None:

@@ -1,0 +1,66 @@
+"""Search parameters of each index kind: frozen dataclasses, one per kind.
+
+An index holds one instance as its ``search_defaults``; a search call overrides fields by
+keyword. Changing the defaults swaps the whole object (one attribute store), so a search
+running in another thread sees the old or the new defaults, never a mix. The dataclasses
+check each field's type and range on their own; checks that need the index (no more leaves
+than it has) are the index's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from annlib import _validate
+
+
+@dataclasses.dataclass(frozen=True)
+class BruteForceSearchParams:
+    """Exact search has no search-time knobs; the class exists so every kind has one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeAhSearchParams:
+    """Search knobs of the tree-AH index (ScaNN's names).
+
+    ``leaves_to_search``: partitions probed per query (ScaNN's ``leaves_to_search``).
+    ``pre_reorder_num_neighbors``: AH candidates rescored exactly; ``None`` for an index built
+    without reordering. A search raises it to at least ``k`` and caps it at the index size.
+    """
+
+    leaves_to_search: int
+    pre_reorder_num_neighbors: int | None = None
+
+    def __post_init__(self):
+        _validate.positive_int(self.leaves_to_search, "leaves_to_search")
+        if self.pre_reorder_num_neighbors is not None:
+            _validate.positive_int(self.pre_reorder_num_neighbors, "pre_reorder_num_neighbors")
+
+
+@dataclasses.dataclass(frozen=True)
+class JaxSearchParams:
+    """Search knob of the JAX brute force: the expected recall of the PartialReduce top-k."""
+
+    recall_target: float = 0.95
+
+    def __post_init__(self):
+        object.__setattr__(self, "recall_target", _validate.recall_target(self.recall_target))
+
+
+def names(params_type) -> tuple[str, ...]:
+    """The keyword names a kind's search accepts."""
+    return tuple(f.name for f in dataclasses.fields(params_type))
+
+
+def override(defaults, overrides: dict):
+    """``defaults`` with the non-None ``overrides`` applied; an unknown name is a TypeError naming it."""
+    allowed = names(type(defaults))
+    unknown = [name for name in overrides if name not in allowed]
+    if unknown:
+        accepted = ", ".join(allowed) if allowed else "none"
+        raise TypeError(
+            f"unknown search parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"for {type(defaults).__name__} (accepted: {accepted})"
+        )
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return dataclasses.replace(defaults, **given) if given else defaults

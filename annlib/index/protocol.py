@@ -1,0 +1,250 @@
+"""The one protocol every index kind implements.
+
+:class:`Index` owns what is the same for every kind: argument handling of ``search`` and
+``search_batched`` (``k`` or ScaNN's ``final_num_neighbors``, keyword-only parameters,
+unknown names refused), padding when ``k`` exceeds the indexed points, the atomic swap of
+search defaults, saving, loading, pickling, ``len``, ``repr`` and ``autotune``. A kind
+supplies its arrays, its configuration, its parameter type and the search itself.
+
+Thread safety: a search reads ``self._defaults`` once; :meth:`Index.set_search_defaults`
+builds and validates a new frozen object before storing it, so concurrent searches see the
+old or the new defaults, never a mix. Nothing about a call's arguments is cached.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from annlib import _validate
+from annlib import io as _io
+from annlib.errors import FormatError
+from annlib.index import params as _params
+from annlib.result import SearchResult
+
+#: A padded result larger than this many (query, slot) pairs is refused rather than allocated.
+MAX_PADDED_SLOTS = 1 << 27
+
+# Tuners by index kind, registered by annlib.autotune; the indexes never import the tuner.
+_TUNERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_tuner(kind: str, tuner: Callable[..., Any]) -> None:
+    """Make ``tuner(index, target_recall, queries, **kwargs)`` what ``index.autotune`` calls for ``kind``."""
+    _TUNERS[kind] = tuner
+
+
+class Index(abc.ABC):
+    """Base class of every index kind: ``BruteForce``, ``TreeAhIndex``, ``JaxBruteForce``.
+
+    Subclasses set ``_metric``, ``_num_neighbors``, ``_n``, ``_dim`` and ``_defaults`` (an
+    instance of ``Params``) and implement :meth:`_search`, :meth:`_check_params`,
+    :meth:`_state`, :meth:`_from_state`, :meth:`stats` and :attr:`config`.
+    """
+
+    kind: ClassVar[str]
+    Params: ClassVar[type]
+
+    _metric: str
+    _num_neighbors: int
+    _n: int
+    _dim: int
+    _defaults: Any
+
+    # ------------------------------------------------------------------ shape
+
+    @property
+    def n(self) -> int:
+        """Number of indexed points."""
+        return self._n
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the indexed points."""
+        return self._dim
+
+    @property
+    def metric(self) -> str:
+        """``"dot"``, ``"cosine"`` or ``"squared_l2"``."""
+        return self._metric
+
+    @property
+    def num_neighbors(self) -> int:
+        """The default ``k`` of searches."""
+        return self._num_neighbors
+
+    def __len__(self) -> int:
+        return self._n
+
+    # ------------------------------------------------------------------ search
+
+    @property
+    def search_defaults(self):
+        """The search parameters used when a call does not name them (a frozen dataclass)."""
+        return self._defaults
+
+    def set_search_defaults(self, **params) -> None:
+        """Replace the default search parameters (and those the saved file records).
+
+        Names not given keep their current value. The new defaults are validated first and then
+        swapped in as one object, so a search running concurrently sees either the old or the
+        new defaults.
+        """
+        new = _params.override(self._defaults, params)
+        self._check_params(new)
+        self._defaults = new
+
+    def search(self, query, k: int | None = None, *, final_num_neighbors: int | None = None,
+               **params) -> SearchResult:
+        """Search one query (1-D: returns 1-D ``ids`` and ``distances``) or a few (2-D) on one thread.
+
+        ``k`` defaults to ``num_neighbors``; ``final_num_neighbors`` is ScaNN's name for it.
+        Search parameters (see :attr:`search_defaults`) are keyword-only. When ``k`` exceeds the
+        number of points, the extra slots hold id -1 and the metric's worst distance.
+        """
+        queries, single = _validate.queries(query, self._dim, name="query", allow_1d=True)
+        result = self._run(queries, k, final_num_neighbors, params, 1)
+        return SearchResult(result.ids[0], result.distances[0]) if single else result
+
+    def search_batched(self, queries, k: int | None = None, *, num_threads: int | None = None,
+                       final_num_neighbors: int | None = None, **params) -> SearchResult:
+        """Search a batch of queries, shape (nq, dim), on ``num_threads`` threads (default: all cores).
+
+        Arguments as for :meth:`search`.
+        """
+        queries, _ = _validate.queries(queries, self._dim)
+        return self._run(queries, k, final_num_neighbors, params, _validate.num_threads(num_threads))
+
+    def _run(self, queries: np.ndarray, k, final_num_neighbors, overrides: dict, num_threads: int) -> SearchResult:
+        k = self._resolve_k(k, final_num_neighbors)
+        p = self._defaults  # read once: a concurrent set_search_defaults cannot tear it
+        if overrides:
+            p = _params.override(p, overrides)
+            self._check_params(p)
+        if k <= self._n:
+            return self._search(queries, k, p, num_threads)
+        return self._padded(queries, k, p, num_threads)
+
+    def _resolve_k(self, k, final_num_neighbors) -> int:
+        if final_num_neighbors is not None:
+            if k is not None:
+                raise TypeError("give k or final_num_neighbors (ScaNN's name for k), not both")
+            return _validate.k(final_num_neighbors, "final_num_neighbors")
+        if k is None:
+            return self._num_neighbors
+        if type(k) is int and k > 0:  # the common case, checked without the general validator
+            return k
+        return _validate.k(k)
+
+    def _padded(self, queries: np.ndarray, k: int, p, num_threads: int) -> SearchResult:
+        # No work buffer is sized by a k beyond the data: search for n, then pad.
+        nq = queries.shape[0]
+        if nq * k > MAX_PADDED_SLOTS:
+            raise ValueError(
+                f"k ({k}) exceeds the number of indexed points ({self._n}); the padded result of {nq} x {k} "
+                f"slots is too large (limit {MAX_PADDED_SLOTS:,}): ask for at most {self._n}"
+            )
+        found = self._search(queries, self._n, p, num_threads)
+        ids = np.full((nq, k), -1, dtype=np.int64)
+        distances = np.full((nq, k), _validate.worst_distance(self._metric), dtype=np.float32)
+        ids[:, : self._n] = found.ids
+        distances[:, : self._n] = found.distances
+        return SearchResult(ids, distances)
+
+    @abc.abstractmethod
+    def _search(self, queries: np.ndarray, k: int, params, num_threads: int) -> SearchResult:
+        """Search validated float32 queries (nq, dim) for ``1 <= k <= n`` neighbours."""
+
+    def _check_params(self, params) -> None:
+        """Checks of search parameters that need the index (the dataclass checks the rest)."""
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    @abc.abstractmethod
+    def config(self) -> dict:
+        """Every build parameter and the current search defaults, as a JSON-serialisable dict."""
+
+    @abc.abstractmethod
+    def stats(self) -> dict:
+        """Sizes: always ``n``, ``dim``, ``memory_bytes`` ({part: bytes}) and ``total_bytes``."""
+
+    def _memory(self, arrays: dict) -> dict:
+        memory = {name: int(a.nbytes) for name, a in arrays.items()}
+        return {"memory_bytes": memory, "total_bytes": int(sum(memory.values()))}
+
+    def _repr_params(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self._repr_params()
+        return (f"{type(self).__name__}(n={self._n}, dim={self._dim}, metric={self._metric!r}"
+                f"{', ' + extra if extra else ''})")
+
+    def get_vectors(self, ids) -> np.ndarray:
+        """The stored float32 vectors of rows ``ids`` (unit-normalised for cosine), shape (len(ids), dim)."""
+        vectors = self._stored_vectors()
+        if vectors is None:
+            raise ValueError(f"this {self.kind} index keeps no float32 vectors (build it with float32 reordering)")
+        rows = _validate.row_ids(ids, self._n)
+        return np.array(vectors[rows], dtype=np.float32)
+
+    def _stored_vectors(self) -> np.ndarray | None:
+        return None
+
+    # ------------------------------------------------------------------ persistence
+
+    @abc.abstractmethod
+    def _state(self) -> tuple[dict, dict]:
+        """(config, arrays): everything the index file and a pickle hold."""
+
+    @classmethod
+    @abc.abstractmethod
+    def _from_state(cls, config: dict, arrays: dict, source: str):
+        """Rebuild from :meth:`_state`'s output, checking it as an untrusted file (FormatError)."""
+
+    def save(self, path) -> None:
+        """Write the index to one self-describing, checksummed file, atomically (an existing file
+        at ``path`` is replaced only once the new one is complete)."""
+        config, arrays = self._state()
+        _io.save_index_file(os.fspath(path), self.kind, config, arrays)
+
+    @classmethod
+    def load(cls, path, mmap: bool = True):
+        """Load an index of this kind saved by :meth:`save` (arrays memory-mapped when ``mmap``).
+
+        :func:`annlib.load_index` loads a file of any kind.
+        """
+        kind, config, arrays = _io.load_index_file(os.fspath(path), mmap=mmap)
+        if kind != cls.kind:
+            raise FormatError(f"{path}: holds a {kind!r} index, not {cls.kind!r} (annlib.load_index reads any kind)")
+        return cls._from_state(config, arrays, os.fspath(path))
+
+    def __reduce__(self):
+        # By arrays, not by file bytes: numpy arrays pickle without a copy through protocol 5,
+        # and unpickling runs the same checks as loading a file.
+        config, arrays = self._state()
+        plain = {name: np.asarray(a).view(np.ndarray) for name, a in arrays.items()}
+        return _unpickle, (self.kind, config, plain)
+
+    # ------------------------------------------------------------------ tuning
+
+    def autotune(self, target_recall: float | None = None, queries=None, **kwargs):
+        """Pick search defaults for a recall target (default 0.95) or a cost budget (``max_cost=``).
+
+        Returns an :class:`annlib.Tuning`; see :func:`annlib.autotune.autotune` for the arguments.
+        """
+        tuner = _TUNERS.get(self.kind)
+        if tuner is None:
+            raise NotImplementedError(f"no tuner is registered for {self.kind!r} indexes")
+        return tuner(self, target_recall, queries, **kwargs)
+
+
+def _unpickle(kind: str, config: dict, arrays: dict):
+    from annlib.index import index_class  # noqa: PLC0415 - the registry imports every kind's module
+
+    return index_class(kind)._from_state(config, arrays, "<pickle>")
+

@@ -1,0 +1,82 @@
+"""A read-only view of a tree-AH index's structure and stage-wise scoring.
+
+This is the seam through which the autotuner (and reports such as ``annlib info``) see the
+index: partitions, point assignments and the scores each search stage computes, with the
+index's own kernels, without touching its private state. Every array is a read-only view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from annlib import _core
+from annlib._vectors import normalize_rows
+from annlib.config import TreeAhConfig
+
+
+def _read_only(array: np.ndarray | None) -> np.ndarray | None:
+    if array is None:
+        return None
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+class TreeAhLayout:
+    """Partitions, assignments and stage scores of one :class:`annlib.TreeAhIndex`.
+
+    Queries given to the methods are validated float32 (nq, dim) matrices in the user's space:
+    they are normalised here for ``cosine``, as a search does.
+    """
+
+    def __init__(self, config: TreeAhConfig, arrays: dict, handle):
+        self._config = config
+        self._arrays = arrays
+        self._handle = handle
+        self._core_metric = "squared_l2" if config.metric == "squared_l2" else "dot"
+        self.metric: str = config.metric
+        self.num_leaves: int = config.tree.num_leaves
+        self.dims_per_block: int = config.ah.dims_per_block
+        self.overretrieve_factor: float = float(config.tree.overretrieve_factor)
+        self.has_reorder: bool = config.reorder is not None
+        self.spilled: bool = "secondary_leaf" in arrays
+        self.n: int = int(arrays["primary_leaf"].shape[0])
+        self.dim: int = int(arrays["centers"].shape[1])
+        self.centers = _read_only(arrays["centers"])
+        self.primary_leaf = _read_only(arrays["primary_leaf"])
+        self.secondary_leaf = _read_only(arrays.get("secondary_leaf"))
+        self.leaf_sizes = _read_only(np.diff(arrays["leaf_offsets"]))
+        #: The float32 vectors reordering rescores with (unit-normalised for cosine), or None.
+        self.reorder_vectors = _read_only(arrays.get("reorder_float"))
+
+    def _prepared(self, queries: np.ndarray) -> np.ndarray:
+        if self.metric == "cosine":
+            queries = normalize_rows(queries)
+        return np.ascontiguousarray(queries, dtype=np.float32)
+
+    def center_scores(self, queries: np.ndarray) -> np.ndarray:
+        """(nq, num_leaves) partition scores as the search ranks them (larger is better)."""
+        scores = self._prepared(queries) @ self._arrays["centers"].T
+        if self._core_metric == "squared_l2":
+            scores = 2.0 * scores - self._arrays["center_sq_norms"][None, :]
+        return scores
+
+    def ah_ranks(self, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None, t1_grid: np.ndarray,
+                 max_rank: int, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rank of each true neighbour among the de-duplicated AH candidates of the ``t1`` best
+        partitions, for every ``t1`` of ``t1_grid``, in one scan per query (autotuner statistics).
+
+        Returns ``(ah_rank, entry_rank)``; see :mod:`annlib.autotune.statistics`.
+        """
+        return _core.autotune_ah_ranks(
+            self._arrays, self._core_metric, self.n, self.dim, self.num_leaves, self.dims_per_block, self.spilled,
+            self._prepared(queries), np.ascontiguousarray(truth, dtype=np.int64),
+            None if exclude is None else np.ascontiguousarray(exclude, dtype=np.int64),
+            np.ascontiguousarray(t1_grid, dtype=np.int64), int(max_rank), int(num_threads),
+        )
+
+    def ah_candidates(self, queries: np.ndarray, depth: int, leaves_to_search: int, num_threads: int) -> np.ndarray:
+        """Ids of the ``depth`` best AH candidates (no reordering) of each query, best first."""
+        ids, _ = self._handle.search(self._prepared(queries), int(depth), int(leaves_to_search), 0, int(num_threads),
+                                     self.overretrieve_factor)
+        return ids
