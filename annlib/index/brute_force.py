@@ -9,7 +9,6 @@ from annlib._vectors import normalize_rows
 from annlib.errors import FormatError
 from annlib.index.params import BruteForceSearchParams
 from annlib.index.protocol import Index
-from annlib.result import SearchResult
 
 
 class BruteForce(Index):
@@ -62,12 +61,11 @@ class BruteForce(Index):
         self._sq_norms = _core.squared_norms(data) if metric == "squared_l2" else None
         self._defaults = BruteForceSearchParams()
 
-    def _search(self, queries: np.ndarray, k: int, params, num_threads: int) -> SearchResult:
+    def _search(self, queries: np.ndarray, k: int, params, num_threads: int):
         if self._metric == "cosine":
             queries = normalize_rows(queries)
         core_metric = "squared_l2" if self._metric == "squared_l2" else "dot"
-        ids, distances = _core.exact_search(self._data, self._sq_norms, queries, k, core_metric, num_threads)
-        return SearchResult(ids, distances)
+        return _core.exact_search(self._data, self._sq_norms, queries, k, core_metric, num_threads)
 
     @property
     def config(self) -> dict:

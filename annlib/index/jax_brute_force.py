@@ -15,7 +15,6 @@ from annlib._vectors import normalize_rows
 from annlib.errors import FormatError
 from annlib.index.params import JaxSearchParams
 from annlib.index.protocol import Index
-from annlib.result import SearchResult
 
 
 def _jax():
@@ -66,7 +65,7 @@ class JaxBruteForce(Index):
         """The default expected recall of the approximate top-k."""
         return self._defaults.recall_target
 
-    def _search(self, queries: np.ndarray, k: int, params: JaxSearchParams, num_threads: int) -> SearchResult:
+    def _search(self, queries: np.ndarray, k: int, params: JaxSearchParams, num_threads: int):
         # Data is stored normalised for cosine; the JAX search normalises the queries itself.
         return self._search_fn(self._device, self._jnp.asarray(queries), k, metric=self._metric,
                                recall_target=params.recall_target, norms=self._norms)

@@ -106,8 +106,8 @@ class Index(abc.ABC):
         number of points, the extra slots hold id -1 and the metric's worst distance.
         """
         queries, single = _validate.queries(query, self._dim, name="query", allow_1d=True)
-        result = self._run(queries, k, final_num_neighbors, params, 1)
-        return SearchResult(result.ids[0], result.distances[0]) if single else result
+        ids, distances = self._run(queries, k, final_num_neighbors, params, 1)
+        return SearchResult(ids[0], distances[0]) if single else SearchResult(ids, distances)
 
     def search_batched(self, queries, k: int | None = None, *, num_threads: int | None = None,
                        final_num_neighbors: int | None = None, **params) -> SearchResult:
@@ -116,10 +116,17 @@ class Index(abc.ABC):
         Arguments as for :meth:`search`.
         """
         queries, _ = _validate.queries(queries, self._dim)
-        return self._run(queries, k, final_num_neighbors, params, _validate.num_threads(num_threads))
+        return SearchResult(*self._run(queries, k, final_num_neighbors, params, _validate.num_threads(num_threads)))
 
-    def _run(self, queries: np.ndarray, k, final_num_neighbors, overrides: dict, num_threads: int) -> SearchResult:
-        k = self._resolve_k(k, final_num_neighbors)
+    def _run(self, queries: np.ndarray, k, final_num_neighbors, overrides: dict, num_threads: int):
+        if final_num_neighbors is not None:
+            if k is not None:
+                raise TypeError("give k or final_num_neighbors (ScaNN's name for k), not both")
+            k = _validate.k(final_num_neighbors, "final_num_neighbors")
+        elif k is None:
+            k = self._num_neighbors
+        elif type(k) is not int or k <= 0:  # the common case (a positive int) skips the general validator
+            k = _validate.k(k)
         p = self._defaults  # read once: a concurrent set_search_defaults cannot tear it
         if overrides:
             p = _params.override(p, overrides)
@@ -128,18 +135,7 @@ class Index(abc.ABC):
             return self._search(queries, k, p, num_threads)
         return self._padded(queries, k, p, num_threads)
 
-    def _resolve_k(self, k, final_num_neighbors) -> int:
-        if final_num_neighbors is not None:
-            if k is not None:
-                raise TypeError("give k or final_num_neighbors (ScaNN's name for k), not both")
-            return _validate.k(final_num_neighbors, "final_num_neighbors")
-        if k is None:
-            return self._num_neighbors
-        if type(k) is int and k > 0:  # the common case, checked without the general validator
-            return k
-        return _validate.k(k)
-
-    def _padded(self, queries: np.ndarray, k: int, p, num_threads: int) -> SearchResult:
+    def _padded(self, queries: np.ndarray, k: int, p, num_threads: int):
         # No work buffer is sized by a k beyond the data: search for n, then pad.
         nq = queries.shape[0]
         if nq * k > MAX_PADDED_SLOTS:
@@ -147,16 +143,16 @@ class Index(abc.ABC):
                 f"k ({k}) exceeds the number of indexed points ({self._n}); the padded result of {nq} x {k} "
                 f"slots is too large (limit {MAX_PADDED_SLOTS:,}): ask for at most {self._n}"
             )
-        found = self._search(queries, self._n, p, num_threads)
+        found_ids, found_distances = self._search(queries, self._n, p, num_threads)
         ids = np.full((nq, k), -1, dtype=np.int64)
         distances = np.full((nq, k), _validate.worst_distance(self._metric), dtype=np.float32)
-        ids[:, : self._n] = found.ids
-        distances[:, : self._n] = found.distances
-        return SearchResult(ids, distances)
+        ids[:, : self._n] = found_ids
+        distances[:, : self._n] = found_distances
+        return ids, distances
 
     @abc.abstractmethod
-    def _search(self, queries: np.ndarray, k: int, params, num_threads: int) -> SearchResult:
-        """Search validated float32 queries (nq, dim) for ``1 <= k <= n`` neighbours."""
+    def _search(self, queries: np.ndarray, k: int, params, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, distances)`` of validated float32 queries (nq, dim) for ``1 <= k <= n`` neighbours."""
 
     def _check_params(self, params) -> None:
         """Checks of search parameters that need the index (the dataclass checks the rest)."""

@@ -20,7 +20,6 @@ from annlib.errors import FormatError
 from annlib.index.params import TreeAhSearchParams
 from annlib.index.protocol import Index
 from annlib.index.tree_ah_layout import TreeAhLayout
-from annlib.result import SearchResult
 
 KIND = "tree_ah"
 _ENCODE_CHUNK = 65_536  # points encoded per step: bounds the residual buffer during builds
@@ -232,6 +231,10 @@ class TreeAhIndex(Index):
         self._check_params(defaults)
         self._defaults = defaults
         self._layout = TreeAhLayout(config, arrays, self._handle)
+        # Read on every search: kept as plain attributes.
+        self._has_reorder = config.reorder is not None
+        self._spilled = self._layout.spilled
+        self._overretrieve = float(config.tree.overretrieve_factor)
 
     # ------------------------------------------------------------------ search
 
@@ -242,20 +245,19 @@ class TreeAhIndex(Index):
         if params.pre_reorder_num_neighbors is not None and self._build_config.reorder is None:
             raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
 
-    def _search(self, queries: np.ndarray, k: int, params: TreeAhSearchParams, num_threads: int) -> SearchResult:
+    def _search(self, queries: np.ndarray, k: int, params: TreeAhSearchParams, num_threads: int):
         if self._metric == "cosine":
             queries = normalize_rows(queries)
         pre = 0
-        if self._build_config.reorder is not None:
+        if self._has_reorder:
             # Never fewer candidates than k, never more than the index holds (bounds the buffers).
             pre = min(max(params.pre_reorder_num_neighbors or k, k), self._n)
-        factor = self._build_config.tree.overretrieve_factor
-        if self._layout.spilled:
+        factor = self._overretrieve
+        if self._spilled:
             # A point has at most two entries: keeping 2k entries before de-duplication guarantees k
             # unique points whenever the probed partitions hold them.
             factor = max(factor, min(2.0, 2.0 * k / max(pre, k)))
-        ids, distances = self._handle.search(queries, k, params.leaves_to_search, pre, num_threads, factor)
-        return SearchResult(ids, distances)
+        return self._handle.search(queries, k, params.leaves_to_search, pre, num_threads, factor)
 
     @property
     def last_search_counters(self) -> dict:
