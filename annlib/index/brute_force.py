@@ -6,9 +6,8 @@ import numpy as np
 
 from annlib import _core, _validate
 from annlib._vectors import normalize_rows
-from annlib.errors import FormatError
 from annlib.index.params import BruteForceSearchParams
-from annlib.index.protocol import Index
+from annlib.index.protocol import Index, read_flat_state
 
 
 class BruteForce(Index):
@@ -85,16 +84,7 @@ class BruteForce(Index):
 
     @classmethod
     def _from_state(cls, config: dict, arrays: dict, source: str) -> BruteForce:
-        try:
-            metric = _validate.metric(config["metric"])
-            num_neighbors = _validate.positive_int(config["num_neighbors"], "num_neighbors")
-            if set(arrays) != {"data"}:
-                raise ValueError(f"sections {sorted(arrays)}, expected ['data']")
-            data = _validate.database(arrays["data"], "data section")
-            if arrays["data"].dtype != np.float32:
-                raise ValueError(f"data section has dtype {arrays['data'].dtype}, expected float32")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{source}: invalid {cls.kind} index ({exc})") from None
+        metric, num_neighbors, data = read_flat_state(cls.kind, config, arrays, source)
         self = cls.__new__(cls)
         self._setup(data, metric, num_neighbors)
         return self

@@ -14,7 +14,7 @@ from annlib import _validate
 from annlib._vectors import normalize_rows
 from annlib.errors import FormatError
 from annlib.index.params import JaxSearchParams
-from annlib.index.protocol import Index
+from annlib.index.protocol import Index, read_flat_state
 
 
 def _jax():
@@ -90,15 +90,9 @@ class JaxBruteForce(Index):
 
     @classmethod
     def _from_state(cls, config: dict, arrays: dict, source: str) -> JaxBruteForce:
+        metric, num_neighbors, data = read_flat_state(cls.kind, config, arrays, source)
         try:
-            metric = _validate.metric(config["metric"])
-            num_neighbors = _validate.positive_int(config["num_neighbors"], "num_neighbors")
             defaults = JaxSearchParams(config["recall_target"])
-            if set(arrays) != {"data"}:
-                raise ValueError(f"sections {sorted(arrays)}, expected ['data']")
-            if arrays["data"].dtype != np.float32:
-                raise ValueError(f"data section has dtype {arrays['data'].dtype}, expected float32")
-            data = _validate.database(arrays["data"], "data section")
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{source}: invalid {cls.kind} index ({exc})") from None
         self = cls.__new__(cls)

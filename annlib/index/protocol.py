@@ -239,6 +239,22 @@ class Index(abc.ABC):
         return tuner(self, target_recall, queries, **kwargs)
 
 
+def read_flat_state(kind: str, config: dict, arrays: dict, source: str) -> tuple[str, int, np.ndarray]:
+    """``(metric, num_neighbors, data)`` of a kind that stores its rows as one float32 ``data``
+    section (the exact and JAX brute force), checked as an untrusted file."""
+    try:
+        metric = _validate.metric(config["metric"])
+        num_neighbors = _validate.positive_int(config["num_neighbors"], "num_neighbors")
+        if set(arrays) != {"data"}:
+            raise ValueError(f"sections {sorted(arrays)}, expected ['data']")
+        if arrays["data"].dtype != np.float32:
+            raise ValueError(f"data section has dtype {arrays['data'].dtype}, expected float32")
+        data = _validate.database(arrays["data"], "data section")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{source}: invalid {kind} index ({exc})") from None
+    return metric, num_neighbors, data
+
+
 def _unpickle(kind: str, config: dict, arrays: dict):
     from annlib.index import index_class  # noqa: PLC0415 - the registry imports every kind's module
 
