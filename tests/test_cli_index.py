@@ -256,3 +256,16 @@ def test_build_with_target_recall_tunes_and_saves(tmp_path):
     assert tuning["predicted_recall"] >= 0.9 and not tuning["best_effort"]
     index = annlib.TreeAhIndex.load(out)
     assert index.config["tree"]["num_leaves_to_search"] == tuning["leaves_to_search"]
+
+
+def test_demo_reports_exact_and_quantized_recall(runner):
+    if not EMBEDDED_SAMPLE.exists():
+        pytest.skip("embedded sample missing")
+    result = runner.invoke(main, ["demo", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["n"], report["dim"], report["k"]) == (10_000, 384, 10)
+    recalls = {row["index"]: row["recall"] for row in report["rows"]}
+    assert recalls["BruteForce (exact)"] == 1.0
+    assert min(recalls.values()) >= 0.85  # the two tree-AH rows on this sample reach about 0.9
+    assert all(row["qps"] > 0 for row in report["rows"])
