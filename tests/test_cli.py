@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_cli_errors import strict_loads  # every --json output must be strict JSON
 
 import annlib
 from annlib import datasets
@@ -81,7 +81,7 @@ def test_info_with_fake_cpu(runner, monkeypatch):
     assert "avx2 (available: scalar, avx2)" in result.output
     assert "avx512-" in result.output
     result = runner.invoke(main, ["info", "--json"])
-    report = json.loads(result.output)
+    report = strict_loads(result.output)
     assert report["cpu"]["isa"] == "avx2"
     assert report["numpy"] == np.__version__
     assert report["annlib"] == annlib.__version__
@@ -92,7 +92,7 @@ def test_info_with_real_core(runner):
         pytest.skip("annlib.cpu_info is not available")
     result = runner.invoke(main, ["info", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = strict_loads(result.output)
     assert report["cpu"]["isa"] in report["cpu"]["available"]
 
 
@@ -103,7 +103,7 @@ def test_datasets_list(runner, tmp_path, monkeypatch, small_file):
     assert result.exit_code == 0, result.output
     assert "sift-128-euclidean" in result.output
     assert str(tmp_path / "glove-25-angular.hdf5") in result.output
-    rows = json.loads(runner.invoke(main, ["datasets", "list", "--json"]).output)
+    rows = strict_loads(runner.invoke(main, ["datasets", "list", "--json"]).output)
     by_name = {row["name"]: row for row in rows}
     assert by_name["glove-25-angular"]["path"] == str(tmp_path / "glove-25-angular.hdf5")
     assert by_name["sift-128-euclidean"]["dim"] == 128
@@ -116,7 +116,7 @@ def test_datasets_show(runner, small_file):
     assert "(200, 8)" in result.output
     assert "angular (annlib metric: cosine)" in result.output
     assert "source: cli test" in result.output
-    report = json.loads(runner.invoke(main, ["datasets", "show", str(small_file), "--json"]).output)
+    report = strict_loads(runner.invoke(main, ["datasets", "show", str(small_file), "--json"]).output)
     assert report["arrays"]["neighbors"] == {"shape": [10, 20], "dtype": "int32"}
     assert report["attrs"]["dimension"] == 8
     assert report["metric"] == "cosine"
@@ -125,7 +125,7 @@ def test_datasets_show(runner, small_file):
 def test_datasets_show_fvecs(runner, tmp_path):
     path = tmp_path / "base.fvecs"
     datasets.write_fvecs(path, np.zeros((5, 3)))
-    report = json.loads(runner.invoke(main, ["datasets", "show", str(path), "--json"]).output)
+    report = strict_loads(runner.invoke(main, ["datasets", "show", str(path), "--json"]).output)
     assert report["arrays"] == {"train": {"shape": [5, 3], "dtype": "float32"}}
 
 
@@ -187,7 +187,7 @@ def test_datasets_download(runner, tmp_path, rng, monkeypatch, small_file):
     target = tmp_path / "out"
     result = runner.invoke(main, ["datasets", "download", "glove-25-angular", "--dir", str(target), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = strict_loads(result.output)
     assert report["path"] == str(target / "glove-25-angular.hdf5")
     assert report["bytes"] == len(payload)
 
@@ -213,7 +213,7 @@ def test_datasets_download_unknown_name(runner, tmp_path):
 def test_datasets_ground_truth_agrees_with_stored(runner, small_file):
     result = runner.invoke(main, ["datasets", "ground-truth", str(small_file), "-k", "10", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = strict_loads(result.output)
     assert report["compared_k"] == 10
     assert report["id_recall"] == 1.0
     assert report["distance_recall"] == 1.0

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import EMBEDDED_SAMPLE
+from test_cli_errors import strict_loads  # every --json output must be strict JSON
 
 import annlib
 from annlib import datasets
@@ -31,7 +31,7 @@ def built(tmp_path_factory, runner):
     path = tmp_path_factory.mktemp("cli") / "minilm.annlib"
     result = runner.invoke(main, ["build", SAMPLE, "--out", str(path), "--num-leaves", "100", "--leaves-to-search", "20", "--json"])
     assert result.exit_code == 0, result.output
-    return path, json.loads(result.stdout)
+    return path, strict_loads(result.stdout)
 
 
 def _clean_failure(result, code: int = 1) -> str:
@@ -82,7 +82,7 @@ def test_build_npy_needs_metric_and_fvecs(runner, tmp_path, real_sample):
         out = tmp_path / f"{data.suffix[1:]}.annlib"
         result = runner.invoke(main, ["build", str(data), "--metric", "dot", "--num-leaves", "10", "--out", str(out), "--json"])
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["points"] == 500
+        assert strict_loads(result.stdout)["points"] == 500
 
 
 def test_info_index(runner, built):
@@ -91,7 +91,7 @@ def test_info_index(runner, built):
     assert result.exit_code == 0, result.output
     for word in ("format v1", "tree_ah", "metric cosine", "num_leaves=100", "partitions", "max/mean", "memory", "reorder_float"):
         assert word in result.output
-    report = json.loads(runner.invoke(main, ["info", str(path), "--json"]).stdout)
+    report = strict_loads(runner.invoke(main, ["info", str(path), "--json"]).stdout)
     assert report["format_version"] == 1 and report["kind"] == "tree_ah"
     assert report["points"] == 10_000 and report["partitions"] == 100
     sizes = report["partition_size"]
@@ -104,7 +104,7 @@ def test_search_recall(runner, built, tmp_path):
     result = runner.invoke(main, ["search", str(path), SAMPLE, "-k", "10"])
     assert result.exit_code == 0, result.output
     assert "recall@10" in result.output and "QPS" in result.output
-    report = json.loads(runner.invoke(main, ["search", str(path), SAMPLE, "-k", "10", "--json"]).stdout)
+    report = strict_loads(runner.invoke(main, ["search", str(path), SAMPLE, "-k", "10", "--json"]).stdout)
     assert report["queries"] == 200 and report["leaves_to_search"] == 20
     assert report["recall"] >= 0.93
     ids = np.asarray(report["ids"])
@@ -116,7 +116,7 @@ def test_search_recall(runner, built, tmp_path):
     np.testing.assert_array_equal(ids, direct.ids)
     assert report["recall"] == pytest.approx(annlib.metrics.recall_of_ids(direct.ids, ds.train, ds.test, ds.distances, 10, "angular"))
     # more leaves, more recall
-    wide = json.loads(runner.invoke(main, ["search", str(path), SAMPLE, "--leaves-to-search", "60", "--reorder", "200", "--json"]).stdout)
+    wide = strict_loads(runner.invoke(main, ["search", str(path), SAMPLE, "--leaves-to-search", "60", "--reorder", "200", "--json"]).stdout)
     assert wide["recall"] >= max(report["recall"], 0.99)
 
 
@@ -144,9 +144,9 @@ def test_tune_then_search(runner, built, tmp_path):
     tuned = tmp_path / "tuned.annlib"
     result = runner.invoke(main, ["tune", str(built[0]), SAMPLE, "--target-recall", "0.95", "--out", str(tuned), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = strict_loads(result.stdout)
     assert report["measured_recall"] >= 0.93
-    search = json.loads(runner.invoke(main, ["search", str(tuned), SAMPLE, "--json"]).stdout)
+    search = strict_loads(runner.invoke(main, ["search", str(tuned), SAMPLE, "--json"]).stdout)
     assert search["leaves_to_search"] == report["leaves_to_search"]
     assert search["recall"] >= 0.93
 
@@ -156,7 +156,7 @@ def test_bench_tiny(runner, tmp_path):
     args = ["bench", "--algorithms", "annlib,annlib-soar", "--mode", "batch", "--queries", "50", "--runs", "1", "--out", str(out)]
     result = runner.invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = strict_loads(result.stdout)
     stem = out / "debian-minilm-10k-batch-k10"
     assert report["files"] == {"csv": f"{stem}.csv", "table": f"{stem}.md", "plot": f"{stem}.png"}
     with open(f"{stem}.csv") as f:
@@ -251,7 +251,7 @@ def test_build_with_target_recall_tunes_and_saves(tmp_path):
     out = tmp_path / "tuned.annl"
     result = CliRunner().invoke(main, ["build", str(EMBEDDED_SAMPLE), "--target-recall", "0.9", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = strict_loads(result.output)
     tuning = report["tuning"]
     assert tuning["predicted_recall"] >= 0.9 and not tuning["best_effort"]
     index = annlib.TreeAhIndex.load(out)
@@ -263,7 +263,7 @@ def test_demo_reports_exact_and_quantized_recall(runner):
         pytest.skip("embedded sample missing")
     result = runner.invoke(main, ["demo", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = strict_loads(result.stdout)
     assert (report["n"], report["dim"], report["k"]) == (10_000, 384, 10)
     recalls = {row["index"]: row["recall"] for row in report["rows"]}
     assert recalls["BruteForce (exact)"] == 1.0

@@ -25,9 +25,17 @@ from annlib.errors import AnnlibError
 class AnnlibGroup(click.Group):
     """A click group that reports every failure of its commands in one line."""
 
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
         except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
         except BrokenPipeError:
@@ -39,6 +47,16 @@ class AnnlibGroup(click.Group):
             if os.environ.get("ANNLIB_DEBUG"):
                 raise
             raise click.ClickException(_one_line(exc)) from None
+
+
+def _one_line_usage(exc: click.UsageError) -> click.UsageError:
+    """Click prints a usage error as three lines (usage, hint, error); keep the error and the hint."""
+    if exc.ctx is not None:
+        hint = f" (see '{exc.ctx.command_path} --help')"
+        if hint not in exc.message:
+            exc.message = exc.message.rstrip() + hint
+        exc.ctx = None
+    return exc
 
 
 def _one_line(exc: BaseException) -> str:

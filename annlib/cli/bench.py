@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from annlib.cli.app import emit_json, main
+from annlib.cli.app import JSON_HELP, emit_json, main
 
 
 def _algorithm_list(_ctx, _param, value: str) -> list[str]:
@@ -37,7 +37,7 @@ def _algorithm_list(_ctx, _param, value: str) -> list[str]:
 @click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True, help="Timed runs per point; the best counts.")
 @click.option("--queries", "max_queries", type=click.IntRange(min=1), default=None, help="Use only the first N queries (quick runs).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="annlib-bench", show_default=True, help="Output directory.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (strict: NaN and infinite numbers are written as null).")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def bench_command(
     dataset: str, algorithms: list[str], mode: str, k: int, runs: int, max_queries: int | None, out: str, as_json: bool
 ) -> None:
@@ -62,9 +62,12 @@ def bench_command(
     def notice(line: str) -> None:
         click.echo(line, err=True)
 
-    result, files = _bench.benchmark(
-        dataset, algorithms, mode, k, out, runs, max_queries, command=command, progress=not as_json, notice=notice
-    )
+    try:
+        result, files = _bench.benchmark(
+            dataset, algorithms, mode, k, out, runs, max_queries, command=command, progress=not as_json, notice=notice
+        )
+    except EOFError:  # numpy's answer to an empty or cut-off .npy
+        raise click.ClickException(f"{dataset}: the file is empty or truncated") from None
     if as_json:
         rows = _bench.summary_rows(result)
         for row in rows:

@@ -11,7 +11,14 @@ import numpy as np
 from annlib import datasets as _datasets
 from annlib import metrics as _metrics
 from annlib.cli.app import JSON_HELP, emit_json, main
-from annlib.cli.inputs import THREADS, THREADS_HELP, check_writable, save
+from annlib.cli.inputs import (
+    COUNT,
+    THREADS,
+    THREADS_HELP,
+    check_writable,
+    load_dataset,
+    save,
+)
 
 
 @main.group("datasets")
@@ -86,13 +93,6 @@ def datasets_download(name: str, directory: str | None, as_json: bool) -> None:
         click.echo(str(path))
 
 
-def _load(file: str) -> _datasets.Dataset:
-    try:
-        return _datasets.load(file)
-    except EOFError:  # numpy's answer to an empty or cut-off .npy
-        raise click.ClickException(f"{file}: the file is empty or truncated") from None
-
-
 def _describe(ds: _datasets.Dataset) -> dict[str, Any]:
     arrays = {}
     for key in ("train", "test", "neighbors", "distances"):
@@ -121,7 +121,7 @@ def datasets_show(file: str, as_json: bool) -> None:
     Example:
       annlib datasets show datasets/debian-minilm-10k.hdf5
     """
-    report = _describe(_load(file))
+    report = _describe(load_dataset(file))
     if as_json:
         emit_json(report)
         return
@@ -135,7 +135,7 @@ def datasets_show(file: str, as_json: bool) -> None:
 
 @datasets_group.command("ground-truth")
 @click.argument("file")
-@click.option("-k", "k", type=click.IntRange(min=1), default=100, show_default=True, help="Neighbors per query.")
+@click.option("-k", "k", type=COUNT, default=100, show_default=True, help="Neighbors per query.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -157,7 +157,7 @@ def datasets_ground_truth(file: str, k: int, out: str | None, threads: int | Non
     """
     if out is not None:
         check_writable(out)
-    ds = _load(file)
+    ds = load_dataset(file)
     if ds.test is None:
         raise click.ClickException(f"{file} has no 'test' queries to compute ground truth for")
     if ds.metric is None:

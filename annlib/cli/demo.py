@@ -21,7 +21,10 @@ def demo(dataset: str, k: int, as_json: bool) -> None:
       annlib demo
       annlib demo --dataset ../shared/datasets/debian-minilm-384-angular.hdf5
     """
-    report = _demo.run(dataset, k)
+    try:
+        report = _demo.run(dataset, k)
+    except EOFError:  # numpy's answer to an empty or cut-off .npy
+        raise click.ClickException(f"{dataset}: the file is empty or truncated") from None
     if as_json:
         emit_json(report.to_dict())
         return

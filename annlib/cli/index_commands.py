@@ -1,4 +1,9 @@
-"""``annlib build``, ``annlib search`` and ``annlib tune``: make an index file, query it, tune it."""
+"""``annlib build``, ``annlib search`` and ``annlib tune``: make an index file, query it, tune it.
+
+``search`` and ``tune`` work on a file of any index kind, through the index protocol only
+(``search_batched``, ``search_defaults``, ``autotune``, ``config``); ``build`` makes a tree-AH
+index, the kind its options describe.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,23 @@ import numpy as np
 import annlib
 from annlib import metrics as _metrics
 from annlib.cli.app import JSON_HELP, emit_json, main, mb
-from annlib.cli.inputs import load_index, load_matrix
+from annlib.cli.inputs import (
+    COUNT,
+    SEED,
+    THREADS,
+    THREADS_HELP,
+    cap_k,
+    check_dim,
+    check_writable,
+    index_kind,
+    load_index,
+    load_matrix,
+    save,
+    search_defaults,
+    search_params,
+)
+
+_SCORED_DISTANCES = ("angular", "euclidean", "dot")
 
 
 def _progress_default(value: bool | None) -> bool:
@@ -30,14 +51,18 @@ def _progress_default(value: bool | None) -> bool:
     default=None,
     help="Similarity to search by (default: the HDF5 file's distance: angular -> cosine, euclidean -> squared_l2).",
 )
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write.")
-@click.option("--num-leaves", type=click.IntRange(min=1), default=None, help="Partitions (default: sqrt(n)).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write (.annl).")
+@click.option("--num-leaves", type=COUNT, default=None, help="Partitions (default: sqrt(n)).")
+@click.option("--leaves-to-search", type=COUNT, default=None, help="Partitions probed per query (default: num_leaves/10).")
 @click.option(
-    "--leaves-to-search", type=click.IntRange(min=1), default=None, help="Partitions probed per query (default: num_leaves/10)."
+    "--reorder",
+    type=click.IntRange(min=0, max=2**31 - 1),
+    default=100,
+    show_default=True,
+    help="Candidates rescored exactly (pre_reorder_num_neighbors; 0: no reorder data).",
 )
-@click.option("--reorder", type=click.IntRange(min=0), default=100, show_default=True, help="Candidates rescored exactly (0: off).")
 @click.option("--soar-lambda", type=click.FloatRange(min=0), default=None, help="Spill every point to a second partition by SOAR (e.g. 1.0).")
-@click.option("--dims-per-block", type=click.IntRange(min=1), default=2, show_default=True, help="Dimensions per 4-bit PQ block.")
+@click.option("--dims-per-block", type=COUNT, default=2, show_default=True, help="Dimensions per 4-bit PQ block.")
 @click.option(
     "--threshold",
     type=click.FloatRange(min=0),
@@ -45,10 +70,10 @@ def _progress_default(value: bool | None) -> bool:
     show_default=True,
     help="Anisotropic quantization threshold T (0: plain PQ).",
 )
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Default neighbors per query.")
-@click.option("--training-sample-size", type=click.IntRange(min=1), default=100_000, show_default=True, help="Points k-means and PQ train on.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
-@click.option("--threads", type=click.IntRange(min=0), default=None, help="Threads (default: all cores).")
+@click.option("-k", "k", type=COUNT, default=10, show_default=True, help="Default neighbors per query.")
+@click.option("--training-sample-size", type=COUNT, default=100_000, show_default=True, help="Points k-means and PQ train on.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed.")
+@click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
 @click.option(
     "--target-recall",
     type=click.FloatRange(0, 1, min_open=True),
@@ -56,7 +81,7 @@ def _progress_default(value: bool | None) -> bool:
     help="After building, tune leaves-to-search and reorder for this recall@k (held-out points) and save them.",
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (strict: NaN and infinite numbers are written as null).")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def build(
     data: str,
     metric: str | None,
@@ -82,10 +107,11 @@ def build(
 
     \b
     Examples:
-      annlib build datasets/debian-minilm-10k.hdf5 --out minilm.annlib
-      annlib build vectors.npy --metric dot --num-leaves 1000 --soar-lambda 1.0 --out v.annlib
-      annlib build datasets/debian-minilm-10k.hdf5 --target-recall 0.95 --out tuned.annlib
+      annlib build datasets/debian-minilm-10k.hdf5 --out minilm.annl
+      annlib build vectors.npy --metric dot --num-leaves 1000 --soar-lambda 1.0 --out v.annl
+      annlib build datasets/debian-minilm-10k.hdf5 --target-recall 0.95 --out tuned.annl
     """
+    check_writable(out)
     train, ds = load_matrix(data, "data")
     metric = metric or ds.metric
     if metric is None:
@@ -110,16 +136,16 @@ def build(
     tuning = None
     if target_recall is not None:
         tuning = index.autotune(target_recall=target_recall, k=k, set_default=True, num_threads=threads)
-    index.save(out)
+    save(index.save, out)
     stats = index.stats()
-    config = index.config
     report = {
         "out": out,
+        "kind": index_kind(index),
         "metric": metric,
         "points": stats["n"],
         "dim": stats["dim"],
         "partitions": stats["num_leaves"],
-        "leaves_to_search": config["tree"]["num_leaves_to_search"],
+        **search_defaults(index),
         "spilled_points": stats["spilled_points"],
         "memory_bytes": stats["total_bytes"],
         "file_bytes": os.path.getsize(out),
@@ -145,21 +171,47 @@ def build(
     click.echo(f"  build time  {stats['build_seconds']:.2f} s")
     if tuning is not None:
         click.echo(
-            f"  tuned       leaves_to_search={tuning.leaves_to_search} pre_reorder={tuning.pre_reorder_num_neighbors}: "
+            f"  tuned       leaves_to_search={tuning.leaves_to_search} pre_reorder_num_neighbors={tuning.pre_reorder_num_neighbors}: "
             f"predicted recall@{k} {tuning.predicted_recall:.3f}, {tuning.predicted_qps:,.0f} QPS single-thread"
             + (" (best effort: target not reachable)" if tuning.best_effort else "")
         )
 
 
+def _recall(report: dict[str, Any], ids: np.ndarray, ds, rows: np.ndarray, index, k: int) -> None:
+    """Add ``recall`` (or ``recall_note``, why not) when the query file has ground truth for the indexed data."""
+    if ds is None or ds.distances is None or ds.test is not rows:
+        return
+    if ds.train.shape != (index.n, index.dim):
+        report["recall_note"] = f"ground truth is for {ds.train.shape[0]} points, the index holds {index.n}"
+    elif ds.distances.shape[1] < k or ds.distance not in _SCORED_DISTANCES:
+        report["recall_note"] = f"ground truth has {ds.distances.shape[1]} neighbors ({ds.distance}); cannot score k={k}"
+    else:
+        report["recall"] = _metrics.recall_of_ids(ids, ds.train, ds.test, ds.distances, k, ds.distance)
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in params.items())
+
+
 @main.command()
 @click.argument("index", type=click.Path(exists=True, dir_okay=False))
 @click.argument("queries")
-@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbors per query.")
-@click.option("--leaves-to-search", type=click.IntRange(min=1), default=None, help="Partitions probed (default: the index's).")
-@click.option("--reorder", type=click.IntRange(min=1), default=None, help="Candidates rescored exactly (default: the index's).")
-@click.option("--threads", type=click.IntRange(min=0), default=None, help="Threads (default: all cores).")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbors per query (more than the index holds are lowered to its size).")
+@click.option("--leaves-to-search", type=COUNT, default=None, help="tree_ah: partitions probed (default: the index's).")
+@click.option(
+    "--reorder",
+    type=click.IntRange(min=1),
+    default=None,
+    help="tree_ah: candidates rescored exactly, pre_reorder_num_neighbors (default: the index's; at most its size).",
+)
+@click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Write ids to FILE.npy, or ids and distances to FILE.csv.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the ids unless --out is given; strict: NaN and infinite numbers are written as null).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON (with the ids unless --out is given; strict: NaN and infinite numbers, such as the distance of an empty slot, are written as null).",
+)
 def search(
     index: str,
     queries: str,
@@ -170,46 +222,47 @@ def search(
     out: str | None,
     as_json: bool,
 ) -> None:
-    """Search INDEX with the rows of QUERIES and report QPS (and recall when QUERIES has ground truth).
+    """Search INDEX (any index kind) with the rows of QUERIES and report QPS (and recall when
+    QUERIES has ground truth).
 
     QUERIES is .npy, .fvecs/.bvecs, or an ann-benchmarks .hdf5 file (its 'test' rows; when the
     file also holds ground truth for the indexed data, recall@k is printed, measured the
-    ann-benchmarks way).
+    ann-benchmarks way). A -k above the number of indexed points is lowered to it (with a note
+    on stderr).
 
     \b
     Examples:
-      annlib search minilm.annlib datasets/debian-minilm-10k.hdf5 -k 10
-      annlib search minilm.annlib queries.npy -k 100 --leaves-to-search 20 --out ids.npy
+      annlib search minilm.annl datasets/debian-minilm-10k.hdf5 -k 10
+      annlib search minilm.annl queries.npy -k 100 --leaves-to-search 20 --out ids.npy
     """
-    if out is not None and not out.lower().endswith((".npy", ".csv")):
-        raise click.BadParameter(f"{out!r} must end in .npy or .csv", param_hint="--out")
+    if out is not None:
+        if not out.lower().endswith((".npy", ".csv")):
+            raise click.BadParameter(f"{out!r} must end in .npy or .csv", param_hint="--out")
+        check_writable(out)
     idx = load_index(index)
+    params = search_params(
+        idx,
+        {"--leaves-to-search": ("leaves_to_search", leaves_to_search), "--reorder": ("pre_reorder_num_neighbors", reorder)},
+    )
     rows, ds = load_matrix(queries, "queries")
-    if rows.shape[1] != idx.dim:
-        raise click.ClickException(f"dimension mismatch: {queries} has {rows.shape[1]}-dim rows, {index} holds {idx.dim}-dim points")
+    check_dim(rows, queries, idx, index)
+    k = cap_k(k, idx)
     start = time.perf_counter()
-    result = idx.search_batched(rows, k, num_threads=threads, leaves_to_search=leaves_to_search,
-                                 pre_reorder_num_neighbors=reorder)
+    result = idx.search_batched(rows, k, num_threads=threads, **params)
     seconds = time.perf_counter() - start
-    config = idx.config
+    used = {**search_defaults(idx), **params}
     report: dict[str, Any] = {
         "index": index,
+        "kind": index_kind(idx),
         "queries": int(rows.shape[0]),
         "k": k,
-        "leaves_to_search": leaves_to_search or config["tree"]["num_leaves_to_search"],
-        "reorder": reorder or (config["reorder"] or {}).get("num_neighbors"),
+        **used,
         "seconds": seconds,
         "qps": rows.shape[0] / seconds if seconds > 0 else float("inf"),
     }
-    if ds.distances is not None and ds.test is rows:
-        if ds.train.shape != (idx.n, idx.dim):
-            report["recall_note"] = f"ground truth is for {ds.train.shape[0]} points, the index holds {idx.n}"
-        elif ds.distances.shape[1] < k or ds.distance not in ("angular", "euclidean", "dot"):
-            report["recall_note"] = f"ground truth has {ds.distances.shape[1]} neighbors ({ds.distance}); cannot score k={k}"
-        else:
-            report["recall"] = _metrics.recall_of_ids(result.ids, ds.train, ds.test, ds.distances, k, ds.distance)
+    _recall(report, result.ids, ds, rows, idx, k)
     if out is not None:
-        _write_results(out, result)
+        save(lambda path: _write_results(path, result), out)
         report["out"] = out
     if as_json:
         if out is None:
@@ -217,10 +270,8 @@ def search(
             report["distances"] = result.distances
         emit_json(report)
         return
-    click.echo(
-        f"{report['queries']:,} queries, k={k}, leaves_to_search={report['leaves_to_search']}, "
-        f"reorder={report['reorder']}: {seconds * 1e3:,.1f} ms, {report['qps']:,.0f} QPS"
-    )
+    settings = ", ".join(filter(None, [f"k={k}", _params_text(used)]))
+    click.echo(f"{report['queries']:,} queries, {settings}: {seconds * 1e3:,.1f} ms, {report['qps']:,.0f} QPS")
     if "recall" in report:
         click.echo(f"recall@{k} {report['recall']:.4f} (ann-benchmarks k-nn, against {queries})")
     elif "recall_note" in report:
@@ -236,7 +287,8 @@ def search(
 
 def _write_results(path: str, result) -> None:
     if path.lower().endswith(".npy"):
-        np.save(path, result.ids)
+        with open(path, "wb") as f:  # np.save(path) would append ".npy" to a name that lacks it
+            np.save(f, result.ids)
         return
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -247,13 +299,14 @@ def _write_results(path: str, result) -> None:
                 writer.writerow([q, r, int(result.ids[q, r]), f"{float(result.distances[q, r]):.6g}"])
 
 
+_TUNING_FIELDS = ("leaves_to_search", "pre_reorder_num_neighbors", "predicted_recall", "predicted_qps", "measured_recall", "message")
 
 
 @main.command()
 @click.argument("index", type=click.Path(exists=True, dir_okay=False))
 @click.argument("queries", required=False)
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True, help="Recall@k to reach.")
-@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="Neighbors per query (default: the index's).")
+@click.option("-k", "k", type=click.IntRange(min=1), default=None, help="Neighbors per query (default: the index's; more than it holds are lowered to its size).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Save the index with the tuned defaults here.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def tune(index: str, queries: str | None, target_recall: float, k: int | None, out: str | None, as_json: bool) -> None:
@@ -266,35 +319,36 @@ def tune(index: str, queries: str | None, target_recall: float, k: int | None, o
 
     \b
     Example:
-      annlib tune minilm.annlib datasets/debian-minilm-10k.hdf5 --target-recall 0.95 --out tuned.annlib
+      annlib tune minilm.annl datasets/debian-minilm-10k.hdf5 --target-recall 0.95 --out tuned.annl
     """
+    if out is not None:
+        check_writable(out)
     idx = load_index(index)
-    if not hasattr(idx, "autotune"):
-        raise click.ClickException("autotuning is not available in this annlib version (TreeAhIndex.autotune is missing)")
     rows, ds = (None, None) if queries is None else load_matrix(queries, "queries")
-    if rows is not None and rows.shape[1] != idx.dim:
-        raise click.ClickException(f"dimension mismatch: {queries} has {rows.shape[1]}-dim rows, {index} holds {idx.dim}-dim points")
-    kwargs = {} if k is None else {"k": k}
+    if rows is not None:
+        check_dim(rows, queries, idx, index)
+    kwargs = {} if k is None else {"k": cap_k(k, idx)}
     try:
         tuning = idx.autotune(target_recall=target_recall, queries=rows, **kwargs)
     except ImportError as exc:
         raise click.ClickException(f"the autotuner cannot be loaded: {exc}") from None
     fields = dataclasses.asdict(tuning) if dataclasses.is_dataclass(tuning) else dict(tuning)
     report = {key: value for key, value in fields.items() if value is None or isinstance(value, (bool, int, float, str))}
-    report.update(index=index, target_recall=target_recall)
+    report.update(index=index, kind=index_kind(idx), target_recall=target_recall)
     k_used = int(report.get("k") or idx.config["num_neighbors"])
-    if ds is not None and ds.distances is not None and ds.train.shape == (idx.n, idx.dim) and ds.distances.shape[1] >= k_used:
-        found = idx.search_batched(rows, k_used, leaves_to_search=report.get("leaves_to_search"),
-                                   pre_reorder_num_neighbors=report.get("pre_reorder_num_neighbors"))
-        report["measured_recall"] = _metrics.recall_of_ids(found.ids, ds.train, ds.test, ds.distances, k_used, ds.distance)
+    if rows is not None:
+        found = idx.search_batched(rows, k_used)  # the tuned parameters are the index's defaults now
+        _recall(report, found.ids, ds, rows, idx, k_used)
+        if "recall" in report:
+            report["measured_recall"] = report.pop("recall")
     if out is not None:
-        idx.save(out)
+        save(idx.save, out)
         report["out"] = out
     if as_json:
         emit_json(report)
         return
     click.echo(f"tuned {index} for recall@{k_used} >= {target_recall}:")
-    for key in ("leaves_to_search", "pre_reorder_num_neighbors", "predicted_recall", "predicted_qps", "measured_recall", "message"):
+    for key in _TUNING_FIELDS:
         value = report.get(key)
         if value not in (None, ""):
             if isinstance(value, float):
@@ -302,4 +356,3 @@ def tune(index: str, queries: str | None, target_recall: float, k: int | None, o
             click.echo(f"  {key:<26} {value}")
     if out is not None:
         click.echo(f"wrote {out}")
-

@@ -1,15 +1,16 @@
-"""``annlib info``: the installation (versions, SIMD path) or an index file."""
+"""``annlib info``: the installation (versions, SIMD path) or an index file of any kind."""
 
 from __future__ import annotations
 
 import platform
+from typing import Any
 
 import click
 import numpy as np
 
-import annlib.io
+import annlib
 from annlib.cli.app import JSON_HELP, emit_json, main, mb, version
-from annlib.cli.inputs import load_index
+from annlib.cli.inputs import index_kind, load_index, read_header
 
 
 @main.command()
@@ -18,20 +19,19 @@ from annlib.cli.inputs import load_index
 def info(index: str | None, as_json: bool) -> None:
     """Without INDEX: the annlib and numpy versions and the CPU's SIMD path.
 
-    With INDEX: the file's format version, build parameters, sizes and partition balance
-    (the file is loaded, so its checksums are verified too).
+    With INDEX (a file of any index kind): its format version, kind, configuration, sizes and,
+    for a partitioned index, its partition balance (the file is loaded, so its checksums are
+    verified too).
 
     \b
     Examples:
       annlib info --json
-      annlib info minilm.annlib
+      annlib info minilm.annl
     """
     if index is not None:
         _index_info(index, as_json)
         return
-    from annlib import cpu_info  # lazy: needs the compiled core
-
-    cpu = cpu_info()
+    cpu = annlib.cpu_info()
     report = {
         "annlib": version(),
         "numpy": np.__version__,
@@ -53,49 +53,78 @@ def info(index: str | None, as_json: bool) -> None:
         click.echo(f"threads   {cpu['threads']}")
 
 
-def _index_info(path: str, as_json: bool) -> None:
-    header = annlib.io.read_header(path)
+# What stats() reports beyond the protocol's n/dim/memory, copied to the top level of the JSON
+# report under these names (a tree-AH index has them; other kinds may not).
+_PARTITION_STATS = {"num_leaves": "partitions", "entries": "entries", "spilled_points": "spilled_points"}
+
+
+def _index_report(path: str) -> dict[str, Any]:
+    header = read_header(path)  # a malformed header is reported before anything is loaded
     idx = load_index(path)  # verifies every section's checksum
     stats = idx.stats()
-    sizes = stats["partition_size"]
-    report = {
+    config = idx.config
+    report: dict[str, Any] = {
         "file": path,
-        "kind": header["kind"],
+        "kind": index_kind(idx),
         "format_version": header["format_version"],
         "written_by": header["annlib_version"],
         "file_bytes": header["file_size"],
-        "config": idx.config,
+        "metric": idx.metric,
+        "num_neighbors": config.get("num_neighbors"),
         "points": stats["n"],
         "dim": stats["dim"],
-        "partitions": stats["num_leaves"],
-        "entries": stats["entries"],
-        "spilled_points": stats["spilled_points"],
-        "partition_size": sizes,
-        "imbalance": sizes["max"] / sizes["mean"] if sizes["mean"] else None,
+        "config": config,
         "memory_bytes": stats["memory_bytes"],
         "total_bytes": stats["total_bytes"],
-        "build_seconds": stats["build_seconds"],
+        "build_seconds": stats.get("build_seconds"),
     }
+    for key, name in _PARTITION_STATS.items():
+        if key in stats:
+            report[name] = stats[key]
+    sizes = stats.get("partition_size")
+    if sizes is not None:
+        report["partition_size"] = sizes
+        report["imbalance"] = sizes["max"] / sizes["mean"] if sizes["mean"] else None
+    return report
+
+
+def _settings(values: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in values.items())
+
+
+def _index_info(path: str, as_json: bool) -> None:
+    report = _index_report(path)
     if as_json:
         emit_json(report)
         return
-    c = idx.config
-    tree, ah, reorder = c["tree"], c["ah"], c["reorder"]
-    click.echo(f"file        {path} ({mb(header['file_size'])}, format v{header['format_version']}, written by annlib {header['annlib_version']})")
-    click.echo(f"kind        {header['kind']}, metric {c['metric']}, k={c['num_neighbors']}")
-    click.echo(f"points      {stats['n']:,} x {stats['dim']} dims, {stats['entries']:,} entries ({stats['spilled_points']:,} spilled)")
     click.echo(
-        f"tree        num_leaves={tree['num_leaves']} num_leaves_to_search={tree['num_leaves_to_search']} "
-        f"soar_lambda={tree['soar_lambda']} seed={tree['seed']} training_sample_size={tree['training_sample_size']}"
+        f"file        {path} ({mb(report['file_bytes'])}, format v{report['format_version']}, "
+        f"written by annlib {report['written_by']})"
     )
-    click.echo(f"ah          dims_per_block={ah['dims_per_block']} anisotropic_quantization_threshold={ah['anisotropic_quantization_threshold']}")
-    click.echo("reorder     " + (f"{reorder['num_neighbors']} ({reorder['quantize']})" if reorder else "off"))
-    click.echo(
-        f"partitions  min {sizes['min']:,} / mean {sizes['mean']:,.1f} / max {sizes['max']:,}, "
-        f"{sizes['empty']} empty, max/mean {report['imbalance']:.2f}"
-    )
-    parts = sorted(stats["memory_bytes"].items(), key=lambda kv: -kv[1])
-    click.echo(f"memory      {mb(stats['total_bytes'])}: " + ", ".join(f"{name} {mb(n)}" for name, n in parts))
-    if stats["build_seconds"] is not None:
-        click.echo(f"build time  {stats['build_seconds']:.2f} s")
-
+    click.echo(f"kind        {report['kind']}, metric {report['metric']}, k={report['num_neighbors']}")
+    points = f"points      {report['points']:,} x {report['dim']} dims"
+    if "entries" in report:
+        points += f", {report['entries']:,} entries ({report.get('spilled_points', 0):,} spilled)"
+    click.echo(points)
+    # The configuration as the index reports it: one line per section, the loose settings on one.
+    loose = {key: value for key, value in report["config"].items() if not isinstance(value, dict)}
+    loose = {key: value for key, value in loose.items() if key not in ("metric", "num_neighbors")}
+    for key, value in report["config"].items():
+        if isinstance(value, dict):
+            click.echo(f"{key:<11} {_settings(value)}")
+        elif value is None and key not in ("metric", "num_neighbors"):
+            click.echo(f"{key:<11} off")
+            loose.pop(key)
+    if loose:
+        click.echo(f"settings    {_settings(loose)}")
+    sizes = report.get("partition_size")
+    if sizes is not None:
+        imbalance = f"{report['imbalance']:.2f}" if report["imbalance"] is not None else "-"
+        click.echo(
+            f"partitions  {report.get('partitions', '?')}: min {sizes['min']:,} / mean {sizes['mean']:,.1f} / "
+            f"max {sizes['max']:,}, {sizes['empty']} empty, max/mean {imbalance}"
+        )
+    parts = sorted(report["memory_bytes"].items(), key=lambda kv: -kv[1])
+    click.echo(f"memory      {mb(report['total_bytes'])}: " + ", ".join(f"{name} {mb(n)}" for name, n in parts))
+    if report["build_seconds"] is not None:
+        click.echo(f"build time  {report['build_seconds']:.2f} s")

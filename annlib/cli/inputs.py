@@ -1,22 +1,41 @@
-"""Reading what the commands are given: data and query matrices, index files, output paths."""
+"""Reading what the commands are given (data and query matrices, index files, output paths) and
+the checks that keep bad values from reaching the library as huge allocations."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Any
 
 import click
 import numpy as np
 
 import annlib
+import annlib.io
 from annlib import datasets as _datasets
+
+COUNT = click.IntRange(min=1, max=2**31 - 1)
+"""Counts (k, partitions, candidates): positive and small enough for the core's integer types."""
+THREADS = click.IntRange(min=0, max=1024)
+THREADS_HELP = "Threads (default: all cores; at most 1024)."
+SEED = click.IntRange(min=0, max=2**32 - 1)
+
+
+def note(message: str) -> None:
+    """A remark about the run on stderr, kept off stdout so --json output stays parseable."""
+    click.echo(f"note: {message}", err=True)
+
+
+def load_dataset(path: str) -> _datasets.Dataset:
+    try:
+        return _datasets.load(path)
+    except EOFError:  # numpy's answer to an empty or cut-off .npy
+        raise click.ClickException(f"{path}: the file is empty or truncated") from None
 
 
 def load_matrix(path: str, what: str) -> tuple[np.ndarray, _datasets.Dataset]:
     """Rows of a data file: ``train`` of an HDF5 file for DATA, ``test`` for QUERIES; .npy/.fvecs/.bvecs as is."""
-    try:
-        ds = _datasets.load(path)
-    except EOFError:  # numpy's answer to an empty or cut-off .npy
-        raise click.ClickException(f"{path}: the file is empty or truncated") from None
+    ds = load_dataset(path)
     if what == "queries" and ds.test is not None:
         rows = ds.test
     elif what == "queries" and str(path).lower().endswith((".hdf5", ".h5")):
@@ -28,8 +47,74 @@ def load_matrix(path: str, what: str) -> tuple[np.ndarray, _datasets.Dataset]:
     return rows, ds
 
 
+# A file whose header parses but whose configuration has the wrong shape can surface as one of
+# these from the loader; they are the file's fault, so they are reported as such.
+_MALFORMED = (AttributeError, KeyError, TypeError, IndexError, OverflowError, RecursionError)
+
+
+def read_header(path: str) -> dict:
+    try:
+        return annlib.io.read_header(path)
+    except _MALFORMED as exc:
+        raise click.ClickException(f"{path}: malformed index header ({type(exc).__name__}: {exc})") from None
+
+
 def load_index(path: str):
-    return annlib.TreeAhIndex.load(path)
+    """The index in ``path``, whatever its kind."""
+    try:
+        return annlib.TreeAhIndex.load(path)
+    except ImportError as exc:
+        raise click.ClickException(f"{path}: cannot load this kind of index here: {exc}") from None
+    except _MALFORMED as exc:
+        raise click.ClickException(f"{path}: malformed index file ({type(exc).__name__}: {exc})") from None
+
+
+def index_kind(index) -> str:
+    return getattr(index, "kind", "tree_ah")
+
+
+def search_defaults(index) -> dict[str, Any]:
+    """The index's default search parameters, by their protocol names."""
+    defaults = getattr(index, "search_defaults", None)
+    if defaults is not None:
+        return dataclasses.asdict(defaults)
+    config = index.config  # a tree-AH index without the protocol's search_defaults
+    return {
+        "leaves_to_search": config["tree"]["num_leaves_to_search"],
+        "pre_reorder_num_neighbors": (config["reorder"] or {}).get("num_neighbors"),
+    }
+
+
+def search_params(index, flags: dict[str, tuple[str, int | float | None]]) -> dict[str, Any]:
+    """Keyword arguments for ``index.search_batched`` from ``{flag: (parameter, value)}``.
+
+    A flag whose parameter the index's kind does not have is a one-line error, not silently
+    ignored; candidate counts are capped at the number of points (more cannot be found).
+    """
+    defaults = search_defaults(index)
+    chosen = {}
+    for flag, (name, value) in flags.items():
+        if value is None:
+            continue
+        if name not in defaults:
+            has = ", ".join(sorted(defaults)) or "none"
+            raise click.BadParameter(
+                f"a {index_kind(index)} index has no {name} search parameter (its parameters: {has})",
+                param_hint=flag,
+            )
+        if name == "pre_reorder_num_neighbors" and value > index.n:
+            note(f"{flag} {value} is more than the {index.n} points the index holds; using {index.n}")
+            value = index.n
+        chosen[name] = value
+    return chosen
+
+
+def cap_k(k: int, index, flag: str = "-k") -> int:
+    """At most one neighbor per indexed point: a larger k would only pad the results."""
+    if k > index.n:
+        note(f"{flag} {k} is more than the {index.n} points the index holds; returning {index.n} per query")
+        return index.n
+    return k
 
 
 def check_dim(rows: np.ndarray, queries: str, index, index_path: str) -> None:
@@ -51,13 +136,9 @@ def check_writable(path: str, option: str = "--out") -> None:
 
 
 def save(write, path: str) -> None:
-    """Run ``write(path)``, reporting a failure as one line that names ``path``."""
+    """Run ``write(path)``, reporting a failure as one line that names ``path`` (not a temporary file)."""
     try:
         write(path)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise click.ClickException(f"cannot write {path}: {reason}") from None
-
-
-THREADS = click.IntRange(min=0, max=1024)
-THREADS_HELP = "Threads (default: all cores; at most 1024)."
