@@ -28,7 +28,6 @@ from annlib.cli.inputs import (
     cap_k,
     check_dim,
     check_writable,
-    index_kind,
     load_index,
     load_matrix,
     save,
@@ -140,7 +139,7 @@ def build(
     stats = index.stats()
     report = {
         "out": out,
-        "kind": index_kind(index),
+        "kind": index.kind,
         "metric": metric,
         "points": stats["n"],
         "dim": stats["dim"],
@@ -204,6 +203,12 @@ def _params_text(params: dict[str, Any]) -> str:
     default=None,
     help="tree_ah: candidates rescored exactly, pre_reorder_num_neighbors (default: the index's; at most its size).",
 )
+@click.option(
+    "--recall-target",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="jax_brute_force: expected recall of the approximate top-k (default: the index's).",
+)
 @click.option("--threads", type=THREADS, default=None, help=THREADS_HELP)
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Write ids to FILE.npy, or ids and distances to FILE.csv.")
 @click.option(
@@ -218,6 +223,7 @@ def search(
     k: int,
     leaves_to_search: int | None,
     reorder: int | None,
+    recall_target: float | None,
     threads: int | None,
     out: str | None,
     as_json: bool,
@@ -228,7 +234,8 @@ def search(
     QUERIES is .npy, .fvecs/.bvecs, or an ann-benchmarks .hdf5 file (its 'test' rows; when the
     file also holds ground truth for the indexed data, recall@k is printed, measured the
     ann-benchmarks way). A -k above the number of indexed points is lowered to it (with a note
-    on stderr).
+    on stderr). Each search option belongs to the index kinds named in its help; given for
+    another kind it is an error.
 
     \b
     Examples:
@@ -242,7 +249,11 @@ def search(
     idx = load_index(index)
     params = search_params(
         idx,
-        {"--leaves-to-search": ("leaves_to_search", leaves_to_search), "--reorder": ("pre_reorder_num_neighbors", reorder)},
+        {
+            "--leaves-to-search": ("leaves_to_search", leaves_to_search),
+            "--reorder": ("pre_reorder_num_neighbors", reorder),
+            "--recall-target": ("recall_target", recall_target),
+        },
     )
     rows, ds = load_matrix(queries, "queries")
     check_dim(rows, queries, idx, index)
@@ -253,7 +264,7 @@ def search(
     used = {**search_defaults(idx), **params}
     report: dict[str, Any] = {
         "index": index,
-        "kind": index_kind(idx),
+        "kind": idx.kind,
         "queries": int(rows.shape[0]),
         "k": k,
         **used,
@@ -299,7 +310,7 @@ def _write_results(path: str, result) -> None:
                 writer.writerow([q, r, int(result.ids[q, r]), f"{float(result.distances[q, r]):.6g}"])
 
 
-_TUNING_FIELDS = ("leaves_to_search", "pre_reorder_num_neighbors", "predicted_recall", "predicted_qps", "measured_recall", "message")
+_TUNING_FIELDS = ("predicted_recall", "predicted_qps", "measured_recall", "message")
 
 
 @main.command()
@@ -332,10 +343,12 @@ def tune(index: str, queries: str | None, target_recall: float, k: int | None, o
         tuning = idx.autotune(target_recall=target_recall, queries=rows, **kwargs)
     except ImportError as exc:
         raise click.ClickException(f"the autotuner cannot be loaded: {exc}") from None
-    fields = dataclasses.asdict(tuning) if dataclasses.is_dataclass(tuning) else dict(tuning)
+    except NotImplementedError as exc:
+        raise click.ClickException(f"{index}: {exc}") from None
+    fields = dataclasses.asdict(tuning)
     report = {key: value for key, value in fields.items() if value is None or isinstance(value, (bool, int, float, str))}
-    report.update(index=index, kind=index_kind(idx), target_recall=target_recall)
-    k_used = int(report.get("k") or idx.config["num_neighbors"])
+    report.update(index=index, kind=idx.kind, target_recall=target_recall, params=tuning.params)
+    k_used = int(report.get("k") or idx.num_neighbors)
     if rows is not None:
         found = idx.search_batched(rows, k_used)  # the tuned parameters are the index's defaults now
         _recall(report, found.ids, ds, rows, idx, k_used)
@@ -347,7 +360,9 @@ def tune(index: str, queries: str | None, target_recall: float, k: int | None, o
     if as_json:
         emit_json(report)
         return
-    click.echo(f"tuned {index} for recall@{k_used} >= {target_recall}:")
+    click.echo(f"tuned {index} ({idx.kind}) for recall@{k_used} >= {target_recall}:")
+    for key, value in tuning.params.items():
+        click.echo(f"  {key:<26} {value}")
     for key in _TUNING_FIELDS:
         value = report.get(key)
         if value not in (None, ""):

@@ -10,7 +10,7 @@ import numpy as np
 
 import annlib
 from annlib.cli.app import JSON_HELP, emit_json, main, mb, version
-from annlib.cli.inputs import index_kind, load_index, read_header
+from annlib.cli.inputs import load_index, read_header, search_defaults
 
 
 @main.command()
@@ -58,6 +58,9 @@ def info(index: str | None, as_json: bool) -> None:
 _PARTITION_STATS = {"num_leaves": "partitions", "entries": "entries", "spilled_points": "spilled_points"}
 
 
+_SHOWN_STATS = {"n", "dim", "memory_bytes", "total_bytes", "build_seconds", "partition_size", *_PARTITION_STATS}
+
+
 def _index_report(path: str) -> dict[str, Any]:
     header = read_header(path)  # a malformed header is reported before anything is loaded
     idx = load_index(path)  # verifies every section's checksum
@@ -65,12 +68,13 @@ def _index_report(path: str) -> dict[str, Any]:
     config = idx.config
     report: dict[str, Any] = {
         "file": path,
-        "kind": index_kind(idx),
+        "kind": idx.kind,
         "format_version": header["format_version"],
         "written_by": header["annlib_version"],
         "file_bytes": header["file_size"],
         "metric": idx.metric,
-        "num_neighbors": config.get("num_neighbors"),
+        "num_neighbors": idx.num_neighbors,
+        "search_defaults": search_defaults(idx),
         "points": stats["n"],
         "dim": stats["dim"],
         "config": config,
@@ -81,6 +85,8 @@ def _index_report(path: str) -> dict[str, Any]:
     for key, name in _PARTITION_STATS.items():
         if key in stats:
             report[name] = stats[key]
+    # Whatever else the kind reports about itself (e.g. the JAX kind's device).
+    report["other_stats"] = {key: value for key, value in stats.items() if key not in _SHOWN_STATS}
     sizes = stats.get("partition_size")
     if sizes is not None:
         report["partition_size"] = sizes
@@ -117,6 +123,9 @@ def _index_info(path: str, as_json: bool) -> None:
             loose.pop(key)
     if loose:
         click.echo(f"settings    {_settings(loose)}")
+    click.echo(f"search      {_settings(report['search_defaults']) or '(no parameters)'}")
+    if report["other_stats"]:
+        click.echo(f"stats       {_settings(report['other_stats'])}")
     sizes = report.get("partition_size")
     if sizes is not None:
         imbalance = f"{report['imbalance']:.2f}" if report["imbalance"] is not None else "-"

@@ -59,30 +59,24 @@ def read_header(path: str) -> dict:
         raise click.ClickException(f"{path}: malformed index header ({type(exc).__name__}: {exc})") from None
 
 
-def load_index(path: str):
-    """The index in ``path``, whatever its kind."""
+def load_index(path: str) -> annlib.Index:
+    """The index in ``path``, whatever its kind (``annlib.load_index``)."""
     try:
-        return annlib.TreeAhIndex.load(path)
-    except ImportError as exc:
+        return annlib.load_index(path)
+    except annlib.FormatError as exc:
+        # Some loader errors (an unknown kind) do not say which file they are about.
+        if path in str(exc):
+            raise
+        raise click.ClickException(f"{path}: {exc}") from None
+    except ImportError as exc:  # a kind whose optional dependency (e.g. jax) is not installed
         raise click.ClickException(f"{path}: cannot load this kind of index here: {exc}") from None
     except _MALFORMED as exc:
         raise click.ClickException(f"{path}: malformed index file ({type(exc).__name__}: {exc})") from None
 
 
-def index_kind(index) -> str:
-    return getattr(index, "kind", "tree_ah")
-
-
-def search_defaults(index) -> dict[str, Any]:
+def search_defaults(index: annlib.Index) -> dict[str, Any]:
     """The index's default search parameters, by their protocol names."""
-    defaults = getattr(index, "search_defaults", None)
-    if defaults is not None:
-        return dataclasses.asdict(defaults)
-    config = index.config  # a tree-AH index without the protocol's search_defaults
-    return {
-        "leaves_to_search": config["tree"]["num_leaves_to_search"],
-        "pre_reorder_num_neighbors": (config["reorder"] or {}).get("num_neighbors"),
-    }
+    return dataclasses.asdict(index.search_defaults)
 
 
 def search_params(index, flags: dict[str, tuple[str, int | float | None]]) -> dict[str, Any]:
@@ -99,7 +93,7 @@ def search_params(index, flags: dict[str, tuple[str, int | float | None]]) -> di
         if name not in defaults:
             has = ", ".join(sorted(defaults)) or "none"
             raise click.BadParameter(
-                f"a {index_kind(index)} index has no {name} search parameter (its parameters: {has})",
+                f"a {index.kind} index has no {name} search parameter (its parameters: {has})",
                 param_hint=flag,
             )
         if name == "pre_reorder_num_neighbors" and value > index.n:
