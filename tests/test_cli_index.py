@@ -28,7 +28,7 @@ def built(tmp_path_factory, runner):
     """One index over the embedded sample, built through the CLI."""
     if not EMBEDDED_SAMPLE.exists():
         pytest.skip(f"dataset not present: {EMBEDDED_SAMPLE}")
-    path = tmp_path_factory.mktemp("cli") / "minilm.annlib"
+    path = tmp_path_factory.mktemp("cli") / "minilm.annl"
     result = runner.invoke(main, ["build", SAMPLE, "--out", str(path), "--num-leaves", "100", "--leaves-to-search", "20", "--json"])
     assert result.exit_code == 0, result.output
     return path, strict_loads(result.stdout)
@@ -62,7 +62,7 @@ def test_build_summary(built):
 
 
 def test_build_text_and_soar(runner, tmp_path):
-    out = tmp_path / "soar.annlib"
+    out = tmp_path / "soar.annl"
     result = runner.invoke(main, ["build", SAMPLE, "--out", str(out), "--num-leaves", "50", "--soar-lambda", "1.0", "--reorder", "0"])
     assert result.exit_code == 0, result.output
     for word in ("points", "10,000 x 384", "partitions", "spilled by SOAR", "memory", "build time"):
@@ -74,12 +74,12 @@ def test_build_text_and_soar(runner, tmp_path):
 def test_build_npy_needs_metric_and_fvecs(runner, tmp_path, real_sample):
     npy = tmp_path / "data.npy"
     np.save(npy, real_sample["train"][:500])
-    result = runner.invoke(main, ["build", str(npy), "--out", str(tmp_path / "x.annlib")])
+    result = runner.invoke(main, ["build", str(npy), "--out", str(tmp_path / "x.annl")])
     assert "--metric" in _clean_failure(result, code=2)
     fvecs = tmp_path / "data.fvecs"
     datasets.write_fvecs(fvecs, real_sample["train"][:500])
     for data in (npy, fvecs):
-        out = tmp_path / f"{data.suffix[1:]}.annlib"
+        out = tmp_path / f"{data.suffix[1:]}.annl"
         result = runner.invoke(main, ["build", str(data), "--metric", "dot", "--num-leaves", "10", "--out", str(out), "--json"])
         assert result.exit_code == 0, result.output
         assert strict_loads(result.stdout)["points"] == 500
@@ -141,7 +141,7 @@ def test_tune_then_search(runner, built, tmp_path):
     if not hasattr(index, "autotune"):
         pytest.skip("TreeAhIndex.autotune is not there yet")
     pytest.importorskip("annlib.autotune")
-    tuned = tmp_path / "tuned.annlib"
+    tuned = tmp_path / "tuned.annl"
     result = runner.invoke(main, ["tune", str(built[0]), SAMPLE, "--target-recall", "0.95", "--out", str(tuned), "--json"])
     assert result.exit_code == 0, result.output
     report = strict_loads(result.stdout)
@@ -188,8 +188,8 @@ def test_bench_skips_missing_peer(runner, tmp_path, monkeypatch):
 
 
 def test_missing_files(runner, built, tmp_path):
-    assert "does not exist" in _clean_failure(runner.invoke(main, ["info", str(tmp_path / "none.annlib")]), code=2)
-    assert "does not exist" in _clean_failure(runner.invoke(main, ["search", str(tmp_path / "none.annlib"), SAMPLE]), code=2)
+    assert "does not exist" in _clean_failure(runner.invoke(main, ["info", str(tmp_path / "none.annl")]), code=2)
+    assert "does not exist" in _clean_failure(runner.invoke(main, ["search", str(tmp_path / "none.annl"), SAMPLE]), code=2)
     assert "not found" in _clean_failure(runner.invoke(main, ["build", str(tmp_path / "none.hdf5"), "--out", str(tmp_path / "x")]))
     assert "not found" in _clean_failure(runner.invoke(main, ["search", str(built[0]), str(tmp_path / "none.npy")]))
     result = runner.invoke(main, ["bench", "--dataset", "no-such-data", "--out", str(tmp_path / "b")])
@@ -221,14 +221,14 @@ def test_dimension_mismatch(runner, built, tmp_path):
 
 def test_corrupt_index(runner, built, tmp_path):
     path, _ = built
-    flipped = tmp_path / "flipped.annlib"
+    flipped = tmp_path / "flipped.annl"
     shutil.copy(path, flipped)
     with open(flipped, "r+b") as f:
         f.seek(flipped.stat().st_size // 2)
         byte = f.read(1)
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 0xFF]))
-    truncated = tmp_path / "truncated.annlib"
+    truncated = tmp_path / "truncated.annl"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     for bad, word in ((flipped, "corrupt"), (truncated, "truncated")):
         assert word in _clean_failure(runner.invoke(main, ["info", str(bad)]))
@@ -236,7 +236,7 @@ def test_corrupt_index(runner, built, tmp_path):
 
 
 def test_bad_parameters(runner, built, tmp_path):
-    out = str(tmp_path / "x.annlib")
+    out = str(tmp_path / "x.annl")
     assert "exceeds --num-leaves" in _clean_failure(
         runner.invoke(main, ["build", SAMPLE, "--out", out, "--num-leaves", "5", "--leaves-to-search", "10"]), code=2
     )

@@ -126,3 +126,12 @@ def test_tune_then_load(index_file, sample, tmp_path):
     text = CliRunner().invoke(main, ["tune", str(path), "--target-recall", "0.9"])
     assert text.exit_code == 0, text.output
     assert f"({kind})" in text.output.splitlines()[0]
+
+
+def test_huge_reorder_is_clamped_by_the_search(sample, tmp_path):
+    """--reorder far above the index size searches like --reorder N (no huge allocation)."""
+    path = tmp_path / "tree.annl"
+    _build("tree_ah", sample[1]).save(path)
+    huge = _ok(["search", str(path), str(sample[0]), "-k", "10", "--reorder", str(10**12)])
+    exact = _ok(["search", str(path), str(sample[0]), "-k", "10", "--reorder", str(N)])
+    assert huge["ids"] == exact["ids"]

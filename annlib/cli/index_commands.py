@@ -201,7 +201,7 @@ def _params_text(params: dict[str, Any]) -> str:
     "--reorder",
     type=click.IntRange(min=1),
     default=None,
-    help="tree_ah: candidates rescored exactly, pre_reorder_num_neighbors (default: the index's; at most its size).",
+    help="tree_ah: candidates rescored exactly, pre_reorder_num_neighbors (default: the index's; raised to k, capped at the index size).",
 )
 @click.option(
     "--recall-target",

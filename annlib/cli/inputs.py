@@ -83,7 +83,7 @@ def search_params(index, flags: dict[str, tuple[str, int | float | None]]) -> di
     """Keyword arguments for ``index.search_batched`` from ``{flag: (parameter, value)}``.
 
     A flag whose parameter the index's kind does not have is a one-line error, not silently
-    ignored; candidate counts are capped at the number of points (more cannot be found).
+    ignored. (Candidate counts need no cap here: the search clamps them to the index size.)
     """
     defaults = search_defaults(index)
     chosen = {}
@@ -96,9 +96,6 @@ def search_params(index, flags: dict[str, tuple[str, int | float | None]]) -> di
                 f"a {index.kind} index has no {name} search parameter (its parameters: {has})",
                 param_hint=flag,
             )
-        if name == "pre_reorder_num_neighbors" and value > index.n:
-            note(f"{flag} {value} is more than the {index.n} points the index holds; using {index.n}")
-            value = index.n
         chosen[name] = value
     return chosen
 
