@@ -302,7 +302,7 @@ def test_load_embedded_sample(real_sample):
 
 
 def test_embedded_sample_is_small():
-    path = pathlib.Path(datasets.__file__).resolve().parent.parent / "datasets" / "debian-minilm-10k.hdf5"
+    path = pathlib.Path(datasets.__file__).resolve().parents[2] / "datasets" / "debian-minilm-10k.hdf5"
     if not path.exists():
         pytest.skip(f"embedded sample not present: {path}")
     assert path.stat().st_size <= 10 * 1000 * 1000
