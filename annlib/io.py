@@ -37,6 +37,13 @@ every truncation is reported as :class:`~annlib.errors.FormatError`.
 
 The first 16 bytes (magic, version, header length) keep this meaning in every
 future format version, so any annlib can tell that a file came from a newer one.
+
+Saves are atomic (:mod:`annlib._atomic`): the file is written to a temporary
+``.<name>.annlib-tmp-<host>-<pid>-<random>`` in the target's directory, fsynced
+and renamed over the target, so readers see the old file or the complete new one.
+A save killed mid-write leaves its temporary behind; the next save of the same
+target removes every such temporary whose writer (same host) is no longer alive,
+and leaves those of live processes alone. Save errors name the target file.
 """
 
 from __future__ import annotations
@@ -45,12 +52,12 @@ import json
 import math
 import mmap as _mmap
 import os
-import secrets
 import struct
 import zlib
 
 import numpy as np
 
+from annlib import _atomic
 from annlib.errors import FormatError
 
 __all__ = ["FORMAT_VERSION", "load_index_file", "read_header", "save_index_file"]
@@ -137,16 +144,6 @@ def _file_checksum(header_crc: int, section_crcs) -> int:
     return crc
 
 
-def _fsync_directory(directory: str) -> None:
-    if os.name == "nt":  # directories cannot be opened for fsync on Windows
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # --------------------------------------------------------------------------- saving
 
 
@@ -231,14 +228,18 @@ def save_index_file(path, kind: str, config: dict, arrays: dict[str, np.ndarray]
         A non-finite float or circular reference in ``config``, an empty ``kind``,
         too many dimensions, or a header over 64 MiB. Nothing is written.
     OSError
-        The write failed; the temporary file is removed and ``path`` is untouched.
+        The write failed (the message and ``filename`` name ``path``, not the
+        temporary); the temporary file is removed and ``path`` is untouched.
 
     Notes
     -----
-    The file is written to ``<name>.tmp-<random>`` next to ``path``, flushed and
-    fsynced, moved onto ``path`` with :func:`os.replace`, and the directory is
-    fsynced. Arrays memory-mapped from an older file at ``path`` stay valid: the
-    old file is replaced, not overwritten.
+    The file is written to ``.<name>.annlib-tmp-<host>-<pid>-<random>`` next to
+    ``path``, fsynced, moved onto ``path`` with :func:`os.replace`, and the
+    directory is fsynced (:mod:`annlib._atomic`). A temporary left by a process
+    killed mid-save is removed by the next save of the same ``path`` once its
+    writer's pid is gone; temporaries of live processes are left alone. Arrays
+    memory-mapped from an older file at ``path`` stay valid: the old file is
+    replaced, not overwritten.
 
     Examples
     --------
@@ -284,30 +285,16 @@ def save_index_file(path, kind: str, config: dict, arrays: dict[str, np.ndarray]
     total = trailer_offset + _TRAILER.size
     trailer = _TRAILER.pack(total, _file_checksum(header_crc, [s["crc32"] for s in sections]), TRAILER_MAGIC)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f"{os.path.basename(path)}.tmp-{secrets.token_hex(8)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(preamble)
-            f.write(header_bytes)
-            f.write(_U32.pack(header_crc))
-            position = len(preamble) + len(header_bytes) + _U32.size
-            for section, array in zip(sections, prepared.values()):
-                f.write(bytes(section["offset"] - position))
-                _write_chunks(f, _as_bytes_view(array))
-                position = section["offset"] + section["nbytes"]
-            f.write(trailer)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
+    with _atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(preamble)
+        f.write(header_bytes)
+        f.write(_U32.pack(header_crc))
+        position = len(preamble) + len(header_bytes) + _U32.size
+        for section, array in zip(sections, prepared.values()):
+            f.write(bytes(section["offset"] - position))
+            _write_chunks(f, _as_bytes_view(array))
+            position = section["offset"] + section["nbytes"]
+        f.write(trailer)
 
 
 def _layout(header: dict) -> tuple[bytes, int]:

@@ -36,6 +36,15 @@ __all__ = [
 _RESERVED_ATTRS = ("type", "distance", "point_type", "dimension")
 
 
+def _writable_target(path: str | os.PathLike) -> pathlib.Path:
+    """``path`` as a Path; DatasetError when its directory is missing (writers never create one)."""
+    final = pathlib.Path(path)
+    directory = final.parent if str(final.parent) else pathlib.Path(".")
+    if not directory.is_dir():
+        raise DatasetError(f"cannot write {final}: directory {directory} does not exist")
+    return final
+
+
 # --------------------------------------------------------------------------------------------------
 # HDF5 (ann-benchmarks layout)
 
@@ -230,7 +239,7 @@ def write_hdf5(
         arrays["neighbors"] = np.ascontiguousarray(ids, dtype=np.int32)
         arrays["distances"] = np.ascontiguousarray(dists, dtype=np.float32)
     h5py = h5py_module()
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_path(_writable_target(path)) as tmp, h5py.File(tmp, "w") as handle:
         handle.attrs["type"] = "dense"
         handle.attrs["distance"] = distance
         handle.attrs["point_type"] = "float"
@@ -357,7 +366,7 @@ def _write_vecs(path: str | os.PathLike, array: np.ndarray, kind: str) -> pathli
     n, dim = array.shape
     header = np.full((n, 1), dim, dtype="<i4").view(np.uint8)
     body = np.ascontiguousarray(array, dtype=dtype).view(np.uint8).reshape(n, dim * dtype.itemsize)
-    with atomic_path(path) as tmp:
+    with atomic_path(_writable_target(path)) as tmp:
         np.concatenate([header, body], axis=1).tofile(tmp)
     return pathlib.Path(path)
 
@@ -456,6 +465,6 @@ def write_npy(path: str | os.PathLike, array) -> pathlib.Path:
         raise TypeError(f"npy data must be a real numeric array, got dtype {array.dtype}")
     if array.ndim != 2:
         raise ValueError(f"npy data must be a 2-D array of shape (n, dim), got shape {array.shape}")
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(_writable_target(path)) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
     return pathlib.Path(path)
