@@ -20,3 +20,7 @@ class NotTrainedError(AnnlibError, RuntimeError):
 
 class DatasetError(AnnlibError, ValueError):
     """A dataset is missing, malformed, or cannot be downloaded."""
+
+
+class MissingDependencyError(AnnlibError, ImportError):
+    """An optional dependency is not installed; the message names the ``pip install "annlib[...]"`` extra."""

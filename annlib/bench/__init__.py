@@ -21,6 +21,7 @@ from annlib.bench.report import (
     markdown,
     pareto_frontier,
     plot,
+    require_plotting,
     summary_rows,
 )
 from annlib.bench.runner import Point, Result, run
@@ -49,6 +50,7 @@ def benchmark(
 
     Returns the result and the paths written (``csv``, ``table``, ``plot``).
     """
+    require_plotting()  # before the sweeps, not after them
     name = _dataset_name(dataset)
     stem = os.path.join(out, f"{name}-{mode}-k{k}")
     files = {"csv": stem + ".csv", "table": stem + ".md", "plot": stem + ".png"}

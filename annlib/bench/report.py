@@ -8,6 +8,8 @@ import platform
 
 import numpy as np
 
+from annlib._optional import import_optional
+
 #: Recall levels the table reports QPS at.
 TARGETS = (0.80, 0.90, 0.95, 0.99)
 
@@ -139,10 +141,14 @@ def markdown(result, command: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def require_plotting():
+    """matplotlib, or MissingDependencyError naming ``pip install "annlib[bench]"``."""
+    return import_optional("matplotlib", "bench", "plotting the results of annlib bench")
+
+
 def plot(result, path: str) -> None:
     """Recall vs QPS, one Pareto-frontier line per algorithm, log QPS axis (as ann-benchmarks draws it)."""
-    import matplotlib
-
+    matplotlib = require_plotting()
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -16,9 +16,7 @@ The public names are re-exported by :mod:`annlib.tpu_knn` and ``annlib.JaxBruteF
 JAX is an optional dependency; ``annlib`` imports this package only on first use.
 """
 
-try:
-    import jax  # noqa: F401  (absolute: the top-level JAX, not this package)
-except ImportError as exc:  # pragma: no cover - exercised only without jax
-    raise ImportError(
-        "annlib's JAX path needs JAX; install it with `pip install 'annlib[jax]'`"
-    ) from exc
+from annlib._optional import import_optional
+
+# The top-level JAX, not this package; a clear message (naming the extra) when it is missing.
+import_optional("jax", "jax", "annlib's JAX path (annlib.tpu_knn, JaxBruteForce)")
