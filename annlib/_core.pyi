@@ -1,0 +1,172 @@
+"""Type stubs for annlib's compiled core (csrc/bindings). Internal: use the annlib package instead.
+
+Array arguments accept anything numpy converts to the C-contiguous dtype named (``ArrayLike`` of
+that dtype); results are new numpy arrays. ``isa`` names a SIMD path ("scalar", "avx2",
+"avx512"); ``num_threads=0`` means all hardware threads. tests/test_core_stub.py keeps the names
+and parameters here in step with the module.
+"""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_F32 = npt.NDArray[np.float32]
+_I32 = npt.NDArray[np.int32]
+_I64 = npt.NDArray[np.int64]
+_U8 = npt.NDArray[np.uint8]
+
+# ---------------------------------------------------------------------------- CPU and SIMD (module.cc)
+
+def cpu_features() -> dict[str, bool]:
+    """CPU features read from cpuid: avx2, fma, avx512f, avx512bw, avx512dq, avx512vl."""
+
+def supported_isas() -> list[str]:
+    """SIMD paths this CPU can run, scalar first."""
+
+def active_isa() -> str:
+    """The SIMD path in use."""
+
+def set_isa(name: str) -> None:
+    """Switch the process-wide SIMD path; ValueError if this CPU cannot run it."""
+
+def hardware_threads() -> int: ...
+
+# ---------------------------------------------------------------------------- exact search (module.cc)
+
+def squared_norms(data: npt.ArrayLike) -> _F32:
+    """Squared L2 norm of each row of float32 ``data`` (n, dim): float32 (n,)."""
+
+def exact_search(
+    data: npt.ArrayLike,
+    data_sq_norms: npt.ArrayLike | None,
+    queries: npt.ArrayLike,
+    k: int,
+    metric: str,
+    num_threads: int,
+) -> tuple[_I64, _F32]:
+    """Exact k best of float32 ``data`` (n, dim) for ``queries`` (nq, dim): (ids (nq, k), distances (nq, k))."""
+
+def dot_block(queries: npt.ArrayLike, points: npt.ArrayLike, isa: str) -> _F32:
+    """Inner products of every query with every point using one SIMD path (for tests)."""
+
+def dot_by_dim(queries: npt.ArrayLike, points: npt.ArrayLike, isa: str) -> _F32:
+    """Inner products of one query (dim,) or several (nq, dim) with points, dimension-major kernel (for tests)."""
+
+# ---------------------------------------------------------------------------- LUT16 (bind_lut16.cc)
+
+def pack_lut16_codes(codes: npt.ArrayLike) -> _U8:
+    """Pack uint8 codes (n, num_blocks), values 0..15, into the LUT16 scan layout (1-D uint8)."""
+
+def unpack_lut16_codes(packed: npt.ArrayLike, n: int, num_blocks: int) -> _U8:
+    """Inverse of pack_lut16_codes: uint8 codes of shape (n, num_blocks)."""
+
+def quantize_lut16(lut: npt.ArrayLike, isa: str = "") -> tuple[_U8, float]:
+    """Float32 LUT (num_blocks, 16) -> (uint8 entries round(lut*m)+128, multiplier m)."""
+
+def build_lut(query: npt.ArrayLike, codebook: npt.ArrayLike, dims_per_block: int, isa: str) -> _F32:
+    """Float LUT16 table (num_blocks, 16) of one query with one SIMD path (for tests)."""
+
+def greater_mask32(values: npt.ArrayLike, cutoff: int, isa: str) -> int:
+    """Bit i set when values[i] > cutoff, for int32 ``values`` of shape (32,) (for tests)."""
+
+def lut16_scan(packed: npt.ArrayLike, n: int, num_blocks: int, luts: npt.ArrayLike, isa: str) -> _I32:
+    """int32 (num_queries, n): sum over blocks of (luts[q, k, code_k(p)] - 128), using one SIMD path."""
+
+# ---------------------------------------------------------------------------- training (bind_train.cc)
+
+def train_kmeans(
+    sample: npt.ArrayLike,
+    num_centers: int,
+    max_iterations: int,
+    spherical: bool,
+    seed: int,
+    min_cluster_size: int,
+    num_threads: int,
+    tolerance: float = 1e-05,
+) -> _F32:
+    """k-means centers (num_centers, dim) of float32 ``sample`` (n, dim)."""
+
+def assign_to_centers(data: npt.ArrayLike, centers: npt.ArrayLike, num_threads: int) -> tuple[_I32, _F32]:
+    """Nearest center of each row: (assignment int32 (n,), squared distance float32 (n,))."""
+
+def train_pq(residuals: npt.ArrayLike, dims_per_block: int, iterations: int, seed: int, num_threads: int) -> _F32:
+    """PQ codebook: 16 centers per block, flattened to float32 (16 * dim,)."""
+
+def encode_pq(
+    centers: npt.ArrayLike,
+    dims_per_block: int,
+    residuals: npt.ArrayLike,
+    originals: npt.ArrayLike,
+    threshold: float,
+    num_threads: int,
+) -> _U8:
+    """Anisotropic PQ codes uint8 (n, num_blocks) of ``residuals`` (score-aware loss at ``threshold``)."""
+
+def decode_pq(centers: npt.ArrayLike, dims_per_block: int, codes: npt.ArrayLike) -> _F32:
+    """Reconstructions float32 (n, dim) of uint8 ``codes`` (n, num_blocks)."""
+
+def parallel_cost_multiplier(threshold: float, sq_norm: float, dim: int) -> float:
+    """eta = (dim - 1) (T^2/||x||^2) / (1 - T^2/||x||^2); 1 for T NaN or <= 0."""
+
+def score_aware_loss(originals: npt.ArrayLike, reconstructions: npt.ArrayLike, eta: float) -> float:
+    """Score-aware (anisotropic) loss of ``reconstructions`` against ``originals`` at ``eta``."""
+
+# ---------------------------------------------------------------------------- SOAR (bind_soar.cc)
+
+def soar_assign(
+    data: npt.ArrayLike,
+    centers: npt.ArrayLike,
+    primary: npt.ArrayLike,
+    soar_lambda: float,
+    mode: str = "soar",
+    num_threads: int = 0,
+) -> _I32:
+    """Secondary (spilled) center per point, primary excluded; int32 (n,), all -1 with one center."""
+
+# ---------------------------------------------------------------------------- tree-AH search (bind_index.cc)
+
+class TreeAhHandle:
+    """A tree-AH searcher over the arrays of one index (the dict keeps them alive)."""
+
+    def __init__(
+        self,
+        arrays: dict[str, Any],
+        metric: str,
+        n: int,
+        dim: int,
+        num_leaves: int,
+        dims_per_block: int,
+        spilled: bool,
+    ) -> None: ...
+    def search(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        leaves_to_search: int,
+        pre_reorder: int,
+        num_threads: int,
+        overretrieve_factor: float = 1.5,
+    ) -> tuple[_I64, _F32]:
+        """Search float32 ``queries`` (nq, dim): (ids int64 (nq, k), distances float32 (nq, k))."""
+    def last_counters(self) -> dict[str, int]:
+        """Work done by the last search: entries scored by LUT16 and candidates reordered."""
+
+# ---------------------------------------------------------------------------- autotuner (bind_autotune.cc)
+
+def autotune_ah_ranks(
+    arrays: dict[str, Any],
+    metric: str,
+    n: int,
+    dim: int,
+    num_leaves: int,
+    dims_per_block: int,
+    spilled: bool,
+    queries: npt.ArrayLike,
+    truth: npt.ArrayLike,
+    exclude: npt.ArrayLike | None,
+    t1_grid: npt.ArrayLike,
+    max_rank: int,
+    num_threads: int,
+) -> tuple[_I32, _I32]:
+    """Ranks of each true neighbor among the AH candidates per t1 of the grid: two int32 (nq, k, len(t1_grid))."""
