@@ -18,11 +18,11 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import DEFAULT_DATASET, load_hdf5, machine
-
 import annlib
 import annlib.autotune as at
+from annlib.bench.report import describe_machine
+
+DEFAULT_DATASET = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "debian-minilm-384-angular.hdf5"
 
 K = 10
 GRID_T1 = [1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 224]
@@ -35,7 +35,9 @@ def measure(index, queries, truth, t1, t2, repeats=1):
     times = []
     for _ in range(repeats):
         start = time.thread_time()
-        result = index.search_batched(queries, K, num_threads=1, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
+        result = index.search_batched(
+            queries, final_num_neighbors=K, leaves_to_search=t1, pre_reorder_num_neighbors=t2, num_threads=1
+        )
         times.append(time.thread_time() - start)
     return len(queries) / statistics.median(times), annlib.id_recall(result.ids, truth, K)
 
@@ -58,18 +60,19 @@ def main(argv=None) -> int:
     parser.add_argument("--tuner-threads", type=int, default=1, help="threads of the tuner (the grid runs on 1)")
     args = parser.parse_args(argv)
 
-    train, test, neighbors, _, distance = load_hdf5(args.dataset)
+    ds = annlib.datasets.load_dataset(args.dataset)
+    train, test, neighbors, distance = ds.train, ds.test, ds.neighbors, ds.distance
     metric = "cosine" if distance == "angular" else ("dot" if distance == "dot" else "squared_l2")
     truth = neighbors[:, :K]
     params = at.structural_defaults(len(train), train.shape[1], metric, K)
     start = time.perf_counter()
     index = annlib.TreeAhIndex(train, metric, **params)
     build_s = time.perf_counter() - start
-    print(f"# autotune bench: {pathlib.Path(args.dataset).name}, {machine()}")
+    print(f"# autotune bench: {pathlib.Path(args.dataset).name}, {describe_machine()}")
     print(f"index: {params} built in {build_s:.1f} s")
 
     # Exhaustive grid, single thread, on the test queries.
-    index.search_batched(test, K, num_threads=1, leaves_to_search=1, pre_reorder_num_neighbors=K)  # warm-up
+    index.search_batched(test, final_num_neighbors=K, leaves_to_search=1, pre_reorder_num_neighbors=K, num_threads=1)
     grid = []
     start = time.perf_counter()
     for t1 in GRID_T1:

@@ -9,14 +9,15 @@ Batched: all queries in one call on every core. Prints a markdown table with rat
 from __future__ import annotations
 
 import argparse
-import sys
+import pathlib
 
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import common  # noqa: E402
+import annlib
+from annlib.bench.report import describe_machine
+from annlib.bench.timing import blas_threads, median_seconds
 
-import annlib  # noqa: E402
+DEFAULT_DATASET = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "debian-minilm-384-angular.hdf5"
 
 
 def numpy_search(data, queries, k):
@@ -29,7 +30,7 @@ def numpy_search(data, queries, k):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default=str(common.DEFAULT_DATASET))
+    parser.add_argument("--dataset", default=str(DEFAULT_DATASET))
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--single-queries", type=int, default=200)
@@ -37,7 +38,8 @@ def main(argv=None):
 
     import faiss
 
-    train, test, _, _, metric = common.load_hdf5(args.dataset)
+    ds = annlib.datasets.load_dataset(args.dataset)
+    train, test = ds.train, ds.test
     # angular data is unit-norm: cosine == dot, which every contender computes directly
     data = train / np.linalg.norm(train, axis=1, keepdims=True)
     queries = test / np.linalg.norm(test, axis=1, keepdims=True)
@@ -66,20 +68,20 @@ def main(argv=None):
         return run
 
     faiss.omp_set_num_threads(1)
-    with common.blas_threads(1):
-        t_numpy = common.median_time(one_by_one(lambda q: numpy_search(data, q[None], k)), args.repeats)
-        t_faiss = common.median_time(one_by_one(lambda q: flat.search(q[None], k)), args.repeats)
-        t_ours = common.median_time(one_by_one(lambda q: ours.search(q, k)), args.repeats)
+    with blas_threads(1):
+        t_numpy = median_seconds(one_by_one(lambda q: numpy_search(data, q[None], k)), args.repeats, warmup=1)
+        t_faiss = median_seconds(one_by_one(lambda q: flat.search(q[None], k)), args.repeats, warmup=1)
+        t_ours = median_seconds(one_by_one(lambda q: ours.search(q, k)), args.repeats, warmup=1)
     rows.append(("single-thread, one query per call", len(single), t_ours, t_numpy, t_faiss))
 
     faiss.omp_set_num_threads(threads)
-    with common.blas_threads(threads):
-        t_numpy = common.median_time(lambda: numpy_search(data, queries, k), args.repeats)
-        t_faiss = common.median_time(lambda: flat.search(queries, k), args.repeats)
-        t_ours = common.median_time(lambda: ours.search_batched(queries, k, num_threads=threads), args.repeats)
+    with blas_threads(threads):
+        t_numpy = median_seconds(lambda: numpy_search(data, queries, k), args.repeats, warmup=1)
+        t_faiss = median_seconds(lambda: flat.search(queries, k), args.repeats, warmup=1)
+        t_ours = median_seconds(lambda: ours.search_batched(queries, k, num_threads=threads), args.repeats, warmup=1)
     rows.append((f"batched, {threads} threads", len(queries), t_ours, t_numpy, t_faiss))
 
-    print(f"\n{common.machine()}; data {data.shape}, k={k}, median of {args.repeats}\n")
+    print(f"\n{describe_machine()}; data {data.shape}, k={k}, median of {args.repeats}\n")
     print("| mode | queries | annlib QPS | numpy QPS | faiss QPS | annlib/numpy | annlib/faiss |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for mode, nq, t_o, t_n, t_f in rows:

@@ -1,11 +1,16 @@
-"""``annlib bench``: annlib and its peers on one dataset, measured the ann-benchmarks way.
+"""The benchmark harness: annlib and its peers on one dataset, measured the ann-benchmarks way.
+
+One runner for ``annlib bench`` and the scripts in ``bench/`` (``bench/peers.py``):
 
 >>> from annlib import bench
 >>> result, files = bench.benchmark("debian-minilm-10k", ["annlib", "hnswlib"], mode="batch")  # doctest: +SKIP
 >>> print(open(files["table"]).read())                                                       # doctest: +SKIP
 
-Files: :mod:`annlib.bench.adapters` (one adapter per library), :mod:`annlib.bench.runner`
-(sweeps and measurement), :mod:`annlib.bench.report` (CSV, markdown table, Pareto plot).
+Files: :mod:`annlib.bench.adapters` (one adapter per library, the algorithm names),
+:mod:`annlib.bench.grid` (the sweep grid and when a sweep stops), :mod:`annlib.bench.timing`
+(the timing rule: median of the timed runs), :mod:`annlib.bench.runner` (sweeps and
+measurement), :mod:`annlib.bench.report` (CSV, markdown tables, Pareto plot) and
+:mod:`annlib.bench.synthetic` (clustered synthetic data with exact ground truth).
 Peers come from ``pip install 'annlib[bench]'``; missing ones are skipped with a notice.
 """
 
@@ -24,18 +29,31 @@ from annlib.bench.report import (
     require_plotting,
     summary_rows,
 )
-from annlib.bench.runner import Point, Result, run
+from annlib.bench.runner import MODES, Point, Result, run, run_modes
 
-__all__ = ["ALGORITHMS", "TARGETS", "Point", "Result", "benchmark", "markdown", "pareto_frontier", "run", "summary_rows"]
+__all__ = [
+    "ALGORITHMS",
+    "MODES",
+    "TARGETS",
+    "Point",
+    "Result",
+    "benchmark",
+    "benchmark_modes",
+    "markdown",
+    "pareto_frontier",
+    "run",
+    "run_modes",
+    "summary_rows",
+]
 
 
-def _dataset_name(dataset: str) -> str:
-    name = os.path.splitext(os.path.basename(os.fspath(dataset)))[0]
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+def _dataset_name(dataset) -> str:
+    raw = getattr(dataset, "name", None) or os.path.splitext(os.path.basename(os.fspath(dataset)))[0]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
 
 
 def benchmark(
-    dataset: str = "debian-minilm-10k",
+    dataset="debian-minilm-10k",
     algorithms=ALGORITHMS,
     mode: str = "single",
     k: int = 10,
@@ -45,24 +63,62 @@ def benchmark(
     command: str | None = None,
     progress: bool = True,
     notice=None,
+    **options,
 ) -> tuple[Result, dict[str, str]]:
     """Run :func:`run` and write ``<out>/<dataset>-<mode>-k<k>.{csv,md,png}``.
 
-    Returns the result and the paths written (``csv``, ``table``, ``plot``).
+    Returns the result and the paths written (``csv``, ``table``, ``plot``). ``options`` are
+    those of :func:`benchmark_modes`.
+    """
+    results, files = benchmark_modes(dataset, algorithms, (mode,), k, out, runs, max_queries, command, progress, notice, **options)
+    return results[mode], files[mode]
+
+
+def benchmark_modes(
+    dataset="debian-minilm-10k",
+    algorithms=ALGORITHMS,
+    modes=MODES,
+    k: int = 10,
+    out: str = "annlib-bench",
+    runs: int = 3,
+    max_queries: int | None = None,
+    command: str | None = None,
+    progress: bool = True,
+    notice=None,
+    *,
+    builds=None,
+    single_queries: int | None = None,
+    targets=TARGETS,
+    threads: int | None = None,
+) -> tuple[dict[str, Result], dict[str, dict[str, str]]]:
+    """:func:`run_modes` (each build measured in every mode), then each mode's CSV, table and plot.
+
+    Returns ``{mode: Result}`` and ``{mode: {"csv", "table", "plot": path}}``. ``builds``,
+    ``single_queries`` and ``threads`` are passed to :func:`run_modes`; ``targets`` are the recall
+    levels of the tables. matplotlib (``annlib[bench]``) is checked before anything is measured.
     """
     require_plotting()  # before the sweeps, not after them
+    modes = tuple(modes)
     name = _dataset_name(dataset)
-    stem = os.path.join(out, f"{name}-{mode}-k{k}")
-    files = {"csv": stem + ".csv", "table": stem + ".md", "plot": stem + ".png"}
-    writer = CsvWriter(files["csv"], name, mode, k)
+    files, writers = {}, {}
+    for m in modes:
+        stem = os.path.join(out, f"{name}-{m}-k{k}")
+        files[m] = {"csv": stem + ".csv", "table": stem + ".md", "plot": stem + ".png"}
+        writers[m] = CsvWriter(files[m]["csv"], name, k)
     try:
-        result = run(dataset, algorithms, mode, k, runs, max_queries, progress=progress, on_point=writer, notice=notice)
+        results = run_modes(
+            dataset, algorithms, modes, k, runs, max_queries, threads, progress,
+            on_point=lambda point: writers[point.mode](point), notice=notice, builds=builds,
+            single_queries=single_queries,
+        )
     finally:
-        writer.close()
-    if not result.points:
-        raise ValueError("no algorithm could be run: " + "; ".join(f"{f}: {why}" for f, why in result.skipped.items()))
-    os.makedirs(out, exist_ok=True)
-    with open(files["table"], "w") as f:
-        f.write(markdown(result, command))
-    plot(result, files["plot"])
-    return result, files
+        for writer in writers.values():
+            writer.close()
+    for m, result in results.items():
+        if not result.points:
+            raise ValueError("no algorithm could be run: " + "; ".join(f"{f}: {why}" for f, why in result.skipped.items()))
+        os.makedirs(out, exist_ok=True)
+        with open(files[m]["table"], "w") as f:
+            f.write(markdown(result, command, targets))
+        plot(result, files[m]["plot"])
+    return results, files

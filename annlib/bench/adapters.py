@@ -1,4 +1,4 @@
-"""One adapter per library benchmarked by ``annlib bench``: how to build it and sweep its knobs.
+"""One adapter per library the benchmarks run: how to build it and sweep its knobs.
 
 Every adapter speaks the same small protocol, so the runner never needs to know which library
 it drives:
@@ -19,28 +19,24 @@ is "dot" for every library (what ann-benchmarks' scann and faiss modules do); eu
 use "squared_l2"; dot datasets use "dot". Peers that are not installed raise ImportError from
 ``build`` and are reported by the runner as skipped.
 
-Parameters are sized from the number of points ``n``: partitions ~ sqrt(n) as ScaNN's and faiss's
-guides suggest; graph indexes use the settings ann-benchmarks runs most often.
+Build parameters are keyword arguments of each adapter (``make(family, ..., **build)``); the
+defaults are sized from the number of points ``n``: partitions ~ sqrt(n) as ScaNN's and faiss's
+guides suggest; graph indexes use the settings ann-benchmarks runs most often. The query-time
+sweeps come from :mod:`annlib.bench.grid`, the same grid for every caller.
 """
 
 from __future__ import annotations
 
-import math
+import importlib.metadata
 import os
 import tempfile
 import time
 
 import numpy as np
 
-# Query-time sweeps, ascending cost. Tree indexes: leaves probed x candidates rescored.
-TREE_LEAVES = [1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 17, 20, 24, 28, 33, 40, 48, 56, 64, 80, 100, 128]
-TREE_REORDER = [20, 40, 100, 200]
-IVF_NPROBE = TREE_LEAVES
-IVF_KFACTOR = [2, 4, 10, 20]
-HNSW_EF = [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 80, 100, 128, 160, 200, 256, 320, 400]
-JAX_RECALL_TARGETS = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
+from annlib.bench.grid import JAX_RECALL_TARGETS, ef_sweeps, ivf_sweeps, num_partitions, tree_sweeps
 
-#: Every algorithm ``annlib bench`` knows, in the order it runs them.
+#: Every algorithm the benchmarks know, in the order they run.
 ALGORITHMS = ("annlib", "annlib-soar", "scann", "faiss-ivfpq", "faiss-hnsw", "hnswlib", "jax-bruteforce")
 
 #: Python module each family needs; a missing one skips the family.
@@ -54,21 +50,26 @@ REQUIRES = {
     "jax-bruteforce": "jax",
 }
 
+#: Distribution whose version a report records for each module.
+_DISTRIBUTIONS = {"annlib": "annlib", "scann": "scann", "faiss": "faiss-cpu", "hnswlib": "hnswlib", "jax": "jax"}
 
-def num_partitions(n: int) -> int:
-    """Partitions for n points: ~sqrt(n) (ScaNN's and faiss's rule of thumb), at least 1."""
-    return max(1, round(math.sqrt(n)))
+#: Build-time reorder of the tree indexes (their query-time reorder is swept).
+BUILD_REORDER = 100
+
+
+def version(family: str) -> str:
+    """The installed version of the library ``family`` runs, or "?"."""
+    module = REQUIRES[family]
+    try:
+        return importlib.metadata.version(_DISTRIBUTIONS.get(module, module))
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 def _file_bytes(path: str) -> int:
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
     return os.path.getsize(path)
-
-
-def _tree_sweeps(num_leaves: int, k: int) -> list[list[dict]]:
-    leaves = [x for x in TREE_LEAVES if x <= num_leaves]
-    return [[{"leaves": x, "reorder": max(r, k)} for x in leaves] for r in TREE_REORDER]
 
 
 class Adapter:
@@ -100,7 +101,7 @@ class Adapter:
 
 
 class AnnlibTreeAh(Adapter):
-    """annlib's quantization index (k-means tree + anisotropic 4-bit PQ + reorder), optionally SOAR."""
+    """annlib's quantization index (k-means tree + anisotropic 4-bit PQ + reorder), optionally spilled."""
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class AnnlibTreeAh(Adapter):
         metric,
         k,
         soar_lambda: float | None = None,
+        spill: str = "soar",
         threshold: float | None = 0.2,
         num_leaves: int | None = None,
         training_sample_size: int | None = None,
@@ -116,41 +118,50 @@ class AnnlibTreeAh(Adapter):
         self.family = "annlib-soar" if soar_lambda is not None else "annlib"
         self.num_leaves = num_leaves or num_partitions(len(data))
         self.training_sample_size = training_sample_size or len(data)
-        self.soar_lambda = soar_lambda
+        self.soar_lambda, self.spill = soar_lambda, spill
         # ScaNN applies the anisotropic loss to inner products only (algorithms.md 0)
         self.threshold = threshold if metric == "dot" else None
-        soar = f" soar={soar_lambda}" if soar_lambda is not None else ""
-        self.name = f"{self.family} L={self.num_leaves} T={self.threshold}{soar}"
+        spilling = "" if soar_lambda is None else (" spill=nearest" if spill == "nearest" else f" soar={soar_lambda}")
+        self.name = f"{self.family} L={self.num_leaves} T={self.threshold}{spilling}"
 
     def build(self) -> None:
         import annlib
 
         def build():
-            self.index = annlib.TreeAhIndex(
-                self.data,
-                self.metric,
-                num_neighbors=self.k,
-                num_leaves=self.num_leaves,
-                num_leaves_to_search=1,
-                training_sample_size=self.training_sample_size,
-                soar_lambda=self.soar_lambda,
-                dims_per_block=2,
-                anisotropic_quantization_threshold=self.threshold,
-                reorder=max(TREE_REORDER[0], self.k),
+            self.index = (
+                annlib.builder(self.data, self.k, self.metric)
+                .tree(
+                    num_leaves=self.num_leaves,
+                    num_leaves_to_search=min(20, self.num_leaves),
+                    training_sample_size=self.training_sample_size,
+                    soar_lambda=self.soar_lambda,
+                    spill=self.spill,
+                )
+                .score_ah(2, anisotropic_quantization_threshold=self.threshold)
+                .reorder(max(BUILD_REORDER, self.k))
+                .build()
             )
 
         self._timed_build(build)
         self.index_bytes = self.index.stats()["total_bytes"]
 
     def sweeps(self):
-        return _tree_sweeps(self.num_leaves, self.k)
+        return tree_sweeps(self.num_leaves, self.k)
 
+    # Keyword arguments only: the spelling every index kind accepts (issue 11's protocol).
     def search_one(self, q, p):
-        return self.index.search(q, self.k, leaves_to_search=p["leaves"], pre_reorder_num_neighbors=p["reorder"]).ids
+        return self.index.search(
+            q, final_num_neighbors=self.k, leaves_to_search=p["leaves"], pre_reorder_num_neighbors=p["reorder"]
+        ).ids
 
     def search_batch(self, queries, p, threads):
-        return self.index.search_batched(queries, self.k, num_threads=threads, leaves_to_search=p["leaves"],
-                                         pre_reorder_num_neighbors=p["reorder"]).ids
+        return self.index.search_batched(
+            queries,
+            final_num_neighbors=self.k,
+            leaves_to_search=p["leaves"],
+            pre_reorder_num_neighbors=p["reorder"],
+            num_threads=threads,
+        ).ids
 
 
 # --------------------------------------------------------------------------- scann
@@ -161,30 +172,43 @@ class Scann(Adapter):
 
     family = "scann"
 
-    def __init__(self, data, metric, k, threshold: float = 0.2, num_leaves: int | None = None, training_sample_size: int | None = None):
+    def __init__(
+        self,
+        data,
+        metric,
+        k,
+        threshold: float = 0.2,
+        num_leaves: int | None = None,
+        training_sample_size: int | None = None,
+        soar_lambda: float | None = None,
+    ):
         super().__init__(data, metric, k)
         self.num_leaves = num_leaves or num_partitions(len(data))
         self.training_sample_size = training_sample_size or len(data)
         self.threshold = threshold if metric == "dot" else float("nan")
-        self.name = f"scann L={self.num_leaves} T={self.threshold}"
+        self.soar_lambda = soar_lambda
+        soar = "" if soar_lambda is None else f" soar={soar_lambda}"
+        self.name = f"scann L={self.num_leaves} T={self.threshold}{soar}"
 
     def build(self) -> None:
         import scann
 
         distance = "dot_product" if self.metric == "dot" else "squared_l2"
+        soar = {} if self.soar_lambda is None else {"soar_lambda": self.soar_lambda}
 
         def build():
             self.index = (
                 scann.scann_ops_pybind.builder(self.data, self.k, distance)
                 .tree(
                     num_leaves=self.num_leaves,
-                    num_leaves_to_search=1,
+                    num_leaves_to_search=min(20, self.num_leaves),
                     training_sample_size=self.training_sample_size,
                     spherical=self.metric == "dot",
                     quantize_centroids=True,
+                    **soar,
                 )
                 .score_ah(2, anisotropic_quantization_threshold=self.threshold)
-                .reorder(max(TREE_REORDER[0], self.k))
+                .reorder(max(BUILD_REORDER, self.k))
                 .build()
             )
 
@@ -194,16 +218,20 @@ class Scann(Adapter):
             self.index_bytes = _file_bytes(tmp)
 
     def sweeps(self):
-        return _tree_sweeps(self.num_leaves, self.k)
+        return tree_sweeps(self.num_leaves, self.k)
 
     def prepare(self, mode, threads):
         self.index.set_num_threads(1 if mode == "single" else threads)
 
     def search_one(self, q, p):
-        return self.index.search(q, self.k, p["reorder"], p["leaves"])[0]
+        return self.index.search(
+            q, final_num_neighbors=self.k, pre_reorder_num_neighbors=p["reorder"], leaves_to_search=p["leaves"]
+        )[0]
 
     def search_batch(self, queries, p, threads):
-        return self.index.search_batched_parallel(queries, self.k, p["reorder"], p["leaves"])[0]
+        return self.index.search_batched_parallel(
+            queries, final_num_neighbors=self.k, pre_reorder_num_neighbors=p["reorder"], leaves_to_search=p["leaves"]
+        )[0]
 
 
 # --------------------------------------------------------------------------- faiss
@@ -239,8 +267,7 @@ class FaissIvfPq(Adapter):
         self.ivf = faiss.extract_index_ivf(self.base)
 
     def sweeps(self):
-        probes = [x for x in IVF_NPROBE if x <= self.nlist]
-        return [[{"nprobe": x, "k_factor": kf} for x in probes] for kf in IVF_KFACTOR]
+        return ivf_sweeps(self.nlist)
 
     def prepare(self, mode, threads):
         import faiss
@@ -282,7 +309,7 @@ class FaissHnsw(Adapter):
         self.index_bytes = int(faiss.serialize_index(self.index).nbytes)
 
     def sweeps(self):
-        return [[{"ef": ef} for ef in HNSW_EF if ef >= self.k]]
+        return ef_sweeps(self.k)
 
     def prepare(self, mode, threads):
         import faiss
@@ -329,7 +356,7 @@ class Hnswlib(Adapter):
             self.index_bytes = _file_bytes(path)
 
     def sweeps(self):
-        return [[{"ef": ef} for ef in HNSW_EF if ef >= self.k]]
+        return ef_sweeps(self.k)
 
     def prepare(self, mode, threads):
         self.index.set_num_threads(1 if mode == "single" else threads)
@@ -383,20 +410,33 @@ class JaxBruteForce(Adapter):
         return self._search(self.database, queries, self.k, self.metric, p["recall_target"], norms=self.norms).ids
 
 
-def make(family: str, data: np.ndarray, metric: str, k: int, threads: int) -> Adapter:
-    """The adapter of ``family`` (one of :data:`ALGORITHMS`) over prepared ``data``."""
-    if family == "annlib":
-        return AnnlibTreeAh(data, metric, k)
-    if family == "annlib-soar":
-        return AnnlibTreeAh(data, metric, k, soar_lambda=1.0)
-    if family == "scann":
-        return Scann(data, metric, k)
-    if family == "faiss-ivfpq":
-        return FaissIvfPq(data, metric, k)
-    if family == "faiss-hnsw":
-        return FaissHnsw(data, metric, k)
+_ADAPTERS = {
+    "annlib": (AnnlibTreeAh, {}),
+    "annlib-soar": (AnnlibTreeAh, {"soar_lambda": 1.0}),
+    "scann": (Scann, {}),
+    "faiss-ivfpq": (FaissIvfPq, {}),
+    "faiss-hnsw": (FaissHnsw, {}),
+    "hnswlib": (Hnswlib, {}),
+    "jax-bruteforce": (JaxBruteForce, {}),
+}
+
+
+def make(family: str, data: np.ndarray, metric: str, k: int, threads: int, **build) -> Adapter:
+    """The adapter of ``family`` (one of :data:`ALGORITHMS`) over prepared ``data``.
+
+    ``build`` holds the family's build parameters (e.g. ``num_leaves=224, soar_lambda=1.5`` for
+    the annlib families, ``nlist`` for faiss-ivfpq, ``m`` for the graph indexes); what is not
+    given is sized from the data. An unknown parameter is a TypeError naming it.
+    """
+    if family not in _ADAPTERS:
+        raise ValueError(f"unknown algorithm {family!r}; choose from {', '.join(ALGORITHMS)}")
+    cls, defaults = _ADAPTERS[family]
     if family == "hnswlib":
-        return Hnswlib(data, metric, k, threads=threads)
-    if family == "jax-bruteforce":
-        return JaxBruteForce(data, metric, k)
-    raise ValueError(f"unknown algorithm {family!r}; choose from {', '.join(ALGORITHMS)}")
+        defaults = {**defaults, "threads": threads}
+    try:
+        adapter = cls(data, metric, k, **{**defaults, **build})
+    except TypeError as exc:
+        raise TypeError(f"{family}: bad build parameters {build}: {exc}") from None
+    if adapter.family != family:  # soar_lambda decides between the two annlib families
+        raise ValueError(f"{family}: soar_lambda={build.get('soar_lambda')} builds {adapter.family}; use that name")
+    return adapter

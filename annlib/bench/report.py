@@ -1,4 +1,9 @@
-"""Outputs of ``annlib bench``: the CSV of every point, the markdown table and the Pareto plot."""
+"""Outputs of a benchmark run: the CSV of every point, the markdown tables and the Pareto plot.
+
+The same files for ``annlib bench`` and ``bench/peers.py``. QPS at a recall level is the fastest
+measured point with at least that recall (no interpolation); "vs annlib" divides it by the best
+plain ``annlib`` build's QPS at the same level, in the same run and mode.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +28,10 @@ def params_str(params: dict) -> str:
 class CsvWriter:
     """Appends each point as it is measured, so an interrupted run keeps what it measured."""
 
-    def __init__(self, path: str, dataset: str, mode: str, k: int):
+    def __init__(self, path: str, dataset: str, k: int):
         self._path = path
         self._file = None  # opened with the first point: a run that fails early leaves nothing behind
-        self._fixed = [dataset, mode, k]
+        self._dataset, self._k = dataset, k
 
     def __call__(self, point) -> None:
         if self._file is None:
@@ -36,7 +41,9 @@ class CsvWriter:
             self._writer.writerow(CSV_FIELDS)
         self._writer.writerow(
             [
-                *self._fixed,
+                self._dataset,
+                point.mode,
+                self._k,
                 point.family,
                 point.name,
                 params_str(point.params),
@@ -75,7 +82,7 @@ def best_at(points, target: float):
 
 
 def describe_machine() -> str:
-    """The CPU model and core count, for benchmark reports."""
+    """The CPU model, core count and annlib's SIMD path, for benchmark reports."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -85,56 +92,74 @@ def describe_machine() -> str:
                     break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    from annlib import cpu_info
+
+    return f"{cpu}, {os.cpu_count()} cores, annlib SIMD path {cpu_info()['isa']}"
 
 
 def describe(result) -> str:
     ds = result.dataset
-    what = "one query per call, one CPU" if result.mode == "single" else f"all queries per call, {result.threads} threads"
+    if result.mode == "single":
+        timed = f", first {result.single_queries:,} timed" if result.single_queries else ""
+        what = f"one query per call, one CPU{timed}"
+    else:
+        what = f"all queries per call, {result.threads} threads"
     return (
         f"{ds.name}: {ds.data.shape[0]:,} x {ds.data.shape[1]} ({ds.distance}), {len(ds.queries):,} queries, "
-        f"recall@{result.k}; {result.mode} mode ({what}); QPS = best of {result.runs} runs"
+        f"recall@{result.k}; {result.mode} mode ({what}); QPS from the median of {result.runs} timed runs"
     )
 
 
-def summary_rows(result) -> list[dict]:
-    """One dict per algorithm family: QPS at each target, parameters there, build time, size."""
+def summary_rows(result, targets=TARGETS) -> list[dict]:
+    """One dict per build: family, name, QPS (and ratio to annlib) at each target, build time, size."""
     rows = []
-    for family in result.families:
-        points = [p for p in result.points if p.family == family]
-        row = {"algorithm": family, "max_recall": max(p.recall for p in points), "at": {}}
-        for target in TARGETS:
+    for name in result.names:
+        points = [p for p in result.points if p.name == name]
+        row = {"algorithm": points[0].family, "name": name, "max_recall": max(p.recall for p in points), "at": {}}
+        for target in targets:
             best = best_at(points, target)
             row["at"][target] = None if best is None else {"qps": best.qps, "params": best.params, "recall": best.recall}
-        # build time and size of the build that gave the fastest point at the middle target
-        ref = best_at(points, 0.90) or max(points, key=lambda p: p.recall)
-        row.update(name=ref.name, build_s=ref.build_s, index_mb=ref.index_bytes / 2**20)
+        row.update(build_s=points[0].build_s, index_mb=points[0].index_bytes / 2**20)
         rows.append(row)
+    for target in targets:
+        ref = [r["at"][target]["qps"] for r in rows if r["algorithm"] == "annlib" and r["at"][target]]
+        for row in rows:
+            if row["at"][target] is not None:
+                row["at"][target]["vs_annlib"] = row["at"][target]["qps"] / max(ref) if ref else None
     return rows
 
 
-def markdown(result, command: str | None = None) -> str:
-    """The summary table, with the machine, the data and (optionally) the command that made it."""
-    rows = summary_rows(result)
-    head = "| algorithm | " + " | ".join(f"QPS @{t:.2f}" for t in TARGETS) + " | max recall | build (s) | index (MB) |"
+def _versions(result) -> str:
+    versions = dict(getattr(result, "versions", {}) or {})
+    return ", ".join(f"{library} {v}" for library, v in versions.items()) + f", numpy {np.__version__}"
+
+
+def markdown(result, command: str | None = None, targets=TARGETS) -> str:
+    """The summary tables, with the machine, the versions and (optionally) the command that made them."""
+    rows = summary_rows(result, targets)
+    head = "| algorithm | build | " + " | ".join(f"QPS @{t:.2f} | vs annlib" for t in targets)
     lines = [
         f"### {describe(result)}",
         "",
-        f"machine: {describe_machine()}" + (f"; command: `{command}`" if command else ""),
+        f"machine: {describe_machine()}; versions: {_versions(result)}" + (f"; command: `{command}`" if command else ""),
         "",
-        head,
-        "|---|" + "---:|" * (len(TARGETS) + 3),
+        head + " | max recall | build (s) | index (MB) |",
+        "|---|---|" + "---:|---:|" * len(targets) + "---:|---:|---:|",
     ]
     for row in rows:
-        cells = [f"{row['at'][t]['qps']:,.0f}" if row["at"][t] else "—" for t in TARGETS]
+        cells = []
+        for t in targets:
+            at = row["at"][t]
+            ratio = f"{at['vs_annlib']:.2f}x" if at and at.get("vs_annlib") is not None else ""
+            cells += [f"{at['qps']:,.0f}" if at else "—", ratio]
         lines.append(
-            f"| {row['algorithm']} | " + " | ".join(cells)
+            f"| {row['algorithm']} | {row['name']} | " + " | ".join(cells)
             + f" | {row['max_recall']:.4f} | {row['build_s']:.1f} | {row['index_mb']:.1f} |"
         )
     lines += ["", "Parameters of the fastest point at each recall level:", ""]
-    lines += ["| algorithm | build | " + " | ".join(f"@{t:.2f}" for t in TARGETS) + " |", "|---|---|" + "---|" * len(TARGETS)]
+    lines += ["| algorithm | build | " + " | ".join(f"@{t:.2f}" for t in targets) + " |", "|---|---|" + "---|" * len(targets)]
     for row in rows:
-        cells = [params_str(row["at"][t]["params"]) if row["at"][t] else "—" for t in TARGETS]
+        cells = [params_str(row["at"][t]["params"]) if row["at"][t] else "—" for t in targets]
         lines.append(f"| {row['algorithm']} | {row['name']} | " + " | ".join(cells) + " |")
     if result.skipped:
         lines += ["", "Skipped: " + "; ".join(f"{f} ({why})" for f, why in result.skipped.items())]
@@ -155,12 +180,15 @@ def plot(result, path: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     markers = "osv^D<>p*h"
     lowest = 1.0
-    for i, family in enumerate(result.families):
-        frontier = pareto_frontier([p for p in result.points if p.family == family])
+    one_build_each = len(result.names) == len(result.families)
+    for i, name in enumerate(result.names):
+        points = [p for p in result.points if p.name == name]
+        frontier = pareto_frontier(points)
         frontier.sort(key=lambda p: p.recall)
         recalls = [p.recall for p in frontier]
         lowest = min(lowest, recalls[0])
-        ax.plot(recalls, [p.qps for p in frontier], marker=markers[i % len(markers)], markersize=4, linewidth=1.5, label=family)
+        label = points[0].family if one_build_each else name
+        ax.plot(recalls, [p.qps for p in frontier], marker=markers[i % len(markers)], markersize=4, linewidth=1.5, label=label)
     ax.set_yscale("log")
     ax.set_xlim(max(0.0, min(lowest, 0.8) - 0.02), 1.005)
     ax.set_xlabel(f"Recall@{result.k} (ann-benchmarks k-nn)")
