@@ -118,7 +118,8 @@ def test_run_modes_measures_every_build_in_every_mode(small):
     # recall does not depend on the mode: same index, same parameters
     single = {(p.name, tuple(p.params.items())): p.recall for p in results["single"].points}
     batch = {(p.name, tuple(p.params.items())): p.recall for p in results["batch"].points}
-    assert {key: single[key] for key in batch.keys() & single.keys()} == {key: batch[key] for key in batch.keys() & single.keys()}
+    shared = batch.keys() & single.keys()
+    assert shared and {key: single[key] for key in shared} == {key: batch[key] for key in shared}
 
     rows = report.summary_rows(results["batch"], targets=(0.9,))
     assert [r["name"] for r in rows] == names
@@ -154,7 +155,8 @@ def test_peers_script_build_grid_is_the_product_of_its_flags():
     assert builds["annlib"] == [
         {"num_leaves": L, "threshold": T} for L, T in itertools.product([100, 200], [0.2, 0.3])
     ]
-    assert len(builds["annlib-soar"]) == 8 and {b.get("spill", "soar") for b in builds["annlib-soar"]} == {"soar", "nearest"}
+    assert len(builds["annlib-soar"]) == 8
+    assert {b.get("spill", "soar") for b in builds["annlib-soar"]} == {"soar", "nearest"}
     assert [b.get("soar_lambda") for b in builds["scann"]] == [None, 1.5, None, 1.5]
     assert builds["hnswlib"] == [{"m": 16}, {"m": 32}]
     assert "annlib-soar" in args.algorithms

@@ -11,7 +11,7 @@ Files: :mod:`annlib.bench.adapters` (one adapter per library, the algorithm name
 (the timing rule: median of the timed runs), :mod:`annlib.bench.runner` (sweeps and
 measurement), :mod:`annlib.bench.report` (CSV, markdown tables, Pareto plot) and
 :mod:`annlib.bench.synthetic` (clustered synthetic data with exact ground truth).
-Peers come from ``pip install 'annlib[bench]'``; missing ones are skipped with a notice.
+Peers come from ``pip install "annlib[bench]"``; missing ones are skipped with a notice.
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def benchmark(
     Returns the result and the paths written (``csv``, ``table``, ``plot``). ``options`` are
     those of :func:`benchmark_modes`.
     """
-    results, files = benchmark_modes(dataset, algorithms, (mode,), k, out, runs, max_queries, command, progress, notice, **options)
+    results, files = benchmark_modes(
+        dataset, algorithms, (mode,), k, out, runs, max_queries, command, progress, notice, **options
+    )
     return results[mode], files[mode]
 
 
@@ -116,7 +118,8 @@ def benchmark_modes(
             writer.close()
     for m, result in results.items():
         if not result.points:
-            raise ValueError("no algorithm could be run: " + "; ".join(f"{f}: {why}" for f, why in result.skipped.items()))
+            why = "; ".join(f"{family}: {reason}" for family, reason in result.skipped.items())
+            raise ValueError(f"no algorithm could be run: {why}")
         os.makedirs(out, exist_ok=True)
         with open(files[m]["table"], "w") as f:
             f.write(markdown(result, command, targets))

@@ -118,7 +118,8 @@ def summary_rows(result, targets=TARGETS) -> list[dict]:
         row = {"algorithm": points[0].family, "name": name, "max_recall": max(p.recall for p in points), "at": {}}
         for target in targets:
             best = best_at(points, target)
-            row["at"][target] = None if best is None else {"qps": best.qps, "params": best.params, "recall": best.recall}
+            at = None if best is None else {"qps": best.qps, "params": best.params, "recall": best.recall}
+            row["at"][target] = at
         row.update(build_s=points[0].build_s, index_mb=points[0].index_bytes / 2**20)
         rows.append(row)
     for target in targets:
@@ -141,7 +142,8 @@ def markdown(result, command: str | None = None, targets=TARGETS) -> str:
     lines = [
         f"### {describe(result)}",
         "",
-        f"machine: {describe_machine()}; versions: {_versions(result)}" + (f"; command: `{command}`" if command else ""),
+        f"machine: {describe_machine()}; versions: {_versions(result)}"
+        + (f"; command: `{command}`" if command else ""),
         "",
         head + " | max recall | build (s) | index (MB) |",
         "|---|---|" + "---:|---:|" * len(targets) + "---:|---:|---:|",

@@ -229,7 +229,7 @@ def run_modes(
         if not available(family):
             module = _adapters.REQUIRES[family]
             skipped[family] = f"python package {module!r} is not installed"
-            notice(f"skipping {family}: {skipped[family]} (pip install 'annlib[bench]')")
+            notice(f'skipping {family}: {skipped[family]} (pip install "annlib[bench]")')
             continue
         ran = False
         for build in builds.get(family) or [{}]:
@@ -243,7 +243,9 @@ def run_modes(
                 break
             ran = True
             for mode in modes:
-                points[mode] += _sweep_with_progress(algo, mode, ds, k, runs, threads, on_point, progress, single_queries)
+                points[mode] += _sweep_with_progress(
+                    algo, mode, ds, k, runs, threads, on_point, progress, single_queries
+                )
                 found = [p for p in points[mode] if p.name == algo.name]
                 best = max(found, key=lambda p: p.recall)
                 notice(
@@ -275,22 +277,9 @@ def _sweep_with_progress(algo, mode, ds, k, runs, threads, on_point, progress, s
 
 
 def run(
-    dataset="debian-minilm-10k",
-    algorithms: Sequence[str] = _adapters.ALGORITHMS,
-    mode: str = "single",
-    k: int = 10,
-    runs: int = 3,
-    max_queries: int | None = None,
-    threads: int | None = None,
-    progress: bool = True,
-    on_point: Callable[[Point], None] | None = None,
-    notice: Callable[[str], None] | None = None,
-    builds: Mapping[str, Sequence[dict]] | None = None,
-    single_queries: int | None = None,
+    dataset="debian-minilm-10k", algorithms: Sequence[str] = _adapters.ALGORITHMS, mode: str = "single", **options
 ) -> Result:
-    """:func:`run_modes` in one mode ("single" or "batch")."""
+    """:func:`run_modes` in one mode ("single" or "batch"); ``options`` are those of :func:`run_modes`."""
     if mode not in MODES:
         raise ValueError(f"mode must be 'single' or 'batch', got {mode!r}")
-    return run_modes(
-        dataset, algorithms, (mode,), k, runs, max_queries, threads, progress, on_point, notice, builds, single_queries
-    )[mode]
+    return run_modes(dataset, algorithms, (mode,), **options)[mode]

@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Callable
 
 from annlib._atomic import atomic_path
-from annlib.datasets.formats import h5py_module
+from annlib.datasets.formats import open_hdf5
 from annlib.datasets.registry import RegistryEntry, default_download_dir, registry_entry
 from annlib.errors import DatasetError, FormatError
 
@@ -22,12 +22,7 @@ _DOWNLOAD_TIMEOUT_S = 60.0
 
 def _check_shapes(path: pathlib.Path, entry: RegistryEntry) -> None:
     """Raise FormatError unless ``path`` holds ``train`` and ``test`` of the registry's dim."""
-    h5py = h5py_module()
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise FormatError(f"{path} is not a readable HDF5 file ({exc})") from exc
-    with handle:
+    with open_hdf5(path) as handle:
         for key in ("train", "test"):
             if key not in handle:
                 raise FormatError(f"{path} has no '{key}' dataset, expected for {entry.name}")

@@ -57,6 +57,14 @@ def h5py_module():
     return h5py
 
 
+def open_hdf5(path: pathlib.Path):
+    """An HDF5 file opened for reading; FormatError when it is not one."""
+    try:
+        return h5py_module().File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"{path} is not a readable HDF5 file ({exc})") from exc
+
+
 def _attr_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -99,12 +107,7 @@ def read_hdf5(path: str | os.PathLike, name: str | None = None) -> Dataset:
     path = pathlib.Path(path)
     if not path.is_file():
         raise DatasetError(f"dataset file not found: {path}")
-    h5py = h5py_module()
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise FormatError(f"{path} is not a readable HDF5 file ({exc})") from exc
-    with handle:
+    with open_hdf5(path) as handle:
         if "train" not in handle:
             raise FormatError(f"{path} has no 'train' dataset (found: {sorted(handle.keys())})")
         attrs = {key: _attr_value(value) for key, value in handle.attrs.items()}
