@@ -118,10 +118,11 @@ def _fsync_dir(directory: pathlib.Path) -> None:
         os.close(fd)
 
 
-def _naming_target(exc: OSError, final: pathlib.Path) -> OSError:
+def _naming_target(exc: OSError, final: pathlib.Path, tmp: pathlib.Path | None = None) -> OSError:
     """The same error with the target as its filename (OSError picks the subclass from errno)."""
-    if exc.errno is None:
-        return OSError(f"cannot write {final}: {exc}")
+    if exc.errno is None:  # e.g. h5py's errors: only a message, which may name the temporary
+        text = str(exc).replace(str(tmp), str(final)) if tmp is not None else str(exc)
+        return OSError(f"cannot write {final}: {text}")
     return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(final))
 
 
@@ -161,7 +162,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[pathlib.Path]:
         os.replace(tmp, final)
     except OSError as exc:
         _unlink_quietly(tmp)
-        raise _naming_target(exc, final) from exc
+        raise _naming_target(exc, final, tmp) from exc
     except BaseException:
         _unlink_quietly(tmp)
         raise

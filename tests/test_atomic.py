@@ -149,6 +149,15 @@ def test_unwritable_directory_error_names_the_target(tmp_path):
     assert info.value.filename == str(directory / "index.annl")
 
 
+def test_error_without_errno_is_reworded_to_name_the_target(tmp_path):
+    target = tmp_path / "data.hdf5"
+    with pytest.raises(OSError) as info, _atomic.atomic_path(target) as tmp:
+        raise OSError(f"Unable to synchronously create file (name = '{tmp}')")  # how h5py words it
+    assert str(target) in str(info.value)
+    assert _atomic.TEMP_MARKER not in str(info.value)
+    assert _names(tmp_path) == []
+
+
 def test_interrupted_body_removes_the_temporary(tmp_path):
     target = tmp_path / "t.bin"
     target.write_bytes(b"old")
