@@ -70,26 +70,40 @@ def test_importing_annlib_stays_light():
     "use",
     [
         "annlib.tpu_knn",
-        "annlib.JaxBruteForce",
-        "__import__('annlib.jax.index')",
+        "annlib.JaxBruteForce(np.eye(4, dtype=np.float32), 'dot')",
+        "annlib.builder(np.eye(4, dtype=np.float32), 1, 'dot').brute_force(backend='jax').build()",
     ],
 )
 def test_jax_path_without_jax_names_the_extra(use):
     result = _run_without(
         ("jax", "jaxlib"),
         f"""
+        import numpy as np
         import annlib
-        from annlib.errors import AnnlibError
         try:
             {use}
         except ImportError as exc:
-            assert isinstance(exc, AnnlibError), type(exc)
             print(exc)
         else:
             raise SystemExit("no ImportError")
         """,
     )
     assert result.returncode == 0, result.stderr + result.stdout
+    assert 'pip install "annlib[jax]"' in result.stdout
+
+
+def test_jax_package_without_jax_is_an_annlib_error():
+    result = _run_without(
+        ("jax", "jaxlib"),
+        """
+        from annlib.errors import MissingDependencyError
+        try:
+            import annlib.jax
+        except MissingDependencyError as exc:
+            print(exc)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
     assert 'pip install "annlib[jax]"' in result.stdout
 
 
