@@ -467,3 +467,32 @@ def test_ground_truth_reproduces_embedded_sample(real_sample):
     neighbors, distances = datasets.ground_truth(real_sample["train"], real_sample["test"][:50], 100, "angular")
     np.testing.assert_allclose(distances, real_sample["distances"][:50], atol=2e-5)
     assert (neighbors == real_sample["neighbors"][:50]).mean() > 0.99
+
+
+# ---------------------------------------------------------------------------------------------
+# .npy and the package surface
+
+
+def test_npy_round_trip_and_refusals(tmp_path, rng):
+    array = rng.standard_normal((6, 3)).astype(np.float64)
+    path = datasets.write_npy(tmp_path / "a.npy", array)
+    assert np.load(path).dtype == np.float64  # stored as given
+    loaded = datasets.read_npy(path)
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, array.astype(np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        datasets.write_npy(tmp_path / "b.npy", np.zeros(3))
+    with pytest.raises(TypeError, match="real numeric"):
+        datasets.write_npy(tmp_path / "b.npy", np.array([["x"]]))
+    np.save(tmp_path / "objects.npy", np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
+    with pytest.raises(FormatError, match="objects.npy"):
+        datasets.read_npy(tmp_path / "objects.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "objects.npy"]
+
+
+def test_package_surface():
+    assert datasets.load_dataset is datasets.load
+    assert all(hasattr(datasets, name) for name in datasets.__all__)
+    assert {"read_hdf5", "load", "load_dataset", "download", "ground_truth", "Dataset", "list_datasets"} <= set(
+        datasets.__all__
+    )

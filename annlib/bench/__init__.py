@@ -53,26 +53,15 @@ def _dataset_name(dataset) -> str:
 
 
 def benchmark(
-    dataset="debian-minilm-10k",
-    algorithms=ALGORITHMS,
-    mode: str = "single",
-    k: int = 10,
-    out: str = "annlib-bench",
-    runs: int = 3,
-    max_queries: int | None = None,
-    command: str | None = None,
-    progress: bool = True,
-    notice=None,
-    **options,
+    dataset="debian-minilm-10k", algorithms=ALGORITHMS, mode: str = "single", *args, **kwargs
 ) -> tuple[Result, dict[str, str]]:
-    """Run :func:`run` and write ``<out>/<dataset>-<mode>-k<k>.{csv,md,png}``.
+    """:func:`benchmark_modes` in one mode: ``<out>/<dataset>-<mode>-k<k>.{csv,md,png}``.
 
-    Returns the result and the paths written (``csv``, ``table``, ``plot``). ``options`` are
-    those of :func:`benchmark_modes`.
+    The parameters after ``mode`` are those of :func:`benchmark_modes` (``k``, ``out``, ``runs``,
+    ``max_queries``, ``command``, ``progress``, ``notice``, then keyword-only options). Returns
+    the result and the paths written (``csv``, ``table``, ``plot``).
     """
-    results, files = benchmark_modes(
-        dataset, algorithms, (mode,), k, out, runs, max_queries, command, progress, notice, **options
-    )
+    results, files = benchmark_modes(dataset, algorithms, (mode,), *args, **kwargs)
     return results[mode], files[mode]
 
 

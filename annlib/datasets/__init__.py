@@ -30,7 +30,12 @@ Examples
 
 from __future__ import annotations
 
-from annlib.datasets.dataset import DISTANCE_TO_METRIC, METRIC_TO_DISTANCE, Dataset
+from annlib.datasets import dataset as _dataset
+from annlib.datasets import fetch as _fetch
+from annlib.datasets import formats as _formats
+from annlib.datasets import registry as _registry
+from annlib.datasets import truth as _truth
+from annlib.datasets.dataset import DISTANCE_TO_METRIC, METRIC_TO_DISTANCE, Dataset, metric_for
 from annlib.datasets.fetch import download
 from annlib.datasets.formats import (
     read_bvecs,
@@ -47,26 +52,5 @@ from annlib.datasets.formats import (
 from annlib.datasets.registry import REGISTRY, RegistryEntry, data_dirs, list_datasets, load, load_dataset
 from annlib.datasets.truth import ground_truth
 
-__all__ = [
-    "DISTANCE_TO_METRIC",
-    "METRIC_TO_DISTANCE",
-    "REGISTRY",
-    "Dataset",
-    "RegistryEntry",
-    "data_dirs",
-    "download",
-    "ground_truth",
-    "list_datasets",
-    "load",
-    "load_dataset",
-    "read_bvecs",
-    "read_fvecs",
-    "read_hdf5",
-    "read_ivecs",
-    "read_npy",
-    "write_bvecs",
-    "write_fvecs",
-    "write_hdf5",
-    "write_ivecs",
-    "write_npy",
-]
+# Each module's __all__ is its public part; the package offers all of them.
+__all__ = sorted({*_dataset.__all__, *_fetch.__all__, *_formats.__all__, *_registry.__all__, *_truth.__all__})

@@ -327,37 +327,17 @@ def read_fvecs(path: str | os.PathLike, check_rows: bool = True) -> np.ndarray:
 
 
 def read_ivecs(path: str | os.PathLike, check_rows: bool = True) -> np.ndarray:
-    """Memory-map a TEXMEX ``.ivecs`` file (rows of int32 dim, then dim int32); see :func:`read_fvecs`.
+    """A read-only ``[n, dim]`` int32 view of a mapped TEXMEX ``.ivecs`` file (int32 dim, then dim int32).
 
-    Returns
-    -------
-    numpy.ndarray
-        A read-only ``[n, dim]`` int32 view of the mapped file.
-
-    Raises
-    ------
-    DatasetError
-        The file does not exist.
-    FormatError
-        Empty, truncated or a row with a different dim.
+    Parameters and errors as :func:`read_fvecs`.
     """
     return _read_vecs(path, "ivecs", check_rows)
 
 
 def read_bvecs(path: str | os.PathLike, check_rows: bool = True) -> np.ndarray:
-    """Memory-map a TEXMEX ``.bvecs`` file (rows of int32 dim, then dim uint8); see :func:`read_fvecs`.
+    """A read-only ``[n, dim]`` uint8 view of a mapped TEXMEX ``.bvecs`` file (int32 dim, then dim uint8).
 
-    Returns
-    -------
-    numpy.ndarray
-        A read-only ``[n, dim]`` uint8 view of the mapped file.
-
-    Raises
-    ------
-    DatasetError
-        The file does not exist.
-    FormatError
-        Empty, truncated or a row with a different dim.
+    Parameters and errors as :func:`read_fvecs`.
     """
     return _read_vecs(path, "bvecs", check_rows)
 
@@ -390,6 +370,16 @@ def write_fvecs(path: str | os.PathLike, array) -> pathlib.Path:
     return _write_vecs(path, array, "fvecs")
 
 
+def _write_integer_vecs(path: str | os.PathLike, array, kind: str, what: str) -> pathlib.Path:
+    array = np.asarray(array)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{kind} data must be an integer array, got dtype {array.dtype}")
+    info = np.iinfo(_VECS[kind])
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        raise ValueError(f"{kind} values must {what}, got range [{array.min()}, {array.max()}]")
+    return _write_vecs(path, array, kind)
+
+
 def write_ivecs(path: str | os.PathLike, array) -> pathlib.Path:
     """Write ``[n, dim]`` integers as an ``.ivecs`` file (int32), atomically.
 
@@ -400,13 +390,7 @@ def write_ivecs(path: str | os.PathLike, array) -> pathlib.Path:
     ValueError
         Not 2-D, or a value does not fit in int32.
     """
-    array = np.asarray(array)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"ivecs data must be an integer array, got dtype {array.dtype}")
-    info = np.iinfo(np.int32)
-    if array.size and (array.min() < info.min or array.max() > info.max):
-        raise ValueError(f"ivecs values must fit in int32, got range [{array.min()}, {array.max()}]")
-    return _write_vecs(path, array, "ivecs")
+    return _write_integer_vecs(path, array, "ivecs", "fit in int32")
 
 
 def write_bvecs(path: str | os.PathLike, array) -> pathlib.Path:
@@ -419,12 +403,7 @@ def write_bvecs(path: str | os.PathLike, array) -> pathlib.Path:
     ValueError
         Not 2-D, or a value is outside ``[0, 255]``.
     """
-    array = np.asarray(array)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"bvecs data must be an integer array, got dtype {array.dtype}")
-    if array.size and (array.min() < 0 or array.max() > 255):
-        raise ValueError(f"bvecs values must lie in [0, 255], got range [{array.min()}, {array.max()}]")
-    return _write_vecs(path, array, "bvecs")
+    return _write_integer_vecs(path, array, "bvecs", "lie in [0, 255]")
 
 
 # --------------------------------------------------------------------------------------------------
