@@ -36,10 +36,10 @@ def test_should_stop(recalls, stop):
 
 def test_tree_sweeps_cap_leaves_and_raise_reorder_to_k():
     sweeps = grid.tree_sweeps(num_leaves=12, k=50)
-    reorders = [inner[0]["reorder"] for inner in sweeps]
+    reorders = [inner[0]["pre_reorder_num_neighbors"] for inner in sweeps]
     assert reorders == sorted(set(reorders)) and min(reorders) == 50
-    assert all(p["leaves"] <= 12 for inner in sweeps for p in inner)
-    assert grid.tree_sweeps(num_leaves=1, k=10)[0] == [{"leaves": 1, "reorder": 20}]
+    assert all(p["leaves_to_search"] <= 12 for inner in sweeps for p in inner)
+    assert grid.tree_sweeps(num_leaves=1, k=10)[0] == [{"leaves_to_search": 1, "pre_reorder_num_neighbors": 20}]
     assert [p["ef"] for p in grid.ef_sweeps(100)[0]][0] == 100
 
 

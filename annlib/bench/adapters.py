@@ -148,20 +148,12 @@ class AnnlibTreeAh(Adapter):
     def sweeps(self):
         return tree_sweeps(self.num_leaves, self.k)
 
-    # Keyword arguments only: the spelling every index kind accepts (issue 11's protocol).
+    # Keyword arguments only, under the protocol's names (ScaNN's too): the grid's dicts pass through.
     def search_one(self, q, p):
-        return self.index.search(
-            q, final_num_neighbors=self.k, leaves_to_search=p["leaves"], pre_reorder_num_neighbors=p["reorder"]
-        ).ids
+        return self.index.search(q, final_num_neighbors=self.k, **p).ids
 
     def search_batch(self, queries, p, threads):
-        return self.index.search_batched(
-            queries,
-            final_num_neighbors=self.k,
-            leaves_to_search=p["leaves"],
-            pre_reorder_num_neighbors=p["reorder"],
-            num_threads=threads,
-        ).ids
+        return self.index.search_batched(queries, final_num_neighbors=self.k, num_threads=threads, **p).ids
 
 
 # --------------------------------------------------------------------------- scann
@@ -224,14 +216,10 @@ class Scann(Adapter):
         self.index.set_num_threads(1 if mode == "single" else threads)
 
     def search_one(self, q, p):
-        return self.index.search(
-            q, final_num_neighbors=self.k, pre_reorder_num_neighbors=p["reorder"], leaves_to_search=p["leaves"]
-        )[0]
+        return self.index.search(q, final_num_neighbors=self.k, **p)[0]
 
     def search_batch(self, queries, p, threads):
-        return self.index.search_batched_parallel(
-            queries, final_num_neighbors=self.k, pre_reorder_num_neighbors=p["reorder"], leaves_to_search=p["leaves"]
-        )[0]
+        return self.index.search_batched_parallel(queries, final_num_neighbors=self.k, **p)[0]
 
 
 # --------------------------------------------------------------------------- faiss

@@ -53,10 +53,10 @@ def num_partitions(n: int) -> int:
 
 
 def tree_sweeps(num_leaves: int, k: int) -> list[list[dict]]:
-    """One inner sweep over leaves per reorder value, both capped by what the index holds."""
+    """One inner sweep over ``leaves_to_search`` per ``pre_reorder_num_neighbors`` (the protocol's names)."""
     leaves = [x for x in TREE_LEAVES if x <= num_leaves] or [num_leaves]
     reorders = sorted({max(r, k) for r in TREE_REORDER})
-    return [[{"leaves": x, "reorder": r} for x in leaves] for r in reorders]
+    return [[{"leaves_to_search": x, "pre_reorder_num_neighbors": r} for x in leaves] for r in reorders]
 
 
 def ivf_sweeps(nlist: int) -> list[list[dict]]:
