@@ -34,7 +34,7 @@ def _algorithm_list(_ctx, _param, value: str) -> list[str]:
     help="single: one query per call on one CPU (ann-benchmarks' default); batch: all queries per call, all cores.",
 )
 @click.option("-k", "--k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbors per query.")
-@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True, help="Timed runs per point; the best counts.")
+@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True, help="Timed runs per point; the median counts.")
 @click.option("--queries", "max_queries", type=click.IntRange(min=1), default=None, help="Use only the first N queries (quick runs).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default="annlib-bench", show_default=True, help="Output directory.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
