@@ -10,7 +10,7 @@ from annlib.autotune import Tuning
 from annlib.builder import Builder, builder
 from annlib.datasets import Dataset, ground_truth
 from annlib.datasets import load as load_dataset
-from annlib.errors import AnnlibError, DatasetError, FormatError, NotTrainedError
+from annlib.errors import AnnlibError, DatasetError, FormatError, InvalidTypeError, InvalidValueError, NotTrainedError
 from annlib.index import (
     BruteForce,
     BruteForceSearchParams,
@@ -47,6 +47,8 @@ __all__ = [
     "DatasetError",
     "FormatError",
     "Index",
+    "InvalidTypeError",
+    "InvalidValueError",
     "JaxSearchParams",
     "NotTrainedError",
     "SearchResult",

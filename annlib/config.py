@@ -9,21 +9,17 @@ saved file all speak these objects. Names follow ScaNN's builder
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
+
+from annlib import _validate
+from annlib.errors import InvalidTypeError, InvalidValueError
 
 SPILL_MODES = ("soar", "nearest")
 REORDER_QUANTIZE = ("float32", "int8")
+_MAX_SAMPLE = 2**63 - 1  # sample sizes are capped at n by the build; any int64 means "all"
 
 
-def _positive(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _non_negative(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+def _positive(value, name: str, maximum: int = _validate.MAX_COUNT) -> None:
+    _validate.positive_int(value, name, maximum)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,22 +46,18 @@ class TreeConfig:
         _positive(self.num_leaves, "num_leaves")
         _positive(self.num_leaves_to_search, "num_leaves_to_search")
         if self.num_leaves_to_search > self.num_leaves:
-            raise ValueError(
+            raise InvalidValueError(
                 f"num_leaves_to_search ({self.num_leaves_to_search}) cannot exceed num_leaves ({self.num_leaves})"
             )
-        _positive(self.training_sample_size, "training_sample_size")
+        _positive(self.training_sample_size, "training_sample_size", _MAX_SAMPLE)
         _positive(self.training_iterations, "training_iterations")
         _positive(self.min_partition_size, "min_partition_size")
-        _non_negative(self.seed, "seed")
+        _validate.boolean(self.spherical, "spherical", allow_none=True)
+        _validate.seed(self.seed)
         if self.soar_lambda is not None:
-            lam = float(self.soar_lambda)
-            if not math.isfinite(lam) or lam < 0:
-                raise ValueError(f"soar_lambda must be a finite number >= 0 or None, got {self.soar_lambda!r}")
-        f = self.overretrieve_factor
-        if isinstance(f, bool) or not isinstance(f, numbers.Real) or not 1.0 <= f <= 4.0:
-            raise ValueError(f"overretrieve_factor must be a number in [1, 4], got {f!r}")
-        if self.spill not in SPILL_MODES:
-            raise ValueError(f"spill must be one of {SPILL_MODES}, got {self.spill!r}")
+            _validate.real(self.soar_lambda, "soar_lambda", 0.0, what="a finite number >= 0 or None")
+        _validate.real(self.overretrieve_factor, "overretrieve_factor", 1.0, 4.0, what="a number")
+        _validate.choice(self.spill, "spill", SPILL_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,11 +76,11 @@ class AhConfig:
 
     def __post_init__(self):
         _positive(self.dims_per_block, "dims_per_block")
-        _positive(self.training_sample_size, "training_sample_size")
+        _positive(self.training_sample_size, "training_sample_size", _MAX_SAMPLE)
         _positive(self.training_iterations, "training_iterations")
         t = self.anisotropic_quantization_threshold
-        if t is not None and (not isinstance(t, numbers.Real) or not math.isfinite(t) or t < 0):
-            raise ValueError(f"anisotropic_quantization_threshold must be a finite number >= 0 or None, got {t!r}")
+        if t is not None:
+            _validate.real(t, "anisotropic_quantization_threshold", 0.0, what="a finite number >= 0 or None")
 
     @property
     def threshold_or_nan(self) -> float:
@@ -105,8 +97,7 @@ class ReorderConfig:
 
     def __post_init__(self):
         _positive(self.num_neighbors, "reorder num_neighbors")
-        if self.quantize not in REORDER_QUANTIZE:
-            raise ValueError(f"reorder quantize must be one of {REORDER_QUANTIZE}, got {self.quantize!r}")
+        _validate.choice(self.quantize, "reorder quantize", REORDER_QUANTIZE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,18 +112,44 @@ class TreeAhConfig:
 
     def __post_init__(self):
         # A reorder below num_neighbors is allowed: a search rescores at least k candidates.
+        # Canonical metric name: files and configs always carry "dot", "cosine" or "squared_l2".
+        object.__setattr__(self, "metric", _validate.metric(self.metric))
         _positive(self.num_neighbors, "num_neighbors")
+        for name, cls in (("tree", TreeConfig), ("ah", AhConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise InvalidTypeError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        if self.reorder is not None and not isinstance(self.reorder, ReorderConfig):
+            raise InvalidTypeError(f"reorder must be a ReorderConfig or None, got {type(self.reorder).__name__}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TreeAhConfig:
+        """The inverse of :meth:`to_dict`; a malformed dict raises InvalidTypeError or InvalidValueError."""
+        d = _mapping(d, "config", ("metric", "num_neighbors", "tree", "ah", "reorder"), ("metric", "num_neighbors", "tree", "ah"))
         reorder = d.get("reorder")
         return cls(
             metric=d["metric"],
             num_neighbors=d["num_neighbors"],
-            tree=TreeConfig(**d["tree"]),
-            ah=AhConfig(**d["ah"]),
-            reorder=ReorderConfig(**reorder) if reorder is not None else None,
+            tree=TreeConfig(**_mapping(d["tree"], "config tree", _field_names(TreeConfig))),
+            ah=AhConfig(**_mapping(d["ah"], "config ah", _field_names(AhConfig))),
+            reorder=None if reorder is None else ReorderConfig(**_mapping(reorder, "config reorder", _field_names(ReorderConfig))),
         )
+
+
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _mapping(value, where: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
+    """A dict with str keys among ``allowed`` and every key in ``required`` (so ``cls(**value)`` cannot fail oddly)."""
+    if not isinstance(value, dict):
+        raise InvalidTypeError(f"{where} must be a dict, got {type(value).__name__}")
+    unknown = [key for key in value if key not in allowed]
+    if unknown:
+        raise InvalidValueError(f"{where} has unknown keys {unknown!r} (allowed: {list(allowed)})")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise InvalidValueError(f"{where} is missing keys {missing!r}")
+    return value

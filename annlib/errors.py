@@ -2,7 +2,17 @@
 
 Every error annlib raises on purpose derives from :class:`AnnlibError`, so
 callers can catch the library's errors in one place while still catching the
-standard base classes (``ValueError``) they expect.
+standard base classes (``ValueError``, ``TypeError``) they expect.
+
+One class per kind of problem, the same at every entry point (the index
+classes, the config dataclasses, the builder, the JAX path, the CLI):
+
+- an argument of the wrong type (a float where an int belongs, ``True`` for a
+  count, a string for a flag) raises :class:`InvalidTypeError`, a ``TypeError``;
+- an argument of the right type but a bad value (``k=0``, a wrong shape, NaN, a
+  count that does not fit a C integer) raises :class:`InvalidValueError`, a
+  ``ValueError``;
+- a damaged or inconsistent file raises :class:`FormatError`, a ``ValueError``.
 """
 
 
@@ -10,8 +20,16 @@ class AnnlibError(Exception):
     """Base class of every error annlib raises on purpose."""
 
 
-class FormatError(AnnlibError, ValueError):
-    """A saved index or dataset file is corrupt, truncated, or of an unknown version."""
+class InvalidValueError(AnnlibError, ValueError):
+    """An argument has the right type but a value annlib cannot accept (the message names it)."""
+
+
+class InvalidTypeError(AnnlibError, TypeError):
+    """An argument has the wrong type (the message names it and what arrived)."""
+
+
+class FormatError(InvalidValueError):
+    """A saved index or dataset file is corrupt, truncated, inconsistent, or of an unknown version."""
 
 
 class NotTrainedError(AnnlibError, RuntimeError):

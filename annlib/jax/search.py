@@ -80,17 +80,9 @@ def plan_search(
             if norms.shape != (n,):
                 raise ValueError(f"norms must have shape ({n},), got {norms.shape}")
         else:
-            norms = _validate.database(
-                np.reshape(np.asarray(norms), (1, -1))
-                if np.ndim(norms) == 1
-                else norms,
-                "norms",
-            )
-            if norms.shape != (1, n):
-                raise ValueError(
-                    f"norms must have shape ({n},), got {norms.shape[1:] if norms.shape[0] == 1 else norms.shape}"
-                )
-            norms = norms[0]
+            norms = _validate.finite_vector(norms, "norms")
+            if norms.shape != (n,):
+                raise ValueError(f"norms must have shape ({n},), got {norms.shape}")
     dt = _compute_dtype(dtype)
     if dt is not None:
         database = jnp.asarray(database).astype(dt)
