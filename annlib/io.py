@@ -370,9 +370,11 @@ def _parse(f, path: str) -> _Header:
             "the file is corrupt"
         )
     try:
-        obj = json.loads(header_bytes.decode("utf-8"))
+        obj = json.loads(header_bytes.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError) as exc:
         raise FormatError(f"{path}: header is not valid UTF-8 JSON ({exc})") from None
+    except RecursionError:  # nesting deeper than the interpreter's recursion limit
+        raise FormatError(f"{path}: header JSON is nested too deeply") from None
 
     parsed = _Header()
     parsed.version = version
@@ -417,6 +419,18 @@ def _parse(f, path: str) -> _Header:
             "the file is corrupt"
         )
     return parsed
+
+
+def _reject_constant(name: str):
+    # Strict JSON has no NaN or Infinity; the writer never produces them (allow_nan=False).
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf
+        raise ValueError(f"number {text[:40]} is out of the float range")
+    return value
 
 
 def _is_int(value) -> bool:

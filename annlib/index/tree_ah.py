@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from annlib import _core, _validate
+from annlib import _core, _format_checks, _validate
 from annlib._vectors import normalize_rows
 from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
 from annlib.errors import FormatError
@@ -325,12 +325,8 @@ class TreeAhIndex(Index):
 
     @classmethod
     def _from_state(cls, config: dict, arrays: dict, source: str) -> TreeAhIndex:
-        try:
-            index_config = TreeAhConfig.from_dict(config["index"])
-            n, dim = int(config["n"]), int(config["dim"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{source}: invalid index configuration ({exc})") from None
-        _check_arrays(source, index_config, arrays, n, dim)
+        index_config, n, dim = _format_checks.tree_ah_header(source, config)
+        _format_checks.check_tree_ah_arrays(source, index_config, arrays, n, dim)
         self = cls.__new__(cls)
         try:
             self._setup(index_config, dict(arrays), n, dim, config.get("build_seconds"))
@@ -344,41 +340,3 @@ def _owned(data: np.ndarray, source, config: TreeAhConfig, copy: bool) -> np.nda
     keeps = config.reorder is not None and config.reorder.quantize == "float32" and config.metric != "cosine"
     return _validate.owned(data, source, copy) if keeps else data
 
-
-def _check_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: int) -> None:
-    """Cross-check the arrays of a loaded file so a consistent-looking but wrong file cannot crash the core."""
-
-    def fail(what: str):
-        raise FormatError(f"{path}: inconsistent index file: {what}")
-
-    required = ["centers", "codebook", "leaf_offsets", "leaf_group_offsets", "entry_ids", "packed_codes"]
-    for name in required:
-        if name not in arrays:
-            fail(f"missing array {name!r}")
-    leaves = config.tree.num_leaves
-    num_blocks = -(-dim // config.ah.dims_per_block)
-    if arrays["centers"].shape != (leaves, dim):
-        fail("centers shape")
-    if arrays["codebook"].shape != (16 * dim,):
-        fail("codebook shape")
-    lo, go = arrays["leaf_offsets"], arrays["leaf_group_offsets"]
-    if lo.shape != (leaves + 1,) or go.shape != (leaves + 1,) or lo[0] != 0 or go[0] != 0:
-        fail("leaf offsets")
-    counts, groups = np.diff(lo), np.diff(go)
-    if (counts < 0).any() or (groups != (counts + 31) // 32).any():
-        fail("leaf offsets do not match group offsets")
-    if arrays["entry_ids"].shape != (lo[-1],) or arrays["packed_codes"].shape != (go[-1] * num_blocks * 16,):
-        fail("entry or code array sizes")
-    ids = arrays["entry_ids"]
-    if ids.size and (ids.min() < 0 or ids.max() >= n):
-        fail("entry ids out of range")
-    if config.metric == "squared_l2":
-        for name, shape in [("point_sq_norms", (n,)), ("entry_sq_norms", (int(lo[-1]),)), ("center_sq_norms", (leaves,))]:
-            if name not in arrays or arrays[name].shape != shape:
-                fail(f"{name} missing or of the wrong shape")
-    if config.reorder is not None:
-        if config.reorder.quantize == "float32":
-            if "reorder_float" not in arrays or arrays["reorder_float"].shape != (n, dim):
-                fail("reorder data")
-        elif "reorder_int8" not in arrays or arrays["reorder_int8"].shape != (n, dim):
-            fail("int8 reorder data")

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -153,7 +154,35 @@ void transpose_codebook(const float* codebook, size_t dim, size_t dims_per_block
   }
 }
 
-TreeAhSearcher::TreeAhSearcher(const TreeAhView& view) : view_(view), codebook_by_dim_(16 * view.dim) {
+size_t check_tree_ah_view(const TreeAhView& v) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("tree-AH index: " + what); };
+  if (v.n == 0 || v.dim == 0 || v.num_leaves == 0 || v.dims_per_block == 0) fail("n, dim, num_leaves, dims_per_block must be > 0");
+  if (v.num_blocks != (v.dim + v.dims_per_block - 1) / v.dims_per_block) fail("num_blocks disagrees with dim");
+  if (v.leaf_offsets[0] != 0 || v.leaf_group_offsets[0] != 0) fail("leaf offsets must start at 0");
+  constexpr int64_t kGroup = 32;
+  for (size_t l = 0; l < v.num_leaves; ++l) {
+    const int64_t begin = v.leaf_offsets[l], end = v.leaf_offsets[l + 1];
+    if (end < begin || static_cast<uint64_t>(end) > v.num_entries) fail("leaf_offsets decrease or pass the entries");
+    const int64_t g_begin = v.leaf_group_offsets[l], g_end = v.leaf_group_offsets[l + 1];
+    if (g_end < g_begin || g_end - g_begin != (end - begin + kGroup - 1) / kGroup) {
+      fail("leaf_group_offsets disagree with leaf_offsets");
+    }
+  }
+  if (static_cast<uint64_t>(v.leaf_offsets[v.num_leaves]) != v.num_entries) fail("leaf_offsets do not end at the entries");
+  const uint64_t groups = static_cast<uint64_t>(v.leaf_group_offsets[v.num_leaves]);
+  if (v.num_blocks > 0 && groups != v.packed_bytes / (16 * v.num_blocks)) fail("packed_codes size disagrees with the groups");
+  if (groups * 16 * v.num_blocks != v.packed_bytes) fail("packed_codes size disagrees with the groups");
+  int64_t max_id = -1;
+  for (size_t e = 0; e < v.num_entries; ++e) {
+    const int32_t id = v.entry_ids[e];
+    if (id < 0 || static_cast<uint64_t>(id) >= v.n) fail("entry id outside [0, n)");
+    max_id = std::max<int64_t>(max_id, id);
+  }
+  return static_cast<size_t>(max_id + 1);
+}
+
+TreeAhSearcher::TreeAhSearcher(const TreeAhView& view)
+    : view_(view), point_slots_(check_tree_ah_view(view)), codebook_by_dim_(16 * view.dim) {
   transpose_codebook(view.codebook, view.dim, view.dims_per_block, codebook_by_dim_.data());
   view_.codebook_by_dim = codebook_by_dim_.data();
   // Scoring one query against every center reads them dimension-major: no horizontal sums.
@@ -179,7 +208,8 @@ std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhPar
     s = std::make_unique<TreeAhSearcher::Scratch>();
     s->tables.resize(view_);
     s->center_dots.resize(kQueriesPerTask * view_.num_leaves);
-    if (view_.spilled) s->seen.assign(view_.n, 0);
+    // Sized by the ids the entries hold, never by n alone: a file's n may overstate them.
+    if (view_.spilled) s->seen.assign(point_slots_, 0);
     s->query_scaled.resize(view_.dim);
   }
   // Only grows, so repeated searches with the same parameters allocate nothing.

@@ -34,7 +34,9 @@ struct TreeAhView {
   const int64_t* leaf_offsets = nullptr;        ///< num_leaves + 1, in entries
   const int64_t* leaf_group_offsets = nullptr;  ///< num_leaves + 1, in 32-entry groups
   const int32_t* entry_ids = nullptr;           ///< point id of each entry
+  size_t num_entries = 0;                       ///< length of entry_ids
   const uint8_t* packed_codes = nullptr;        ///< all leaves' packed LUT16 codes
+  size_t packed_bytes = 0;                      ///< length of packed_codes
   const float* entry_sq_norms = nullptr;        ///< ||x||^2 of each entry's point (kSquaredL2 only)
   // Reordering data: float32 rows, or int8 rows with per-dimension multipliers (x ~ q8 / multiplier).
   const float* reorder_float = nullptr;         ///< n x dim, or nullptr
@@ -63,6 +65,13 @@ struct TreeAhStats {
 /// coordinate d. The lookup table then builds with 16-wide vector FMAs.
 void transpose_codebook(const float* codebook, size_t dim, size_t dims_per_block, float* out);
 
+/// Checks the view's structural invariants against its sizes: leaf offsets from 0,
+/// non-decreasing, ending at num_entries; ceil(count / 32) groups per leaf, filling
+/// packed_bytes; entry ids in [0, n). Throws std::invalid_argument naming the first
+/// violation. Returns 1 + the largest entry id (0 without entries): what per-point
+/// scratch needs, which a file's n may overstate.
+size_t check_tree_ah_view(const TreeAhView& view);
+
 /// A built index ready to search: the view plus derived tables and a pool of
 /// per-thread scratch space, so searches allocate nothing once warm. Safe to
 /// call from several threads at once.
@@ -88,6 +97,7 @@ class TreeAhSearcher {
   void release(std::unique_ptr<Scratch> scratch) const;
 
   TreeAhView view_;
+  size_t point_slots_ = 0;  // 1 + largest entry id: the size of per-point scratch
   std::vector<float> codebook_by_dim_;
   std::vector<float> centers_by_dim_;
   mutable std::mutex pool_mutex_;
