@@ -66,7 +66,10 @@ class JaxBruteForce(Index):
         return self._defaults.recall_target
 
     def _search(self, queries: np.ndarray, k: int, params: JaxSearchParams, num_threads: int):
-        # Data is stored normalised for cosine; the JAX search normalises the queries itself.
+        # Data is stored normalised for cosine; queries are normalised here, on the host, where
+        # tiny or denormal ones cannot underflow (XLA flushes denormals to zero).
+        if self._metric == "cosine":
+            queries = normalize_rows(queries)
         return self._search_fn(self._device, self._jnp.asarray(queries), k, metric=self._metric,
                                recall_target=params.recall_target, norms=self._norms)
 
