@@ -16,12 +16,11 @@ statement of the same loss, used by the tests.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from annlib import _core, _validate
 from annlib.config import SPILL_MODES
+from annlib.errors import InvalidValueError
 
 MIN_RESIDUAL_SQ_NORM = 1e-7  # below this the residual has no direction: r_hat = 0
 
@@ -38,14 +37,11 @@ def _check(data, centers, primary, soar_lambda, spill):
         raise ValueError(f"primary must be an integer array of shape ({data.shape[0]},), got {primary.dtype} {primary.shape}")
     if primary.size and (primary.min() < 0 or primary.max() >= centers.shape[0]):
         raise ValueError(f"primary holds center indices outside [0, {centers.shape[0]})")
-    if spill not in SPILL_MODES:
-        raise ValueError(f"spill must be one of {SPILL_MODES}, got {spill!r}")
+    _validate.choice(spill, "spill", SPILL_MODES)
     if spill == "soar":
-        if soar_lambda is None or isinstance(soar_lambda, bool):
-            raise ValueError(f"soar_lambda must be a finite number >= 0, got {soar_lambda!r}")
-        soar_lambda = float(soar_lambda)
-        if not math.isfinite(soar_lambda) or soar_lambda < 0:
-            raise ValueError(f"soar_lambda must be a finite number >= 0, got {soar_lambda!r}")
+        if soar_lambda is None:
+            raise InvalidValueError("soar_lambda must be a finite number >= 0 for spill='soar', got None")
+        soar_lambda = _validate.real(soar_lambda, "soar_lambda", 0.0, what="a finite number >= 0")
     else:
         soar_lambda = 0.0
     return data, centers, np.ascontiguousarray(primary, dtype=np.int32), soar_lambda

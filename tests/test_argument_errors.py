@@ -159,3 +159,16 @@ def test_a_huge_num_threads_leaves_no_huge_thread_count_alive():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     alive, cap = map(int, out.stdout.split())
     assert alive <= cap + 16  # the pool plus the interpreter's own threads (BLAS, ...)
+
+
+def test_soar_secondary_assignment_names_its_arguments(small):
+    from annlib import soar
+
+    data = small[0]
+    centers, primary = data[:4], np.zeros(len(data), np.int32)
+    with pytest.raises(InvalidTypeError, match="soar_lambda"):
+        soar.secondary_assignment(data, centers, primary, "abc")
+    with pytest.raises(InvalidValueError, match="soar_lambda"):
+        soar.secondary_assignment(data, centers, primary, -1.0)
+    with pytest.raises(InvalidValueError, match="spill"):
+        soar.secondary_assignment(data, centers, primary, 1.0, spill="far")
