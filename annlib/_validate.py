@@ -258,9 +258,9 @@ def row_ids(ids, n: int, name: str = "ids") -> np.ndarray:
     if array.ndim == 0:
         array = array.reshape(1)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of integers, got shape {array.shape}")
+        raise InvalidValueError(f"{name} must be a 1-D array of integers, got shape {array.shape}")
     if array.size and (array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer)):
-        raise TypeError(f"{name} must be integers, got dtype {array.dtype}")
+        raise InvalidTypeError(f"{name} must be integers, got dtype {array.dtype}")
     array = array.astype(np.int64, copy=False)
     bad = array[(array < 0) | (array >= n)]
     if bad.size:

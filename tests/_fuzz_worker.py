@@ -55,13 +55,10 @@ class Base:
 
 
 def load(path, kind, mmap=True):
-    if kind == "tree_ah":
-        return annlib.TreeAhIndex.load(path, mmap=mmap)
-    if kind == "jax_brute_force":
-        from annlib.jax.index import JaxBruteForce
-
-        return JaxBruteForce.load(path, mmap=mmap)
-    raise FormatError(f"unexpected kind {kind!r}")
+    index = annlib.load_index(path, mmap=mmap)
+    if index.kind != kind:
+        raise FormatError(f"loaded a {index.kind!r} index from a {kind!r} file")  # a mutated kind is refused too
+    return index
 
 
 def search(index, queries):

