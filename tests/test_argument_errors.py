@@ -172,3 +172,9 @@ def test_soar_secondary_assignment_names_its_arguments(small):
         soar.secondary_assignment(data, centers, primary, -1.0)
     with pytest.raises(InvalidValueError, match="spill"):
         soar.secondary_assignment(data, centers, primary, 1.0, spill="far")
+
+
+@pytest.mark.parametrize("config", [{"metric": "dot"}, None, "tree"])
+def test_from_config_refuses_what_is_not_a_config(small, config):
+    with pytest.raises(InvalidTypeError, match="TreeAhConfig"):
+        annlib.TreeAhIndex.from_config(small[0], config)

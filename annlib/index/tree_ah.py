@@ -16,7 +16,7 @@ import numpy as np
 from annlib import _core, _format_checks, _validate
 from annlib._vectors import normalize_rows
 from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
-from annlib.errors import FormatError
+from annlib.errors import FormatError, InvalidTypeError
 from annlib.index.params import TreeAhSearchParams
 from annlib.index.protocol import Index
 from annlib.index.tree_ah_layout import TreeAhLayout
@@ -111,6 +111,8 @@ class TreeAhIndex(Index):
     def from_config(cls, data, config: TreeAhConfig, num_threads: int | None = None, progress: bool = False,
                     copy: bool = True):
         """Build from a :class:`TreeAhConfig` (what the builder does)."""
+        if not isinstance(config, TreeAhConfig):
+            raise InvalidTypeError(f"config must be a TreeAhConfig (TreeAhConfig.from_dict converts a dict), got {type(config).__name__}")
         self = cls.__new__(cls)
         array = _owned(_validate.database(data), data, config, copy)
         self._init_built(array, config, _validate.num_threads(num_threads), progress)
