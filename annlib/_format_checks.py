@@ -58,7 +58,9 @@ def tree_ah_header(path, config: dict) -> tuple[TreeAhConfig, int, int]:
     dim = _header_int(path, config, "dim")
     build_seconds = config.get("build_seconds")
     if build_seconds is not None and (
-        isinstance(build_seconds, bool) or not isinstance(build_seconds, numbers.Real) or not math.isfinite(build_seconds)
+        isinstance(build_seconds, bool)
+        or not isinstance(build_seconds, numbers.Real)
+        or not math.isfinite(build_seconds)
     ):
         _fail(path, f"header field 'build_seconds' must be a number or null, got {_short(build_seconds)}")
     try:

@@ -241,7 +241,9 @@ def num_threads(value) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidTypeError(f"num_threads must be a non-negative integer or None, got {type(value).__name__} {value!r}")
+        raise InvalidTypeError(
+            f"num_threads must be a non-negative integer or None, got {type(value).__name__} {value!r}"
+        )
     if value < 0:
         raise InvalidValueError(f"num_threads must be a non-negative integer or None, got {value}")
     return min(int(value), max_threads())

@@ -127,14 +127,17 @@ class TreeAhConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TreeAhConfig:
         """The inverse of :meth:`to_dict`; a malformed dict raises InvalidTypeError or InvalidValueError."""
-        d = _mapping(d, "config", ("metric", "num_neighbors", "tree", "ah", "reorder"), ("metric", "num_neighbors", "tree", "ah"))
+        required = ("metric", "num_neighbors", "tree", "ah")
+        d = _mapping(d, "config", (*required, "reorder"), required)
         reorder = d.get("reorder")
         return cls(
             metric=d["metric"],
             num_neighbors=d["num_neighbors"],
             tree=TreeConfig(**_mapping(d["tree"], "config tree", _field_names(TreeConfig))),
             ah=AhConfig(**_mapping(d["ah"], "config ah", _field_names(AhConfig))),
-            reorder=None if reorder is None else ReorderConfig(**_mapping(reorder, "config reorder", _field_names(ReorderConfig))),
+            reorder=None
+            if reorder is None
+            else ReorderConfig(**_mapping(reorder, "config reorder", _field_names(ReorderConfig))),
         )
 
 

@@ -27,7 +27,9 @@ def _align(n: int) -> int:
 
 def index_bytes(kind: str, config, arrays: dict, config_json: str | None = None) -> bytes:
     """A complete file; ``config_json`` (raw JSON text) replaces the serialised ``config`` when given."""
-    prepared = {name: np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False) for name, a in arrays.items()}
+    prepared = {
+        name: np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False) for name, a in arrays.items()
+    }
     raw = {name: a.reshape(-1).view(np.uint8).tobytes() for name, a in prepared.items()}
     sections = [
         {"name": name, "dtype": a.dtype.str, "shape": list(a.shape), "offset": 0, "nbytes": a.nbytes,

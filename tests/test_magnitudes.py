@@ -66,7 +66,8 @@ def base(rng):
     [(1e-22, 1e-22), (1.0, 1e-41), (1e-30, 1.0), (1e15, 1e-40)],  # squares underflow; 1e-41 and 1e-40 are denormal
 )
 def test_cosine_normalises_tiny_and_denormal_rows(base, kind, data_scale, query_scale):
-    data, queries = (base[0] * np.float32(data_scale)).astype(np.float32), (base[1] * np.float32(query_scale)).astype(np.float32)
+    data = (base[0] * np.float32(data_scale)).astype(np.float32)
+    queries = (base[1] * np.float32(query_scale)).astype(np.float32)
     tiny = data if data_scale < 1 else queries
     assert (np.einsum("ij,ij->i", tiny, tiny) < np.finfo(np.float32).tiny).all()  # float32 squares underflow
     result = _search(_build(kind, data, "cosine"), queries)

@@ -112,7 +112,9 @@ class TreeAhIndex(Index):
                     copy: bool = True):
         """Build from a :class:`TreeAhConfig` (what the builder does)."""
         if not isinstance(config, TreeAhConfig):
-            raise InvalidTypeError(f"config must be a TreeAhConfig (TreeAhConfig.from_dict converts a dict), got {type(config).__name__}")
+            raise InvalidTypeError(
+                f"config must be a TreeAhConfig (TreeAhConfig.from_dict converts a dict), got {type(config).__name__}"
+            )
         self = cls.__new__(cls)
         array = _owned(_validate.database(data), data, config, copy)
         self._init_built(array, config, _validate.num_threads(num_threads), progress)

@@ -156,7 +156,9 @@ void transpose_codebook(const float* codebook, size_t dim, size_t dims_per_block
 
 size_t check_tree_ah_view(const TreeAhView& v) {
   auto fail = [](const std::string& what) { throw std::invalid_argument("tree-AH index: " + what); };
-  if (v.n == 0 || v.dim == 0 || v.num_leaves == 0 || v.dims_per_block == 0) fail("n, dim, num_leaves, dims_per_block must be > 0");
+  if (v.n == 0 || v.dim == 0 || v.num_leaves == 0 || v.dims_per_block == 0) {
+    fail("n, dim, num_leaves, dims_per_block must be > 0");
+  }
   if (v.num_blocks != (v.dim + v.dims_per_block - 1) / v.dims_per_block) fail("num_blocks disagrees with dim");
   if (v.leaf_offsets[0] != 0 || v.leaf_group_offsets[0] != 0) fail("leaf offsets must start at 0");
   constexpr int64_t kGroup = 32;
@@ -168,9 +170,10 @@ size_t check_tree_ah_view(const TreeAhView& v) {
       fail("leaf_group_offsets disagree with leaf_offsets");
     }
   }
-  if (static_cast<uint64_t>(v.leaf_offsets[v.num_leaves]) != v.num_entries) fail("leaf_offsets do not end at the entries");
+  if (static_cast<uint64_t>(v.leaf_offsets[v.num_leaves]) != v.num_entries) {
+    fail("leaf_offsets do not end at the entries");
+  }
   const uint64_t groups = static_cast<uint64_t>(v.leaf_group_offsets[v.num_leaves]);
-  if (v.num_blocks > 0 && groups != v.packed_bytes / (16 * v.num_blocks)) fail("packed_codes size disagrees with the groups");
   if (groups * 16 * v.num_blocks != v.packed_bytes) fail("packed_codes size disagrees with the groups");
   int64_t max_id = -1;
   for (size_t e = 0; e < v.num_entries; ++e) {
