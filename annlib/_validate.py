@@ -33,7 +33,11 @@ _METRIC_ALIASES = {
 }
 
 MAX_COUNT = 2**31 - 1
-"""Largest count (k, leaves, neighbours, sizes, iterations) annlib accepts: point ids are int32."""
+"""Largest size a build parameter may have (leaves, block width, iterations): point ids are int32."""
+
+MAX_INT = 2**63 - 1
+"""Largest integer any argument may have: search counts (``k``, ``pre_reorder_num_neighbors``)
+above the index size are clamped by the search, but never past what a C integer holds."""
 
 MAX_SEED = 2**64 - 1
 """Seeds are unsigned 64-bit integers in the core."""
@@ -164,7 +168,7 @@ def finite_vector(values, name: str) -> np.ndarray:
     return array
 
 
-def integer(value, name: str, minimum: int = 0, maximum: int = MAX_COUNT, what: str = "an integer") -> int:
+def integer(value, name: str, minimum: int = 0, maximum: int = MAX_INT, what: str = "an integer") -> int:
     """Validate an integer argument in ``[minimum, maximum]``: an int (numpy ints too), never a bool or float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidTypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
@@ -174,12 +178,12 @@ def integer(value, name: str, minimum: int = 0, maximum: int = MAX_COUNT, what: 
     return value
 
 
-def positive_int(value, name: str, maximum: int = MAX_COUNT) -> int:
+def positive_int(value, name: str, maximum: int = MAX_INT) -> int:
     """Validate a strictly positive integer parameter (``k``, ``num_leaves``, ...), at most ``maximum``."""
     return integer(value, name, 1, maximum, "a positive integer")
 
 
-def non_negative_int(value, name: str, maximum: int = MAX_COUNT) -> int:
+def non_negative_int(value, name: str, maximum: int = MAX_INT) -> int:
     """Validate an integer parameter >= 0, at most ``maximum``."""
     return integer(value, name, 0, maximum, "a non-negative integer")
 

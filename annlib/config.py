@@ -96,7 +96,7 @@ class ReorderConfig:
     quantize: str = "float32"
 
     def __post_init__(self):
-        _positive(self.num_neighbors, "reorder num_neighbors")
+        _positive(self.num_neighbors, "reorder num_neighbors", _validate.MAX_INT)  # clamped by the search
         _validate.choice(self.quantize, "reorder quantize", REORDER_QUANTIZE)
 
 
@@ -114,7 +114,7 @@ class TreeAhConfig:
         # A reorder below num_neighbors is allowed: a search rescores at least k candidates.
         # Canonical metric name: files and configs always carry "dot", "cosine" or "squared_l2".
         object.__setattr__(self, "metric", _validate.metric(self.metric))
-        _positive(self.num_neighbors, "num_neighbors")
+        _positive(self.num_neighbors, "num_neighbors", _validate.MAX_INT)
         for name, cls in (("tree", TreeConfig), ("ah", AhConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise InvalidTypeError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
