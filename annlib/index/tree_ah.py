@@ -120,11 +120,33 @@ class TreeAhIndex(Index):
         self._init_built(array, config, _validate.num_threads(num_threads), progress)
         return self
 
-    def _init_built(self, data: np.ndarray, config: TreeAhConfig, num_threads: int, progress: bool) -> None:
+    @classmethod
+    def from_trained(cls, data, config: TreeAhConfig, centers, codebook, num_threads: int | None = None,
+                     progress: bool = False, copy: bool = True):
+        """Build with given partition ``centers`` (num_leaves, dim) and PQ ``codebook`` (16 * dim,),
+        skipping k-means and PQ training (what shards of one sharded index share, so their scores
+        compare). ``centers`` must be those of the metric's space (unit-normalised data for cosine).
+        Partitions may be empty, so ``data`` may hold fewer points than ``num_leaves``.
+        """
+        array = _validate.database(data)
+        dim = array.shape[1]
+        centers = np.ascontiguousarray(centers, dtype=np.float32)
+        codebook = np.ascontiguousarray(codebook, dtype=np.float32)
+        if centers.shape != (config.tree.num_leaves, dim):
+            raise ValueError(f"centers have shape {centers.shape}, expected ({config.tree.num_leaves}, {dim})")
+        if codebook.shape != (16 * dim,):
+            raise ValueError(f"codebook has shape {codebook.shape}, expected ({16 * dim},)")
+        self = cls.__new__(cls)
+        array = _owned(array, data, config, copy)
+        self._init_built(array, config, _validate.num_threads(num_threads), progress, trained=(centers, codebook))
+        return self
+
+    def _init_built(self, data: np.ndarray, config: TreeAhConfig, num_threads: int, progress: bool,
+                    trained: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         start = time.perf_counter()
         n, dim = data.shape
         tree, ah = config.tree, config.ah
-        if tree.num_leaves > n:
+        if trained is None and tree.num_leaves > n:
             raise ValueError(f"num_leaves ({tree.num_leaves}) cannot exceed the number of points ({n})")
         if config.metric == "cosine":
             data = normalize_rows(data)
@@ -132,10 +154,14 @@ class TreeAhIndex(Index):
         rng = np.random.default_rng(tree.seed)
         arrays: dict[str, np.ndarray] = {}
         with _progress(progress, 5, "annlib build") as bar:
-            sample = data[np.sort(rng.choice(n, min(n, tree.training_sample_size), replace=False))]
-            centers = _core.train_kmeans(
-                sample, tree.num_leaves, tree.training_iterations, spherical, tree.seed, tree.min_partition_size, num_threads
-            )
+            if trained is None:
+                sample = data[np.sort(rng.choice(n, min(n, tree.training_sample_size), replace=False))]
+                centers = _core.train_kmeans(
+                    sample, tree.num_leaves, tree.training_iterations, spherical, tree.seed, tree.min_partition_size,
+                    num_threads,
+                )
+            else:
+                centers, codebook = trained
             bar.update()
             primary, _ = _core.assign_to_centers(data, centers, num_threads)
             secondary = None
@@ -143,10 +169,12 @@ class TreeAhIndex(Index):
                 secondary = _soar_assign(data, centers, primary, tree.soar_lambda, tree.spill, num_threads)
             bar.update()
 
-            ah_sample_idx = np.sort(rng.choice(n, min(n, ah.training_sample_size), replace=False))
-            residual_sample = data[ah_sample_idx] - centers[primary[ah_sample_idx]]
-            codebook = _core.train_pq(residual_sample, ah.dims_per_block, ah.training_iterations, tree.seed, num_threads)
-            del residual_sample
+            if trained is None:
+                ah_sample_idx = np.sort(rng.choice(n, min(n, ah.training_sample_size), replace=False))
+                residual_sample = data[ah_sample_idx] - centers[primary[ah_sample_idx]]
+                codebook = _core.train_pq(residual_sample, ah.dims_per_block, ah.training_iterations, tree.seed,
+                                          num_threads)
+                del residual_sample
             bar.update()
 
             # Entries: (point, leaf) pairs, grouped by leaf. Spilled copies come after primaries.

@@ -1,0 +1,145 @@
+"""What one Ray actor runs: the shards it holds and the searches over them.
+
+Plain Python, no Ray import: :mod:`annlib.distributed.sharded` wraps :class:`ShardHost` in
+``ray.remote``. An actor may hold several shards (a saved index loaded onto fewer actors than
+wrote it); each shard is an annlib index over rows ``[offset, offset + n)`` of the global data,
+and every id leaving a host is global (offset added).
+
+The two-phase search (``ah_candidates`` then ``rescore``) reproduces, across shards, the one
+candidate list a single tree-AH index would reorder. It reads two arrays a tree index keeps
+(the float32 reorder rows and, for squared L2, their squared norms); they are a seam to add to
+:class:`annlib.TreeAhLayout` when the layout grows (only ``reorder_vectors`` is there now).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+from annlib import _core
+from annlib._vectors import normalize_rows
+from annlib.distributed._merge import merge_top_k
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_shard(kind: str, data, metric: str, spec: dict, num_threads: int | None):
+    """One shard's index. ``spec`` for tree_ah: {"config": dict, "centers", "codebook"}; for
+    brute_force: {"num_neighbors"}."""
+    if kind == "tree_ah":
+        from annlib.config import TreeAhConfig  # noqa: PLC0415
+        from annlib.index.tree_ah import TreeAhIndex  # noqa: PLC0415
+
+        config = TreeAhConfig.from_dict(spec["config"])
+        return TreeAhIndex.from_trained(data, config, spec["centers"], spec["codebook"], num_threads=num_threads)
+    if kind == "brute_force":
+        from annlib.index.brute_force import BruteForce  # noqa: PLC0415
+
+        return BruteForce(data, metric, spec["num_neighbors"])
+    raise ValueError(f"sharding supports the kinds 'tree_ah' and 'brute_force', not {kind!r}")
+
+
+def _read_rows(source):
+    """A shard's rows: an array, or the path of a .npy file (read where the shard lives)."""
+    if isinstance(source, (str, os.PathLike)):
+        return np.load(os.fspath(source), mmap_mode="r")
+    return source
+
+
+class ShardHost:
+    """The shards of one actor: {shard_id: (index, offset)}."""
+
+    def __init__(self, num_threads: int | None = None):
+        self._shards: dict[int, tuple[object, int]] = {}
+        self._num_threads = num_threads
+
+    def ready(self) -> list[int]:
+        return sorted(self._shards)
+
+    # ------------------------------------------------------------------ building and loading
+
+    def build(self, shard_id: int, offset: int, rows, kind: str, metric: str, spec: dict) -> dict:
+        index = build_shard(kind, _read_rows(rows), metric, spec, self._num_threads)
+        self._shards[shard_id] = (index, offset)
+        return {"shard": shard_id, "n": index.n, "stats": index.stats()}
+
+    def load(self, shard_id: int, offset: int, path: str, sha256: str | None) -> int:
+        from annlib.index import load_index  # noqa: PLC0415
+
+        if sha256 is not None and file_sha256(path) != sha256:
+            raise ValueError(f"shard {shard_id}: {path} does not match the manifest's checksum")
+        index = load_index(path, mmap=True)
+        self._shards[shard_id] = (index, offset)
+        return index.n
+
+    def save(self, shard_id: int, path: str) -> dict:
+        index, _ = self._shards[shard_id]
+        index.save(path)
+        return {"sha256": file_sha256(path), "bytes": os.path.getsize(path)}
+
+    def stats(self) -> dict:
+        return {shard_id: index.stats() for shard_id, (index, _) in self._shards.items()}
+
+    def set_search_defaults(self, params: dict) -> None:
+        for index, _ in self._shards.values():
+            index.set_search_defaults(**params)
+
+    # ------------------------------------------------------------------ search
+
+    def search(self, queries: np.ndarray, k: int, num_threads: int, params: dict, metric: str):
+        """Each shard's full search (its own reordering), merged; global ids."""
+        parts = []
+        for index, offset in self._shards.values():
+            ids, distances = index.search_batched(queries, k, num_threads=num_threads, **params)
+            parts.append((np.where(ids >= 0, ids + offset, -1), distances))
+        return merge_top_k(parts, k, metric)
+
+    def ah_candidates(self, queries: np.ndarray, depth: int, leaves_to_search: int, num_threads: int, metric: str):
+        """Phase 1 of an exact-merge search: each shard's ``depth`` best AH candidates, merged.
+
+        The same (score, id) order a single index's candidate selection uses, restricted to
+        these shards' rows: so the driver's merge is the single index's candidate list.
+        """
+        prepared = normalize_rows(queries) if metric == "cosine" else queries
+        parts = []
+        for index, offset in self._shards.values():
+            d = min(depth, index.n)
+            ids, distances = index._handle.search(prepared, d, leaves_to_search, 0, num_threads, 1.0)
+            parts.append((np.where(ids >= 0, ids + offset, -1), distances))
+        return merge_top_k(parts, depth, metric)
+
+    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int, metric: str):
+        """Phase 2: exact scores of the given global candidate ids this host holds; the best
+        ``k`` per query as (ids, scores) with scores larger-better (2<q,x> - |x|^2 for L2).
+
+        Scores come from the core's own dot kernel, the one a search reorders with.
+        """
+        prepared = normalize_rows(queries) if metric == "cosine" else queries
+        isa = _core.active_isa()
+        nq = queries.shape[0]
+        parts = []
+        for index, offset in self._shards.values():
+            vectors = index.layout.reorder_vectors
+            sq_norms = index._arrays.get("point_sq_norms") if metric == "squared_l2" else None
+            local = candidates - offset
+            mine = (candidates >= 0) & (local >= 0) & (local < index.n)
+            width = max(1, int(mine.sum(axis=1).max(initial=0)))
+            ids = np.full((nq, width), -1, dtype=np.int64)
+            scores = np.full((nq, width), -np.inf, dtype=np.float32)
+            for q in np.flatnonzero(mine.any(axis=1)):
+                rows = local[q][mine[q]]
+                dots = _core.dot_block(prepared[q : q + 1], np.ascontiguousarray(vectors[rows]), isa)[0]
+                if sq_norms is not None:
+                    dots = np.float32(2.0) * dots - sq_norms[rows]
+                ids[q, : len(rows)] = rows + offset
+                scores[q, : len(rows)] = dots
+            parts.append((ids, scores))
+        return merge_top_k(parts, k, metric, larger_better=True)

@@ -1,0 +1,542 @@
+"""A sharded index on Ray: shards held by actors, fan-out search, exact merge, restart of lost actors.
+
+The database is split into contiguous row ranges (shards); each shard is an annlib index held
+by a Ray actor (:class:`annlib.distributed._host.ShardHost`), and an actor may hold several
+shards. Ids are global row ids: a shard over rows ``[start, start + n)`` adds ``start`` to its
+ids.
+
+Tree-AH shards share one set of partition centers and one PQ codebook, trained once on a sample
+of the whole database, so AH scores compare across shards. With ``merge="exact"`` (the default)
+a search runs in two rounds that reproduce what one index built with the same centers and
+codebook computes: (1) every shard returns its best ``pre_reorder_num_neighbors`` AH candidates
+and the driver merges them by (score, id) into the single index's candidate list; (2) every
+shard rescores its members of that list with the core's dot kernel and the driver merges the
+exact top-k. ``merge="fast"`` is one round: every shard runs its own full search (reordering its
+own candidates) and the driver merges; it rescores more candidates than one index would, so its
+recall is never lower, but results may differ from the single index's.
+
+Later features route through here (notes for issues 13 and filtered search):
+
+* user ids: a host would map its local ids to user ids before returning (the ``+ offset`` in
+  ``ShardHost``), and the driver would keep a user-id -> shard directory (or hash user ids to
+  shards) so ``add``/``remove``/``update`` go to the owning actor only;
+* filters: passed with the search parameters to every host, which applies them in its shards'
+  searches; the merge is unchanged (it only sees (id, score) lists).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+import numpy as np
+
+from annlib import _validate
+from annlib.distributed import _host, manifest as _manifest
+from annlib.distributed._merge import merge_top_k
+from annlib.index import params as _params
+from annlib.result import SearchResult
+
+try:
+    import ray
+    import ray.exceptions
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError('annlib.distributed needs Ray: pip install "annlib[ray]"') from exc
+
+MERGES = ("exact", "fast")
+_ACTOR_FAILURES = (ray.exceptions.RayActorError,)
+_MAX_ATTEMPTS = 3  # per actor and call: a shard that dies again right after a restart is not retried forever
+
+
+class ShardError(RuntimeError):
+    """A shard could not answer: its actor died and could not be restored, or it timed out."""
+
+
+@ray.remote
+class _ShardActor(_host.ShardHost):
+    pass
+
+
+def _sequential_sq_norms(queries: np.ndarray) -> np.ndarray:
+    """|q|^2 summed in dimension order in float32, as the core's search computes it (bit-equal)."""
+    total = np.zeros(queries.shape[0], dtype=np.float32)
+    for d in range(queries.shape[1]):
+        total += queries[:, d] * queries[:, d]
+    return total
+
+
+def _row_ranges(n: int, num_shards: int) -> list[tuple[int, int]]:
+    bounds = [s * n // num_shards for s in range(num_shards + 1)]
+    return [(bounds[s], bounds[s + 1] - bounds[s]) for s in range(num_shards)]
+
+
+class ShardedIndex:
+    """An index split into shards held by Ray actors; search, save and load like one index.
+
+    Build with :meth:`build` (from an array or a list of ``.npy`` files, one per shard) or
+    :meth:`load` a saved one. ``search`` and ``search_batched`` take the protocol's arguments
+    (``k``, ``final_num_neighbors``, keyword search parameters of the shard kind) plus
+    ``merge=`` ("exact" or "fast", see the module docs).
+
+    Faults: a call that finds an actor dead restarts it from the shard files of the last
+    :meth:`save` / :meth:`load` and retries, within ``timeout_s`` (``restart=True``, the
+    default); otherwise, or for shards never saved, it raises :class:`ShardError` naming the
+    shards.
+    """
+
+    kind = "sharded"
+
+    def __init__(self, *, shard_kind, metric, dim, ranges, actors, assignment, defaults, params_type,
+                 shard_config, shared, actor_options, restart, timeout_s, merge, saved=None):
+        self._shard_kind = shard_kind
+        self._metric = metric
+        self._dim = dim
+        self._ranges = ranges
+        self._n = sum(n for _, n in ranges)
+        self._actors = actors
+        self._assignment = assignment  # actor slot -> [shard ids]
+        self._defaults = defaults
+        self._params_type = params_type
+        self._shard_config = shard_config
+        self._shared = shared
+        self._actor_options = actor_options
+        self.restart = restart
+        self.timeout_s = timeout_s
+        self._merge = merge
+        self._saved = saved or {}  # shard id -> (path, sha256)
+        self.restarts = 0  # actors restarted so far (observability for tests and ops)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def build(cls, data, num_shards: int | None = None, metric: str = "dot", *, kind: str = "tree_ah",
+              num_actors: int | None = None, cpus_per_actor: float = 1.0, num_threads: int | None = None,
+              merge: str = "exact", restart: bool = True, timeout_s: float = 300.0, progress: bool = False,
+              save_dir=None, **index_kwargs) -> ShardedIndex:
+        """Split ``data`` into ``num_shards`` row ranges and build one index per shard in parallel.
+
+        ``data``: an (n, dim) array, or a list of ``.npy`` paths (one shard each, read by the
+        actor that builds it, so the paths must be visible to every node). ``kind``:
+        ``"tree_ah"`` (``index_kwargs`` as for :class:`annlib.TreeAhIndex`; ``num_leaves`` and
+        ``num_leaves_to_search`` default from the total size) or ``"brute_force"``.
+        ``num_threads``: threads per actor (default: ``cpus_per_actor`` rounded, at least 1).
+        ``save_dir``: save right after building, so lost actors can be restored.
+        """
+        metric = _validate.metric(metric)
+        if merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+        files, rows = _inputs(data)
+        if files is not None:
+            if num_shards not in (None, len(files)):
+                raise ValueError(f"num_shards ({num_shards}) must match the number of files ({len(files)})")
+            sizes = [int(r.shape[0]) for r in rows]
+            dim = int(rows[0].shape[1])
+            if any(r.ndim != 2 or r.shape[1] != dim for r in rows):
+                raise ValueError("every .npy file must hold a 2-D array of the same dimension")
+            ranges = list(zip(np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist(), sizes))
+        else:
+            num_shards = _validate.positive_int(num_shards if num_shards is not None else 1, "num_shards")
+            rows = [_validate.database(rows)]
+            dim = int(rows[0].shape[1])
+            if num_shards > rows[0].shape[0]:
+                raise ValueError(f"num_shards ({num_shards}) exceeds the number of points ({rows[0].shape[0]})")
+            ranges = _row_ranges(rows[0].shape[0], num_shards)
+        if any(n == 0 for _, n in ranges):
+            raise ValueError("every shard needs at least one point")
+        n = sum(size for _, size in ranges)
+        num_threads = _threads(num_threads, cpus_per_actor)
+
+        shared: dict[str, np.ndarray] = {}
+        if kind == "tree_ah":
+            spec, params_type, defaults, shard_config = _train_tree_ah(rows, ranges, n, metric, index_kwargs,
+                                                                       num_threads)
+            shared = {"centers": spec["centers"], "codebook": spec["codebook"]}
+        elif kind == "brute_force":
+            from annlib.index.params import BruteForceSearchParams  # noqa: PLC0415
+
+            if set(index_kwargs) - {"num_neighbors"}:
+                raise TypeError(f"unknown brute_force arguments: {sorted(set(index_kwargs) - {'num_neighbors'})}")
+            spec = {"num_neighbors": _validate.positive_int(index_kwargs.get("num_neighbors", 10), "num_neighbors")}
+            params_type, defaults, shard_config = BruteForceSearchParams, BruteForceSearchParams(), dict(spec)
+        else:
+            raise ValueError(f"sharding supports the kinds 'tree_ah' and 'brute_force', not {kind!r}")
+
+        num_actors = num_actors or len(ranges)
+        options = {"num_cpus": cpus_per_actor}
+        actors, assignment = _start_actors(len(ranges), num_actors, options, num_threads)
+        self = cls(shard_kind=kind, metric=metric, dim=dim, ranges=ranges, actors=actors, assignment=assignment,
+                   defaults=defaults, params_type=params_type, shard_config=shard_config, shared=shared,
+                   actor_options=(options, num_threads), restart=restart, timeout_s=timeout_s, merge=merge)
+        spec_ref = ray.put(spec)
+        refs = []
+        for slot, shard_ids in assignment.items():
+            for s in shard_ids:
+                start, size = ranges[s]
+                source = files[s] if files is not None else ray.put(rows[0][start : start + size])
+                refs.append(actors[slot].build.remote(s, start, source, kind, metric, spec_ref))
+        _wait_all(refs, progress, "annlib sharded build")
+        if save_dir is not None:
+            self.save(save_dir)
+        return self
+
+    @classmethod
+    def load(cls, directory, num_actors: int | None = None, *, cpus_per_actor: float = 1.0,
+             num_threads: int | None = None, merge: str = "exact", restart: bool = True,
+             timeout_s: float = 300.0, progress: bool = False) -> ShardedIndex:
+        """Restore a sharded index saved by :meth:`save` onto ``num_actors`` actors (default: one
+        per shard; fewer actors each hold several shards). Every file is checked against the
+        manifest's checksum; a mismatch is a :class:`annlib.FormatError`."""
+        directory = os.path.abspath(os.fspath(directory))
+        m = _manifest.read(directory)
+        shared = _manifest.read_shared(directory, m)
+        ranges = [(int(s["start"]), int(s["n"])) for s in m["shards"]]
+        num_actors = num_actors or len(ranges)
+        if merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+        kind = m["kind"]
+        params_type = _params_type(kind)
+        defaults = params_type(**m["search_defaults"])
+        num_threads = _threads(num_threads, cpus_per_actor)
+        options = {"num_cpus": cpus_per_actor}
+        actors, assignment = _start_actors(len(ranges), num_actors, options, num_threads)
+        saved = {i: (os.path.join(directory, s["file"]), s["sha256"]) for i, s in enumerate(m["shards"])}
+        self = cls(shard_kind=kind, metric=m["metric"], dim=int(m["dim"]), ranges=ranges, actors=actors,
+                   assignment=assignment, defaults=defaults, params_type=params_type,
+                   shard_config=m["shard_config"], shared=shared, actor_options=(options, num_threads),
+                   restart=restart, timeout_s=timeout_s, merge=merge, saved=saved)
+        refs = [actors[slot].load.remote(s, ranges[s][0], *saved[s]) for slot, ids in assignment.items() for s in ids]
+        try:
+            _wait_all(refs, progress, "annlib sharded load")
+        except ValueError as exc:
+            from annlib.errors import FormatError  # noqa: PLC0415
+
+            self.close()
+            raise FormatError(str(exc)) from None
+        return self
+
+    # ------------------------------------------------------------------ shape
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def metric(self) -> str:
+        return self._metric
+
+    @property
+    def num_neighbors(self) -> int:
+        """The default ``k`` of searches."""
+        return int(self._shard_config["num_neighbors"])
+
+    @property
+    def num_shards(self) -> int:
+        return len(self._ranges)
+
+    @property
+    def num_actors(self) -> int:
+        return len(self._actors)
+
+    @property
+    def shard_kind(self) -> str:
+        return self._shard_kind
+
+    @property
+    def shard_ranges(self) -> list[tuple[int, int]]:
+        """(start, n) of every shard's global rows."""
+        return list(self._ranges)
+
+    @property
+    def shared_arrays(self) -> dict[str, np.ndarray]:
+        """What every shard shares (tree-AH: ``centers`` and ``codebook``)."""
+        return dict(self._shared)
+
+    @property
+    def actors(self) -> list:
+        """The Ray actor handles, by slot (``shards_of(slot)`` names their shards)."""
+        return list(self._actors)
+
+    def shards_of(self, slot: int) -> list[int]:
+        return list(self._assignment[slot])
+
+    @property
+    def config(self) -> dict:
+        return {"kind": self.kind, "shard_kind": self._shard_kind, "metric": self._metric,
+                "num_shards": self.num_shards, "shards": [list(r) for r in self._ranges],
+                "index": self._shard_config, "search_defaults": dataclasses.asdict(self._defaults)}
+
+    def stats(self) -> dict:
+        per_actor = self._gather(lambda slot: self._actors[slot].stats.remote())
+        shards = {}
+        for result in per_actor:
+            shards.update(result)
+        memory = {_manifest.shard_file(s).removesuffix(".annl"): int(shards[s]["total_bytes"]) for s in sorted(shards)}
+        return {"n": self._n, "dim": self._dim, "num_shards": self.num_shards, "num_actors": self.num_actors,
+                "shards": [shards[s] for s in sorted(shards)], "memory_bytes": memory,
+                "total_bytes": int(sum(memory.values())), "restarts": self.restarts}
+
+    def __repr__(self) -> str:
+        return (f"ShardedIndex(n={self._n}, dim={self._dim}, metric={self._metric!r}, shard_kind="
+                f"{self._shard_kind!r}, num_shards={self.num_shards}, num_actors={self.num_actors})")
+
+    def __reduce__(self):
+        raise TypeError("a ShardedIndex holds Ray actors and does not pickle: save(dir) it and load(dir) it")
+
+    # ------------------------------------------------------------------ search
+
+    @property
+    def search_defaults(self):
+        return self._defaults
+
+    def set_search_defaults(self, **params) -> None:
+        new = _params.override(self._defaults, params)
+        self._check_params(new)
+        self._defaults = new
+        values = dataclasses.asdict(new)
+        self._gather(lambda slot: self._actors[slot].set_search_defaults.remote(values))
+
+    def _check_params(self, p) -> None:
+        if self._shard_kind == "tree_ah":
+            leaves = self._shard_config["tree"]["num_leaves"]
+            if p.leaves_to_search > leaves:
+                raise ValueError(f"leaves_to_search ({p.leaves_to_search}) cannot exceed num_leaves ({leaves})")
+            if p.pre_reorder_num_neighbors is not None and self._shard_config["reorder"] is None:
+                raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
+
+    def search(self, query, k: int | None = None, *, final_num_neighbors: int | None = None,
+               merge: str | None = None, **params) -> SearchResult:
+        """One query (1-D -> 1-D results) or a few (2-D); each shard searches on one thread."""
+        queries, single = _validate.queries(query, self._dim, name="query", allow_1d=True)
+        ids, distances = self._run(queries, k, final_num_neighbors, merge, params, 1)
+        return SearchResult(ids[0], distances[0]) if single else SearchResult(ids, distances)
+
+    def search_batched(self, queries, k: int | None = None, *, num_threads: int | None = None,
+                       final_num_neighbors: int | None = None, merge: str | None = None,
+                       **params) -> SearchResult:
+        """A batch (nq, dim), fanned out to every shard; ``num_threads`` per actor (default: the
+        actor's own)."""
+        queries, _ = _validate.queries(queries, self._dim)
+        threads = self._actor_options[1] if num_threads is None else _validate.num_threads(num_threads)
+        return SearchResult(*self._run(queries, k, final_num_neighbors, merge, params, threads))
+
+    def _run(self, queries, k, final_num_neighbors, merge, overrides, num_threads):
+        if final_num_neighbors is not None:
+            if k is not None:
+                raise TypeError("give k or final_num_neighbors (ScaNN's name for k), not both")
+            k = _validate.k(final_num_neighbors, "final_num_neighbors")
+        k = self.num_neighbors if k is None else _validate.k(k)
+        merge = self._merge if merge is None else merge
+        if merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+        p = self._defaults
+        if overrides:
+            p = _params.override(p, overrides)
+            self._check_params(p)
+        found = min(k, self._n)
+        q_ref = ray.put(queries)
+        if self._shard_kind == "tree_ah" and merge == "exact" and self.num_shards > 1:
+            ids, distances = self._two_rounds(q_ref, queries, found, p, num_threads)
+        else:
+            values = dataclasses.asdict(p)
+            parts = self._gather(lambda slot: self._actors[slot].search.remote(q_ref, found, num_threads, values,
+                                                                                 self._metric))
+            ids, distances = merge_top_k(parts, found, self._metric)
+        if found < k:
+            ids, distances = merge_top_k([(ids, distances)], k, self._metric)
+        return ids, distances
+
+    def _two_rounds(self, q_ref, queries, k, p, num_threads):
+        leaves = p.leaves_to_search
+        reorder = self._shard_config["reorder"] is not None
+        depth = min(max(p.pre_reorder_num_neighbors or k, k), self._n) if reorder else k
+        parts = self._gather(lambda slot: self._actors[slot].ah_candidates.remote(q_ref, depth, leaves, num_threads,
+                                                                                    self._metric))
+        ids, distances = merge_top_k(parts, depth, self._metric)
+        if not reorder:
+            return ids, distances
+        c_ref = ray.put(ids)
+        parts = self._gather(lambda slot: self._actors[slot].rescore.remote(q_ref, c_ref, k, self._metric))
+        ids, scores = merge_top_k(parts, k, self._metric, larger_better=True)
+        if self._metric == "squared_l2":
+            distances = np.maximum(np.float32(0), _sequential_sq_norms(queries)[:, None] - scores)
+            distances = np.where(ids >= 0, distances, np.float32(np.inf)).astype(np.float32)
+        else:
+            distances = scores
+        return ids, distances
+
+    # ------------------------------------------------------------------ faults
+
+    def _gather(self, call) -> list:
+        """``call(slot)`` on every actor; results by slot. A dead actor is restarted from its saved
+        shards and the call retried, all within ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        pending = {slot: call(slot) for slot in range(len(self._actors))}
+        attempts = dict.fromkeys(pending, 1)
+        results = {}
+        while pending:
+            slot, ref = next(iter(pending.items()))
+            try:
+                results[slot] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+                del pending[slot]
+            except ray.exceptions.GetTimeoutError:
+                raise ShardError(f"shard(s) {self._assignment[slot]} did not answer within {self.timeout_s:g} s") from None
+            except _ACTOR_FAILURES as exc:
+                shards = self._assignment[slot]
+                if not self.restart:
+                    raise ShardError(f"the actor of shard(s) {shards} died ({type(exc).__name__}); "
+                                     "restart=False") from exc
+                if attempts[slot] >= _MAX_ATTEMPTS:
+                    raise ShardError(f"the actor of shard(s) {shards} died {attempts[slot]} times in one call") from exc
+                self._respawn(slot, deadline)
+                attempts[slot] += 1
+                pending[slot] = call(slot)
+        return [results[slot] for slot in range(len(self._actors))]
+
+    def _respawn(self, slot: int, deadline: float) -> None:
+        shards = self._assignment[slot]
+        unsaved = [s for s in shards if s not in self._saved]
+        if unsaved:
+            raise ShardError(f"the actor of shard(s) {shards} died and shard(s) {unsaved} were never saved: "
+                             "save(dir) a sharded index (or build it with save_dir=) to make it restartable")
+        options, num_threads = self._actor_options
+        actor = _ShardActor.options(**options).remote(num_threads)
+        refs = [actor.load.remote(s, self._ranges[s][0], *self._saved[s]) for s in shards]
+        try:
+            ray.get(refs, timeout=max(0.0, deadline - time.monotonic()))
+            if dataclasses.asdict(self._defaults):
+                ray.get(actor.set_search_defaults.remote(dataclasses.asdict(self._defaults)),
+                        timeout=max(0.0, deadline - time.monotonic()))
+        except ray.exceptions.GetTimeoutError:
+            ray.kill(actor)
+            raise ShardError(f"restarting the actor of shard(s) {shards} took longer than {self.timeout_s:g} s") from None
+        except Exception as exc:
+            ray.kill(actor)
+            raise ShardError(f"restarting the actor of shard(s) {shards} from {self._saved[shards[0]][0]} failed: "
+                             f"{exc}") from exc
+        self._actors[slot] = actor
+        self.restarts += 1
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory) -> None:
+        """Write one index file per shard, the shared arrays once, and ``manifest.json`` last."""
+        directory = os.path.abspath(os.fspath(directory))
+        os.makedirs(directory, exist_ok=True)
+        paths = {s: os.path.join(directory, _manifest.shard_file(s)) for s in range(self.num_shards)}
+
+        written = {}
+        saves = self._gather(lambda slot: [self._actors[slot].save.remote(s, paths[s]) for s in self._assignment[slot]])
+        for slot, results in enumerate(saves):
+            for s, info in zip(self._assignment[slot], results):
+                written[s] = info
+        shards = [{"file": _manifest.shard_file(s), "start": self._ranges[s][0], "n": self._ranges[s][1],
+                   "sha256": written[s]["sha256"], "bytes": written[s]["bytes"]} for s in range(self.num_shards)]
+        _manifest.write(directory, {
+            "kind": self._shard_kind, "metric": self._metric, "n": self._n, "dim": self._dim,
+            "shard_config": self._shard_config, "search_defaults": dataclasses.asdict(self._defaults),
+            "shards": shards, "shared": _manifest.write_shared(directory, self._shared),
+        })
+        self._saved = {s: (paths[s], written[s]["sha256"]) for s in range(self.num_shards)}
+
+    def close(self) -> None:
+        """Stop the actors (their saved files stay)."""
+        for actor in self._actors:
+            ray.kill(actor)
+        self._actors = []
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _inputs(data):
+    if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
+        files = [os.path.abspath(os.fspath(p)) for p in data]
+        return files, [np.load(f, mmap_mode="r") for f in files]
+    return None, data
+
+
+def _threads(num_threads, cpus_per_actor) -> int:
+    if num_threads is not None:
+        return _validate.num_threads(num_threads)
+    return max(1, int(round(cpus_per_actor)))
+
+
+def _params_type(kind: str):
+    from annlib.index.params import BruteForceSearchParams, TreeAhSearchParams  # noqa: PLC0415
+
+    return {"tree_ah": TreeAhSearchParams, "brute_force": BruteForceSearchParams}[kind]
+
+
+def _start_actors(num_shards: int, num_actors: int, options: dict, num_threads: int):
+    num_actors = _validate.positive_int(num_actors, "num_actors")
+    if num_actors > num_shards:
+        raise ValueError(f"num_actors ({num_actors}) cannot exceed the number of shards ({num_shards})")
+    if not ray.is_initialized():
+        raise RuntimeError("Ray is not initialised: call ray.init(...) (or ray.init(address='auto')) first")
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    wanted = num_actors * options["num_cpus"]
+    if wanted > cpus + 1e-9:
+        # Actors that cannot be placed wait forever: refuse instead of hanging.
+        raise ValueError(f"{num_actors} actors x {options['num_cpus']} CPUs = {wanted:g} CPUs, but the cluster has "
+                         f"{cpus:g}: lower cpus_per_actor or num_actors")
+    actors = [_ShardActor.options(**options).remote(num_threads) for _ in range(num_actors)]
+    assignment = {slot: [] for slot in range(num_actors)}
+    for s in range(num_shards):
+        assignment[s * num_actors // num_shards].append(s)
+    return actors, assignment
+
+
+def _wait_all(refs, progress: bool, desc: str) -> list:
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    with tqdm(total=len(refs), desc=desc, disable=not progress, leave=False, unit="shard") as bar:
+        remaining = list(refs)
+        while remaining:
+            done, remaining = ray.wait(remaining, num_returns=1)
+            ray.get(done)  # raises the shard's error, if any
+            bar.update(len(done))
+    return ray.get(refs)
+
+
+def _train_tree_ah(rows, ranges, n, metric, index_kwargs, num_threads):
+    """Partition centers and PQ codebook trained once on a sample of all shards."""
+    from annlib.config import TreeAhConfig  # noqa: PLC0415
+    from annlib.index.params import TreeAhSearchParams  # noqa: PLC0415
+    from annlib.index.tree_ah import TreeAhIndex  # noqa: PLC0415
+
+    kwargs = dict(index_kwargs)
+    for name in ("copy", "num_threads", "progress"):
+        if name in kwargs:
+            raise TypeError(f"{name!r} is an argument of ShardedIndex.build itself, not of the shards")
+    kwargs.setdefault("num_leaves", max(1, int(round(math.sqrt(n)))))
+    kwargs.setdefault("num_leaves_to_search", max(1, kwargs["num_leaves"] // 10))
+    sample_size = min(n, int(kwargs.get("training_sample_size", 100_000)))
+    rng = np.random.default_rng(kwargs.get("seed", 0))
+    picks = np.sort(rng.choice(n, sample_size, replace=False))
+    sample = _gather_rows(rows, ranges, picks)
+    trainer = TreeAhIndex(sample, metric, copy=False, num_threads=num_threads, **kwargs)
+    config = TreeAhConfig.from_dict(trainer.config)
+    spec = {"config": config.to_dict(), "centers": np.array(trainer.layout.centers),
+            "codebook": np.array(trainer._arrays["codebook"])}
+    defaults = trainer.search_defaults
+    assert isinstance(defaults, TreeAhSearchParams)
+    return spec, TreeAhSearchParams, defaults, config.to_dict()
+
+
+def _gather_rows(rows, ranges, picks: np.ndarray) -> np.ndarray:
+    if len(rows) == 1:
+        return np.ascontiguousarray(rows[0][picks], dtype=np.float32)
+    parts = []
+    for (start, size), r in zip(ranges, rows):
+        local = picks[(picks >= start) & (picks < start + size)] - start
+        parts.append(np.asarray(r[local], dtype=np.float32))
+    return np.ascontiguousarray(np.concatenate(parts))
