@@ -176,7 +176,7 @@ class ShardedIndex:
                 start, size = ranges[s]
                 source = files[s] if files is not None else ray.put(rows[0][start : start + size])
                 refs.append(actors[slot].build.remote(s, start, source, kind, metric, spec_ref))
-        _wait_all(refs, progress, "annlib sharded build")
+        _wait_all(refs, progress, "annlib sharded build", timeout_s)
         if save_dir is not None:
             self.save(save_dir)
         return self
@@ -208,7 +208,7 @@ class ShardedIndex:
                    restart=restart, timeout_s=timeout_s, merge=merge, saved=saved)
         refs = [actors[slot].load.remote(s, ranges[s][0], *saved[s]) for slot, ids in assignment.items() for s in ids]
         try:
-            _wait_all(refs, progress, "annlib sharded load")
+            _wait_all(refs, progress, "annlib sharded load", timeout_s)
         except ValueError as exc:
             from annlib.errors import FormatError  # noqa: PLC0415
 
@@ -482,10 +482,11 @@ def _start_actors(num_shards: int, num_actors: int, options: dict, num_threads: 
         raise ValueError(f"num_actors ({num_actors}) cannot exceed the number of shards ({num_shards})")
     if not ray.is_initialized():
         raise RuntimeError("Ray is not initialised: call ray.init(...) (or ray.init(address='auto')) first")
+    # Actors that can never be placed would wait forever: refuse them. Actors waiting for CPUs
+    # other actors hold are bounded by the build's timeout instead (freed CPUs show up late).
     cpus = ray.cluster_resources().get("CPU", 0.0)
     wanted = num_actors * options["num_cpus"]
     if wanted > cpus + 1e-9:
-        # Actors that cannot be placed wait forever: refuse instead of hanging.
         raise ValueError(f"{num_actors} actors x {options['num_cpus']} CPUs = {wanted:g} CPUs, but the cluster has "
                          f"{cpus:g}: lower cpus_per_actor or num_actors")
     actors = [_ShardActor.options(**options).remote(num_threads) for _ in range(num_actors)]
@@ -495,13 +496,17 @@ def _start_actors(num_shards: int, num_actors: int, options: dict, num_threads: 
     return actors, assignment
 
 
-def _wait_all(refs, progress: bool, desc: str) -> list:
+def _wait_all(refs, progress: bool, desc: str, timeout_s: float) -> list:
     from tqdm.auto import tqdm  # noqa: PLC0415
 
+    deadline = time.monotonic() + timeout_s
     with tqdm(total=len(refs), desc=desc, disable=not progress, leave=False, unit="shard") as bar:
         remaining = list(refs)
         while remaining:
-            done, remaining = ray.wait(remaining, num_returns=1)
+            done, remaining = ray.wait(remaining, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not done:
+                raise ShardError(f"{desc}: {len(remaining)} shard(s) not ready within {timeout_s:g} s "
+                                 "(actors waiting for CPUs, or a slow build: raise timeout_s)")
             ray.get(done)  # raises the shard's error, if any
             bar.update(len(done))
     return ray.get(refs)
