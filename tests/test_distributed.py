@@ -61,7 +61,8 @@ def _assert_same(a, b):
 @pytest.fixture(scope="module")
 def cosine_sharded(sample):
     x, _ = sample
-    index = ShardedIndex.build(x, 3, "cosine", num_actors=2, cpus_per_actor=0.25, num_leaves=LEAVES, num_leaves_to_search=6, reorder=30)
+    index = ShardedIndex.build(x, 3, "cosine", num_actors=2, cpus_per_actor=0.25, num_leaves=LEAVES,
+                               num_leaves_to_search=6, reorder=30)
     yield index
     index.close()
 
@@ -78,7 +79,8 @@ def test_sharded_tree_ah_equals_one_index_with_the_same_training(cosine_sharded,
 
 def test_sharded_squared_l2_equals_one_index_bit_for_bit(l2_data):
     x, q = l2_data
-    index = ShardedIndex.build(x, 4, "squared_l2", num_actors=2, cpus_per_actor=0.5, num_leaves=30, num_leaves_to_search=3, reorder=20)
+    index = ShardedIndex.build(x, 4, "squared_l2", num_actors=2, cpus_per_actor=0.5, num_leaves=30,
+                               num_leaves_to_search=3, reorder=20)
     try:
         single = _single_like(index, x)
         for k in (1, 10, 25):
@@ -92,7 +94,8 @@ def test_sharded_squared_l2_equals_one_index_bit_for_bit(l2_data):
 
 def test_sharded_without_reordering_equals_one_index(l2_data):
     x, q = l2_data
-    index = ShardedIndex.build(x, 3, "dot", num_actors=2, cpus_per_actor=0.5, num_leaves=30, num_leaves_to_search=4, reorder=None)
+    index = ShardedIndex.build(x, 3, "dot", num_actors=2, cpus_per_actor=0.5, num_leaves=30,
+                               num_leaves_to_search=4, reorder=None)
     try:
         _assert_same(index.search_batched(q, 10), _single_like(index, x).search_batched(q, 10))
     finally:
@@ -176,8 +179,8 @@ def test_load_refuses_a_shard_that_does_not_match_the_manifest(cosine_sharded, t
 
 def test_a_killed_actor_is_restarted_from_its_saved_shards(l2_data, tmp_path):
     x, q = l2_data
-    index = ShardedIndex.build(x, 4, "squared_l2", num_actors=2, cpus_per_actor=0.5, num_leaves=30, num_leaves_to_search=3, reorder=20,
-                               save_dir=tmp_path / "saved")
+    index = ShardedIndex.build(x, 4, "squared_l2", num_actors=2, cpus_per_actor=0.5, num_leaves=30,
+                               num_leaves_to_search=3, reorder=20, save_dir=tmp_path / "saved")
     try:
         expected = _single_like(index, x).search_batched(q, 10)
         ray.kill(index.actors[1])

@@ -55,7 +55,8 @@ def read(directory: str) -> dict:
         with open(path) as f:
             manifest = json.load(f)
     except FileNotFoundError:
-        raise FormatError(f"{directory}: no {MANIFEST} (not a saved sharded index, or its save did not finish)") from None
+        raise FormatError(f"{directory}: no {MANIFEST} (not a saved sharded index, or its save did not "
+                          "finish)") from None
     except (OSError, ValueError) as exc:
         raise FormatError(f"{path}: unreadable manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:

@@ -388,7 +388,8 @@ class ShardedIndex:
                 results[slot] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
                 del pending[slot]
             except ray.exceptions.GetTimeoutError:
-                raise ShardError(f"shard(s) {self._assignment[slot]} did not answer within {self.timeout_s:g} s") from None
+                raise ShardError(f"shard(s) {self._assignment[slot]} did not answer within "
+                                 f"{self.timeout_s:g} s") from None
             except _ACTOR_FAILURES as exc:
                 shards = self._assignment[slot]
                 if not self.restart:
@@ -417,7 +418,8 @@ class ShardedIndex:
                         timeout=max(0.0, deadline - time.monotonic()))
         except ray.exceptions.GetTimeoutError:
             ray.kill(actor)
-            raise ShardError(f"restarting the actor of shard(s) {shards} took longer than {self.timeout_s:g} s") from None
+            raise ShardError(f"restarting the actor of shard(s) {shards} took longer than "
+                             f"{self.timeout_s:g} s") from None
         except Exception as exc:
             ray.kill(actor)
             raise ShardError(f"restarting the actor of shard(s) {shards} from {self._saved[shards[0]][0]} failed: "
@@ -532,9 +534,7 @@ def _train_tree_ah(rows, ranges, n, metric, index_kwargs, num_threads):
     config = TreeAhConfig.from_dict(trainer.config)
     spec = {"config": config.to_dict(), "centers": np.array(trainer.layout.centers),
             "codebook": np.array(trainer._arrays["codebook"])}
-    defaults = trainer.search_defaults
-    assert isinstance(defaults, TreeAhSearchParams)
-    return spec, TreeAhSearchParams, defaults, config.to_dict()
+    return spec, TreeAhSearchParams, trainer.search_defaults, config.to_dict()
 
 
 def _gather_rows(rows, ranges, picks: np.ndarray) -> np.ndarray:
