@@ -103,18 +103,20 @@ class ShardHost:
         return merge_top_k(parts, k, metric)
 
     def ah_candidates(self, queries: np.ndarray, depth: int, leaves_to_search: int, num_threads: int, metric: str):
-        """Phase 1 of an exact-merge search: each shard's ``depth`` best AH candidates, merged.
+        """Phase 1 of an exact-merge search: each shard's ``depth`` best AH candidates, merged,
+        as (global ids, ranking scores), scores larger-better.
 
         The same (score, id) order a single index's candidate selection uses, restricted to
-        these shards' rows: so the driver's merge is the single index's candidate list.
+        these shards' rows: so the driver's merge is the single index's candidate list. Raw
+        scores, not distances: |q|^2 - score rounds distinct scores to equal distances.
         """
         prepared = normalize_rows(queries) if metric == "cosine" else queries
         parts = []
         for index, offset in self._shards.values():
             d = min(depth, index.n)
-            ids, distances = index._handle.search(prepared, d, leaves_to_search, 0, num_threads, 1.0)
-            parts.append((np.where(ids >= 0, ids + offset, -1), distances))
-        return merge_top_k(parts, depth, metric)
+            ids, scores = index._handle.search(prepared, d, leaves_to_search, 0, num_threads, 1.0, raw_scores=True)
+            parts.append((np.where(ids >= 0, ids + offset, -1), scores))
+        return merge_top_k(parts, depth, metric, larger_better=True)
 
     def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int, metric: str):
         """Phase 2: exact scores of the given global candidate ids this host holds; the best

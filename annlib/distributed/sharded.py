@@ -360,18 +360,19 @@ class ShardedIndex:
         depth = min(max(p.pre_reorder_num_neighbors or k, k), self._n) if reorder else k
         parts = self._gather(lambda slot: self._actors[slot].ah_candidates.remote(q_ref, depth, leaves, num_threads,
                                                                                     self._metric))
-        ids, distances = merge_top_k(parts, depth, self._metric)
-        if not reorder:
-            return ids, distances
-        c_ref = ray.put(ids)
-        parts = self._gather(lambda slot: self._actors[slot].rescore.remote(q_ref, c_ref, k, self._metric))
-        ids, scores = merge_top_k(parts, k, self._metric, larger_better=True)
-        if self._metric == "squared_l2":
-            distances = np.maximum(np.float32(0), _sequential_sq_norms(queries)[:, None] - scores)
-            distances = np.where(ids >= 0, distances, np.float32(np.inf)).astype(np.float32)
-        else:
-            distances = scores
-        return ids, distances
+        ids, scores = merge_top_k(parts, depth, self._metric, larger_better=True)
+        if reorder:
+            c_ref = ray.put(ids)
+            parts = self._gather(lambda slot: self._actors[slot].rescore.remote(q_ref, c_ref, k, self._metric))
+            ids, scores = merge_top_k(parts, k, self._metric, larger_better=True)
+        return ids, self._distances(queries, ids, scores)
+
+    def _distances(self, queries, ids, scores):
+        """Distances from ranking scores, computed as the core computes them (bit-equal)."""
+        if self._metric != "squared_l2":
+            return scores
+        distances = np.maximum(np.float32(0), _sequential_sq_norms(queries)[:, None] - scores)
+        return np.where(ids >= 0, distances, np.float32(np.inf)).astype(np.float32)
 
     # ------------------------------------------------------------------ faults
 

@@ -27,7 +27,7 @@ class TreeAhHandle {
   }
 
   py::tuple search(const py::array_t<float, py::array::c_style>& queries, size_t k, size_t leaves_to_search,
-                   size_t pre_reorder, size_t num_threads, double overretrieve_factor) {
+                   size_t pre_reorder, size_t num_threads, double overretrieve_factor, bool raw_scores) {
     if (queries.ndim() != 2 || static_cast<size_t>(queries.shape(1)) != v_.dim) {
       throw std::invalid_argument("queries must have shape (nq, dim)");
     }
@@ -40,6 +40,7 @@ class TreeAhHandle {
     p.pre_reorder = pre_reorder;
     p.num_threads = num_threads;
     p.overretrieve_factor = overretrieve_factor;
+    p.raw_scores = raw_scores;
     TreeAhStats stats;
     {
       py::gil_scoped_release release;
@@ -71,7 +72,8 @@ void bind_index(py::module_& m) {
            py::arg("metric"), py::arg("n"), py::arg("dim"), py::arg("num_leaves"), py::arg("dims_per_block"),
            py::arg("spilled"))
       .def("search", &TreeAhHandle::search, py::arg("queries"), py::arg("k"), py::arg("leaves_to_search"),
-           py::arg("pre_reorder"), py::arg("num_threads"), py::arg("overretrieve_factor") = 1.5)
+           py::arg("pre_reorder"), py::arg("num_threads"), py::arg("overretrieve_factor") = 1.5,
+           py::arg("raw_scores") = false)
       .def("last_counters", &TreeAhHandle::last_counters,
            "Work done by the last search: entries scored by LUT16 and candidates reordered.");
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -134,11 +135,11 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   const size_t found = s.final_top.sorted(s.ranked.data());
   for (size_t i = 0; i < found; ++i) {
     out_ids[i] = s.ranked[i].id;
-    out_dist[i] = l2 ? std::max(0.f, q_norm - s.ranked[i].score) : s.ranked[i].score;
+    out_dist[i] = l2 && !p.raw_scores ? std::max(0.f, q_norm - s.ranked[i].score) : s.ranked[i].score;
   }
   for (size_t i = found; i < p.k; ++i) {
     out_ids[i] = -1;
-    out_dist[i] = worst_distance(v.metric);
+    out_dist[i] = p.raw_scores ? -std::numeric_limits<float>::infinity() : worst_distance(v.metric);
   }
 }
 

@@ -52,6 +52,9 @@ struct TreeAhParams {
   size_t pre_reorder = 100;         ///< unique candidates rescored; 0 = return AH scores
   size_t num_threads = 0;
   double overretrieve_factor = 1.5;  ///< spilled indexes: candidates kept before de-duplication, x pre_reorder
+  /// Return the ranking scores (larger is better; squared L2: 2<q,x> - |x|^2) instead of
+  /// distances: merging shards by distance would lose order where |q|^2 - score rounds equal.
+  bool raw_scores = false;
 };
 
 /// Per-query counters, for the autotuner's cost model and for tests.
