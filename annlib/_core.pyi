@@ -147,8 +147,10 @@ class TreeAhHandle:
         pre_reorder: int,
         num_threads: int,
         overretrieve_factor: float = 1.5,
+        raw_scores: bool = False,
     ) -> tuple[_I64, _F32]:
-        """Search float32 ``queries`` (nq, dim): (ids int64 (nq, k), distances float32 (nq, k))."""
+        """Search float32 ``queries`` (nq, dim): (ids int64 (nq, k), distances float32 (nq, k));
+        ``raw_scores``: the ranking scores (larger is better) instead of distances."""
     def last_counters(self) -> dict[str, int]:
         """Work done by the last search: entries scored by LUT16 and candidates reordered."""
 
