@@ -5,6 +5,13 @@ actor; see :mod:`annlib.distributed.sharded` for the search rounds, faults and p
 and :mod:`annlib.distributed.manifest` for the saved layout.
 """
 
-from annlib.distributed.sharded import MERGES, ShardedIndex, ShardError
-
 __all__ = ["MERGES", "ShardError", "ShardedIndex"]
+
+
+def __getattr__(name):
+    # Ray is imported on first use, so the pure pieces (the merge, the manifest) work without it.
+    if name in __all__:
+        from annlib.distributed import sharded  # noqa: PLC0415
+
+        return getattr(sharded, name)
+    raise AttributeError(f"module 'annlib.distributed' has no attribute {name!r}")
