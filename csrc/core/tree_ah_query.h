@@ -29,7 +29,8 @@ struct QueryTables {
 
 /// Scores q against every center and builds its quantized lookup table. One table
 /// serves every leaf: <q, x> = <q, c> + <q, r> (algorithms.md 3.3), and for L2 too,
-/// since ||x||^2 is stored per entry.
+/// since ||x~||^2 of the reconstruction is stored per entry (the L2 score is then
+/// ||q||^2 - ||q - x~||^2, whose error shrinks with the distance, not with ||q||).
 void prepare_query(const TreeAhView& v, const KernelTable& kt, const float* q, QueryTables& t);
 
 /// Scores `count` queries (rows of dim floats) against every center into
@@ -49,7 +50,7 @@ inline size_t leaf_at(const QueryTables& t, size_t i) {
 }
 
 /// LUT16-scores every entry of `leaf` and pushes its approximate ranking score
-/// (larger is better: <q,x~> for dot, 2<q,x~> - ||x||^2 for L2) into `selection`;
+/// (larger is better: <q,x~> for dot, 2<q,x~> - ||x~||^2 for L2) into `selection`;
 /// entries that cannot enter are rejected in the integer domain. Returns the entries scored.
 size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryTables& t, TopK& selection);
 

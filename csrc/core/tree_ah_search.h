@@ -37,7 +37,7 @@ struct TreeAhView {
   size_t num_entries = 0;                       ///< length of entry_ids
   const uint8_t* packed_codes = nullptr;        ///< all leaves' packed LUT16 codes
   size_t packed_bytes = 0;                      ///< length of packed_codes
-  const float* entry_sq_norms = nullptr;        ///< ||x||^2 of each entry's point (kSquaredL2 only)
+  const float* entry_sq_norms = nullptr;        ///< ||x~||^2 of each entry's reconstruction c + r~ (kSquaredL2)
   // Reordering data: float32 rows, or int8 rows with per-dimension multipliers (x ~ q8 / multiplier).
   const float* reorder_float = nullptr;         ///< n x dim, or nullptr
   const int8_t* reorder_int8 = nullptr;         ///< n x dim, or nullptr
