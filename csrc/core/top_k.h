@@ -64,16 +64,21 @@ class TopK {
     if (keys_.size() < capacity) keys_.resize(capacity);
     size_ = 0;
     threshold_ = -std::numeric_limits<float>::infinity();
+    threshold_key_ = 0;
   }
 
-  /// A score must be strictly greater than this to be kept.
+  /// A score must be at least this to be kept (and, when equal, come with a smaller id
+  /// than the k-th best's).
   float threshold() const { return threshold_; }
   size_t k() const { return k_; }
 
-  /// Keeps (score, id) if the score beats the threshold; NaN never does. 0 <= id <= kMaxId.
+  /// Keeps (score, id) if it is better() than the k-th best kept so far; NaN never is.
+  /// 0 <= id <= kMaxId. The kept set is the k best by (score, id) whatever the push order.
   void push(float score, int64_t id) {
-    if (!(score > threshold_)) return;
-    keys_[size_++] = pack(score, id);
+    if (!(score >= threshold_)) return;
+    const uint64_t key = pack(score, id);
+    if (key <= threshold_key_) return;  // ties with the threshold score: the id decides
+    keys_[size_++] = key;
     if (size_ == keys_.size()) compact();
   }
 
@@ -114,14 +119,16 @@ class TopK {
     auto kth = keys_.begin() + static_cast<std::ptrdiff_t>(k_ - 1);
     std::nth_element(keys_.begin(), kth, keys_.begin() + static_cast<std::ptrdiff_t>(size_), std::greater<uint64_t>());
     size_ = k_;
-    // Later pushes must beat the k-th best; equal scores are dropped, which only
-    // affects which of several exactly tied points is returned.
+    // Later pushes must beat the k-th best key, so among tied scores the smaller ids
+    // stay whatever order they came in: leaf-major and per-query scans agree.
+    threshold_key_ = *kth;
     threshold_ = unpack(*kth).score;
   }
 
   size_t k_ = 0;
   size_t size_ = 0;
   float threshold_ = -std::numeric_limits<float>::infinity();
+  uint64_t threshold_key_ = 0;  // below every key of a non-NaN score
   std::vector<uint64_t> keys_;
 };
 

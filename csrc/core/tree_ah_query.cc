@@ -86,8 +86,12 @@ size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryT
   Lut16Args args{v.packed_codes + static_cast<size_t>(g0) * v.num_blocks * 16, static_cast<size_t>(g1 - g0),
                  v.num_blocks, &lut_ptr, 1, &sums};
   kt.lut16(args);
-  const float bias = t.center_dots[leaf];
-  const float inv_m = t.inv_m;
+  return select_from_sums(v, kt, leaf, sums, t.center_dots[leaf], t.inv_m, selection);
+}
+
+size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf, const int32_t* sums, float bias,
+                        float inv_m, TopK& selection) {
+  const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
   const int32_t* ids = v.entry_ids + e0;
   const size_t count = static_cast<size_t>(e1 - e0);
   float threshold = selection.threshold();
@@ -96,7 +100,7 @@ size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryT
     const float two_inv_m = 2.f * inv_m, two_bias = 2.f * bias;
     for (size_t i = 0; i < count; ++i) {
       const float score = two_bias + static_cast<float>(sums[i]) * two_inv_m - norms[i];
-      if (score > threshold) {
+      if (score >= threshold) {  // push() breaks ties with the threshold by id
         selection.push(score, ids[i]);
         threshold = selection.threshold();
       }

@@ -17,12 +17,18 @@ namespace annlib {
 namespace {
 
 constexpr size_t kQueriesPerTask = 4;
+// Queries whose leaf scans one leaf-major task shares: the more queries, the more of
+// them probe each leaf, whose codes are then read once per task; each costs about
+// 32 pre_reorder + 1 KiB bytes of scratch.
+constexpr size_t kLeafMajorChunk = 256;
+// Calls with fewer queries per thread than this scan query by query.
+constexpr size_t kLeafMajorMinQueries = 16;
 
 }  // namespace
 
 /// Everything one worker needs; pooled by the searcher so searches allocate nothing.
 struct TreeAhSearcher::Scratch {
-  std::vector<float> center_dots;  // kQueriesPerTask x num_leaves: one task's center scores
+  std::vector<float> center_dots;  // kQueriesPerTask x num_leaves: a few queries' center scores
   QueryTables tables;
   TopK candidates;
   std::vector<ScoredId> ranked;
@@ -30,6 +36,17 @@ struct TreeAhSearcher::Scratch {
   TopK final_top;
   std::vector<float> query_scaled;
   TreeAhStats stats;
+  // Leaf-major tasks, per query i of the chunk: its quantized LUT and 1/m, the center
+  // scores of its chosen leaves (at i * leaves_to_search + j) and its candidates; and
+  // the probes (leaf << 32 | i * leaves_to_search + j), sorted by leaf.
+  std::vector<uint8_t> chunk_luts;
+  std::vector<float> chunk_inv_m;
+  std::vector<float> chunk_bias;
+  std::vector<TopK> chunk_candidates;
+  std::vector<uint64_t> probes;
+  std::vector<int32_t> chunk_sums;  // kLut16MaxQueries scans of the largest leaf
+
+  void reserve_leaf_major(const TreeAhView& v, size_t chunk, size_t leaves_to_search);
 };
 
 namespace {
@@ -53,29 +70,25 @@ float dot_int8(const float* q_scaled, const int8_t* x, size_t dim) {
   return (s0 + s1) + (s2 + s3);
 }
 
-void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q,
-                const float* center_dots, TreeAhSearcher::Scratch& s, int64_t* out_ids, float* out_dist) {
+size_t wanted_candidates(const TreeAhParams& p) { return p.pre_reorder > 0 ? p.pre_reorder : p.k; }
+
+/// Size of the AH candidate selection: spilled copies of one point can fill it twice, so
+/// over-retrieve, then de-duplicate down to `wanted` unique points (ScaNN's overretrieve_factor).
+size_t selection_size(const TreeAhView& v, const TreeAhParams& p) {
+  const size_t wanted = wanted_candidates(p);
+  return v.spilled ? static_cast<size_t>(std::ceil(static_cast<double>(wanted) * p.overretrieve_factor)) : wanted;
+}
+
+/// Steps 4-5 of a query whose AH candidates are in `candidates`: de-duplication,
+/// reordering, output.
+void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q,
+                  TopK& candidates, TreeAhSearcher::Scratch& s, int64_t* out_ids, float* out_dist) {
   const bool l2 = v.metric == Metric::kSquaredL2;
-
-  // 1-2. The lookup table (center scores come from the task's score_centers); the
-  //      leaves_to_search best leaves, best first.
-  QueryTables& t = s.tables;
-  prepare_query(v, kt, q, center_dots, t);
-  const size_t num_leaves = p.leaves_to_search;
-  order_leaves(v, num_leaves, t);
-
-  // 3. LUT16 scan of the chosen leaves into the candidate selection.
-  const size_t wanted = p.pre_reorder > 0 ? p.pre_reorder : p.k;
-  // Spilled copies of one point can fill the selection twice: over-retrieve, then
-  // de-duplicate down to `wanted` unique points (ScaNN's overretrieve_factor).
-  s.candidates.reset(v.spilled ? static_cast<size_t>(std::ceil(static_cast<double>(wanted) * p.overretrieve_factor))
-                               : wanted);
-  for (size_t i = 0; i < num_leaves; ++i) s.stats.entries_scored += scan_leaf(v, kt, leaf_at(t, i), t, s.candidates);
-
+  const size_t wanted = wanted_candidates(p);
   // 4. The best `wanted` unique candidates, unordered: reordering rescores them all, so
   //    no sort is needed. Spilled copies of one point keep the better AH score; seen[]
   //    holds 1 + the kept copy's position and is cleared again before the next query.
-  size_t num_ranked = s.candidates.unordered(s.ranked.data());
+  size_t num_ranked = candidates.unordered(s.ranked.data());
   if (v.spilled) {
     size_t unique = 0;
     for (size_t i = 0; i < num_ranked; ++i) {
@@ -140,6 +153,81 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   for (size_t i = found; i < p.k; ++i) {
     out_ids[i] = -1;
     out_dist[i] = p.raw_scores ? -std::numeric_limits<float>::infinity() : worst_distance(v.metric);
+  }
+}
+
+void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q,
+                const float* center_dots, TreeAhSearcher::Scratch& s, int64_t* out_ids, float* out_dist) {
+  // 1-2. The lookup table (center scores come from the task's score_centers); the
+  //      leaves_to_search best leaves, best first.
+  QueryTables& t = s.tables;
+  prepare_query(v, kt, q, center_dots, t);
+  const size_t num_leaves = p.leaves_to_search;
+  order_leaves(v, num_leaves, t);
+  // 3. LUT16 scan of the chosen leaves into the candidate selection.
+  s.candidates.reset(selection_size(v, p));
+  for (size_t i = 0; i < num_leaves; ++i) s.stats.entries_scored += scan_leaf(v, kt, leaf_at(t, i), t, s.candidates);
+  finish_query(v, kt, p, q, s.candidates, s, out_ids, out_dist);
+}
+
+/// Searches queries [0, count) of `queries` leaf-major: every query's leaves are chosen
+/// first, then each leaf probed by any of them is scanned once, for up to
+/// kLut16MaxQueries of its queries per pass of the kernel, so its codes come from memory
+/// once per task instead of once per query. TopK keeps the best by (score, id) whatever
+/// the push order, so the results are those of search_one.
+void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* queries,
+                       size_t count, TreeAhSearcher::Scratch& s, int64_t* out_ids, float* out_dist) {
+  const size_t lut_bytes = v.num_blocks * 16, per_query = p.leaves_to_search;
+  QueryTables& t = s.tables;
+  s.probes.clear();
+  for (size_t q0 = 0; q0 < count; q0 += kQueriesPerTask) {
+    const size_t q1 = std::min(count, q0 + kQueriesPerTask);
+    score_centers(v, kt, queries + q0 * v.dim, q1 - q0, s.center_dots.data());
+    for (size_t i = q0; i < q1; ++i) {
+      prepare_query(v, kt, queries + i * v.dim, s.center_dots.data() + (i - q0) * v.num_leaves, t);
+      order_leaves(v, per_query, t);
+      std::copy(t.lut_u8.begin(), t.lut_u8.end(), s.chunk_luts.begin() + static_cast<std::ptrdiff_t>(i * lut_bytes));
+      s.chunk_inv_m[i] = t.inv_m;
+      for (size_t j = 0; j < per_query; ++j) {
+        const size_t leaf = leaf_at(t, j), slot = i * per_query + j;
+        s.chunk_bias[slot] = t.center_dots[leaf];
+        s.probes.push_back((static_cast<uint64_t>(leaf) << 32) | slot);
+      }
+    }
+  }
+  std::sort(s.probes.begin(), s.probes.end());
+  const size_t selection = selection_size(v, p);
+  for (size_t i = 0; i < count; ++i) s.chunk_candidates[i].reset(selection);
+
+  const size_t sums_stride = t.sums.size();
+  for (size_t a = 0; a < s.probes.size();) {
+    const size_t leaf = static_cast<size_t>(s.probes[a] >> 32);
+    size_t b = a;
+    while (b < s.probes.size() && (s.probes[b] >> 32) == leaf) ++b;
+    const int64_t g0 = v.leaf_group_offsets[leaf], g1 = v.leaf_group_offsets[leaf + 1];
+    const size_t entries = static_cast<size_t>(v.leaf_offsets[leaf + 1] - v.leaf_offsets[leaf]);
+    for (size_t c = a; entries > 0 && c < b; c += kLut16MaxQueries) {
+      const size_t n = std::min(kLut16MaxQueries, b - c);
+      const uint8_t* luts[kLut16MaxQueries];
+      int32_t* sums[kLut16MaxQueries];
+      for (size_t r = 0; r < n; ++r) {
+        const size_t i = static_cast<uint32_t>(s.probes[c + r]) / per_query;
+        luts[r] = s.chunk_luts.data() + i * lut_bytes;
+        sums[r] = s.chunk_sums.data() + r * sums_stride;
+      }
+      Lut16Args args{v.packed_codes + static_cast<size_t>(g0) * v.num_blocks * 16, static_cast<size_t>(g1 - g0),
+                     v.num_blocks, luts, n, sums};
+      kt.lut16(args);
+      for (size_t r = 0; r < n; ++r) {
+        const size_t slot = static_cast<uint32_t>(s.probes[c + r]), i = slot / per_query;
+        s.stats.entries_scored += select_from_sums(v, kt, leaf, sums[r], s.chunk_bias[slot], s.chunk_inv_m[i],
+                                                   s.chunk_candidates[i]);
+      }
+    }
+    a = b;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    finish_query(v, kt, p, queries + i * v.dim, s.chunk_candidates[i], s, out_ids + i * p.k, out_dist + i * p.k);
   }
 }
 
@@ -224,6 +312,15 @@ std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhPar
   return s;
 }
 
+void TreeAhSearcher::Scratch::reserve_leaf_major(const TreeAhView& v, size_t chunk, size_t leaves_to_search) {
+  if (chunk_luts.size() < chunk * v.num_blocks * 16) chunk_luts.resize(chunk * v.num_blocks * 16);
+  if (chunk_inv_m.size() < chunk) chunk_inv_m.resize(chunk);
+  if (chunk_bias.size() < chunk * leaves_to_search) chunk_bias.resize(chunk * leaves_to_search);
+  if (chunk_candidates.size() < chunk) chunk_candidates.resize(chunk);
+  probes.reserve(chunk * leaves_to_search);
+  if (chunk_sums.empty()) chunk_sums.resize(kLut16MaxQueries * tables.sums.size());
+}
+
 void TreeAhSearcher::release(std::unique_ptr<Scratch> s) const {
   std::lock_guard<std::mutex> lock(pool_mutex_);
   pool_.push_back(std::move(s));
@@ -240,14 +337,27 @@ void TreeAhSearcher::search(const float* queries, size_t num_queries, const Tree
   if (stats != nullptr) *stats = TreeAhStats{};
   if (num_queries == 0) return;
   const KernelTable& kt = kernels();
-  const size_t tasks = (num_queries + kQueriesPerTask - 1) / kQueriesPerTask;
-  const size_t workers = std::min(resolve_num_threads(p.num_threads), tasks);
+  const size_t threads = resolve_num_threads(p.num_threads);
+  // Leaf-major when every thread gets enough queries to share leaf scans: the chunk
+  // splits the call evenly over the threads, at most kLeafMajorChunk queries a task.
+  const bool leaf_major = num_queries >= kLeafMajorMinQueries * threads;
+  const size_t per_task = leaf_major ? std::min(kLeafMajorChunk, (num_queries + threads - 1) / threads) : kQueriesPerTask;
+  const size_t tasks = (num_queries + per_task - 1) / per_task;
+  const size_t workers = std::min(threads, tasks);
   std::vector<std::unique_ptr<TreeAhSearcher::Scratch>> scratch(workers);
-  for (auto& s : scratch) s = acquire(p);
+  for (auto& s : scratch) {
+    s = acquire(p);
+    if (leaf_major) s->reserve_leaf_major(view_, per_task, p.leaves_to_search);
+  }
   auto run = [&](size_t task, size_t worker) {
     Scratch& s = *scratch[worker];
-    const size_t q_begin = task * kQueriesPerTask;
-    const size_t q_end = std::min(num_queries, q_begin + kQueriesPerTask);
+    const size_t q_begin = task * per_task;
+    const size_t q_end = std::min(num_queries, q_begin + per_task);
+    if (leaf_major) {
+      search_leaf_major(view_, kt, p, queries + q_begin * view_.dim, q_end - q_begin, s, out_ids + q_begin * p.k,
+                        out_distances + q_begin * p.k);
+      return;
+    }
     // The task's queries are scored against the centers together: the centers, which
     // the leaf scans evict from L2, are then fetched once per task, not once per query.
     score_centers(view_, kt, queries + q_begin * view_.dim, q_end - q_begin, s.center_dots.data());
