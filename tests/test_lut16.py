@@ -252,3 +252,24 @@ def test_greater_mask_kernel(isa):
         values[3] = cutoff
         want = sum(1 << i for i, v in enumerate(values) if v > cutoff)
         assert _core.greater_mask32(values, cutoff, isa) == want
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_l2_mask_kernel(isa):
+    """Bit i of group g: (2<q,c> + sums[p] * 2/m) - ||x~_p||^2 >= threshold, p = 32 g + i, rounded step by step in float32."""
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    rng = np.random.default_rng(11)
+    for trial in range(30):
+        groups = 1 + trial % 5
+        sums = rng.integers(-20_000, 20_000, size=32 * groups).astype(np.int32)
+        norms = rng.uniform(1e4, 5e5, size=32 * groups).astype(np.float32)
+        two_bias = np.float32(rng.uniform(1e4, 6e5))
+        two_inv_m = np.float32(rng.uniform(1.0, 400.0))
+        scores = (two_bias + sums.astype(np.float32) * two_inv_m) - norms  # float32 at every step
+        # thresholds at a score itself (the >= edge), between scores, and beyond all of them
+        for threshold in (scores[trial % 32], np.float32(np.median(scores)), np.float32(-np.inf), np.float32(np.inf)):
+            bits = (scores >= threshold).reshape(groups, 32).astype(np.uint64)
+            want = (bits << np.arange(32, dtype=np.uint64)).sum(axis=1)
+            got = _core.l2_mask32(sums, norms, float(two_bias), float(two_inv_m), float(threshold), isa)
+            np.testing.assert_array_equal(got.astype(np.uint64), want)

@@ -143,6 +143,20 @@ void bind_lut16(py::module_& m) {
           if (values.ndim() != 1 || values.shape(0) != 32) throw std::invalid_argument("values must have shape (32,)");
           return kernels_for(parse_isa(isa)).greater_mask32(values.data(), cutoff);
         }, py::arg("values"), py::arg("cutoff"), py::arg("isa"), "Bit i set when values[i] > cutoff (for tests).");
+  m.def("l2_mask32", [](const py::array_t<int32_t, py::array::c_style>& sums,
+                        const py::array_t<float, py::array::c_style>& sq_norms, float two_bias, float two_inv_m,
+                        float threshold, const std::string& isa) {
+          if (sums.ndim() != 1 || sums.shape(0) % 32 != 0 || sq_norms.ndim() != 1 || sq_norms.shape(0) != sums.shape(0)) {
+            throw std::invalid_argument("sums and sq_norms must have the same shape (32 * groups,)");
+          }
+          const size_t groups = static_cast<size_t>(sums.shape(0)) / 32;
+          py::array_t<uint32_t> masks(static_cast<py::ssize_t>(groups));
+          kernels_for(parse_isa(isa)).l2_mask32(
+              L2MaskArgs{sums.data(), sq_norms.data(), groups, two_bias, two_inv_m, threshold, masks.mutable_data()});
+          return masks;
+        }, py::arg("sums"), py::arg("sq_norms"), py::arg("two_bias"), py::arg("two_inv_m"), py::arg("threshold"),
+        py::arg("isa"),
+        "uint32 mask per group of 32: bit i when (two_bias + sums[i] * two_inv_m) - sq_norms[i] >= threshold (for tests).");
   m.def("lut16_scan", &scan_py, py::arg("packed"), py::arg("n"), py::arg("num_blocks"), py::arg("luts"),
         py::arg("isa"),
         "int32 (num_queries, n): sum over blocks of (luts[q, k, code_k(p)] - 128), using one SIMD path.");

@@ -96,15 +96,32 @@ size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf,
   const size_t count = static_cast<size_t>(e1 - e0);
   float threshold = selection.threshold();
   if (v.metric == Metric::kSquaredL2) {
+    // Full groups' scores against the threshold, 16 groups per SIMD call; the few that
+    // pass are rescored here with the same roundings (l2_mask32's contract) against the
+    // threshold as it rises. The last partial group goes entry by entry: its norms end
+    // with the leaf.
     const float* norms = v.entry_sq_norms + e0;
     const float two_inv_m = 2.f * inv_m, two_bias = 2.f * bias;
-    for (size_t i = 0; i < count; ++i) {
-      const float score = two_bias + static_cast<float>(sums[i]) * two_inv_m - norms[i];
+    auto consider = [&](size_t i) {
+      const float score = (two_bias + static_cast<float>(sums[i]) * two_inv_m) - norms[i];
       if (score >= threshold) {  // push() breaks ties with the threshold by id
         selection.push(score, ids[i]);
         threshold = selection.threshold();
       }
+    };
+    constexpr size_t kMaskGroups = 16;  // groups masked per kernel call
+    const size_t full_groups = count / kLut16GroupSize;
+    uint32_t masks[kMaskGroups];
+    for (size_t g0 = 0; g0 < full_groups; g0 += kMaskGroups) {
+      const size_t groups = std::min(kMaskGroups, full_groups - g0), p0 = g0 * kLut16GroupSize;
+      kt.l2_mask32(L2MaskArgs{sums + p0, norms + p0, groups, two_bias, two_inv_m, threshold, masks});
+      for (size_t g = 0; g < groups; ++g) {
+        for (uint32_t mask = masks[g]; mask != 0; mask &= mask - 1) {
+          consider(p0 + g * kLut16GroupSize + static_cast<size_t>(__builtin_ctz(mask)));
+        }
+      }
     }
+    for (size_t i = full_groups * kLut16GroupSize; i < count; ++i) consider(i);
     return count;
   }
   // Most entries cannot enter the selection: sums[i] * inv_m + bias > threshold

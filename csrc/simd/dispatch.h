@@ -13,6 +13,7 @@ struct KernelTable {
   DotByDimFn dot_by_dim;
   Lut16Fn lut16;
   GreaterMask32Fn greater_mask32;
+  L2Mask32Fn l2_mask32;
   QuantizeLutFn quantize_lut;
   BuildLutFn build_lut;
 };

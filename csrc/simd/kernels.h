@@ -78,6 +78,27 @@ uint32_t greater_mask32_scalar(const int32_t* values, int32_t cutoff);
 uint32_t greater_mask32_avx2(const int32_t* values, int32_t cutoff);
 uint32_t greater_mask32_avx512(const int32_t* values, int32_t cutoff);
 
+/// The candidate filter of a squared-L2 LUT16 scan over num_groups groups of 32 points:
+/// bit i of masks[g] is set when, for p = 32 g + i,
+/// (two_bias + float(sums[p]) * two_inv_m) - sq_norms[p] >= threshold, evaluated in that
+/// order, each step rounded to float (no fused multiply-add), so every ISA sets the same
+/// bits as the scalar score the selection then computes. One call per leaf.
+struct L2MaskArgs {
+  const int32_t* sums;     ///< 32 num_groups LUT16 sums
+  const float* sq_norms;   ///< 32 num_groups reconstruction norms ||x~||^2
+  size_t num_groups;
+  float two_bias;          ///< 2 <q, c_leaf>
+  float two_inv_m;         ///< 2 / the LUT multiplier
+  float threshold;
+  uint32_t* masks;         ///< num_groups outputs
+};
+
+using L2Mask32Fn = void (*)(const L2MaskArgs& args);
+
+void l2_mask32_scalar(const L2MaskArgs& args);
+void l2_mask32_avx2(const L2MaskArgs& args);
+void l2_mask32_avx512(const L2MaskArgs& args);
+
 /// Quantizes a float lookup table of `size` entries (a multiple of 16) to uint8
 /// entries round(lut * m) + 128 with m = 127 / max|lut| (1 for an all-zero table)
 /// and returns m; every ISA gives the bytes of quantize_lut16 (algorithms.md 2.2).

@@ -119,6 +119,20 @@ void lut16_avx2(const Lut16Args& a) {
   }
 }
 
+void l2_mask32_avx2(const L2MaskArgs& a) {
+  const __m256 bias = _mm256_set1_ps(a.two_bias), scale = _mm256_set1_ps(a.two_inv_m), thr = _mm256_set1_ps(a.threshold);
+  for (size_t g = 0; g < a.num_groups; ++g) {
+    uint32_t mask = 0;
+    for (size_t i = 0; i < 4; ++i) {
+      const size_t p = 32 * g + 8 * i;
+      const __m256 s = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sums + p)));
+      const __m256 score = _mm256_sub_ps(_mm256_add_ps(bias, _mm256_mul_ps(s, scale)), _mm256_loadu_ps(a.sq_norms + p));
+      mask |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(score, thr, _CMP_GE_OQ))) << (8 * i);
+    }
+    a.masks[g] = mask;
+  }
+}
+
 uint32_t greater_mask32_avx2(const int32_t* values, int32_t cutoff) {
   const __m256i c = _mm256_set1_epi32(cutoff);
   uint32_t mask = 0;

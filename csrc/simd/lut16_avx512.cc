@@ -103,6 +103,20 @@ void lut16_avx512(const Lut16Args& a) {
   }
 }
 
+void l2_mask32_avx512(const L2MaskArgs& a) {
+  const __m512 bias = _mm512_set1_ps(a.two_bias), scale = _mm512_set1_ps(a.two_inv_m), thr = _mm512_set1_ps(a.threshold);
+  for (size_t g = 0; g < a.num_groups; ++g) {
+    uint32_t mask = 0;
+    for (size_t i = 0; i < 2; ++i) {
+      const size_t p = 32 * g + 16 * i;
+      const __m512 s = _mm512_cvtepi32_ps(_mm512_loadu_si512(a.sums + p));
+      const __m512 score = _mm512_sub_ps(_mm512_add_ps(bias, _mm512_mul_ps(s, scale)), _mm512_loadu_ps(a.sq_norms + p));
+      mask |= static_cast<uint32_t>(_mm512_cmp_ps_mask(score, thr, _CMP_GE_OQ)) << (16 * i);
+    }
+    a.masks[g] = mask;
+  }
+}
+
 uint32_t greater_mask32_avx512(const int32_t* values, int32_t cutoff) {
   const __m512i c = _mm512_set1_epi32(cutoff);
   const uint32_t lo = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(values), c);

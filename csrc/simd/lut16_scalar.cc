@@ -49,6 +49,19 @@ uint32_t greater_mask32_scalar(const int32_t* values, int32_t cutoff) {
   return mask;
 }
 
+void l2_mask32_scalar(const L2MaskArgs& a) {
+  for (size_t g = 0; g < a.num_groups; ++g) {
+    const int32_t* sums = a.sums + 32 * g;
+    const float* norms = a.sq_norms + 32 * g;
+    uint32_t mask = 0;
+    for (uint32_t i = 0; i < 32; ++i) {
+      const float score = (a.two_bias + static_cast<float>(sums[i]) * a.two_inv_m) - norms[i];
+      mask |= static_cast<uint32_t>(score >= a.threshold) << i;
+    }
+    a.masks[g] = mask;
+  }
+}
+
 float quantize_lut_scalar(const float* lut, size_t size, uint8_t* out) { return quantize_lut16(lut, size / 16, out); }
 
 void build_lut_scalar(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block,
