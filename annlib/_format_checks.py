@@ -144,14 +144,15 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
     ``primary_leaf``/``secondary_leaf`` ranges; float sections finite and within
     the magnitudes search data may have (rows' squared norms at most 2**120,
     codewords and int8 scales at most 2**60), norms non-negative, int8 scales
-    positive, and ``entry_sq_norms`` equal to ``point_sq_norms`` of the entries' points.
+    positive.
     """
     expected = _expected_sections(config)
     present = set(arrays)
+    optional = {"reorder_int8_offset"} if "reorder_int8" in expected else set()
     if expected - present:
         _fail(path, f"missing sections {sorted(expected - present)} that the configuration needs")
-    if present - expected:
-        _fail(path, f"sections {sorted(present - expected)} are not used by this configuration")
+    if present - expected - optional:
+        _fail(path, f"sections {sorted(present - expected - optional)} are not used by this configuration")
 
     leaves = config.tree.num_leaves
     num_blocks = -(-dim // config.ah.dims_per_block)
@@ -211,8 +212,8 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
         center_norms = _check_array(path, arrays, "center_sq_norms", _F32, (leaves,))
         for name, values in (("point_sq_norms", point_norms), ("center_sq_norms", center_norms)):
             _check_finite(path, name, values, non_negative=True)  # at most 2**120, like the rows
-        if not np.array_equal(entry_norms, point_norms[entry_ids]):
-            _fail(path, "entry_sq_norms differ from point_sq_norms of the entries' points")
+        # The norms of the entries' reconstructions (c + r~), not of their points: finite and >= 0.
+        _check_finite(path, "entry_sq_norms", entry_norms, non_negative=True)
     if config.reorder is not None:
         if config.reorder.quantize == "float32":
             _check_rows(path, "reorder_float", _check_array(path, arrays, "reorder_float", _F32, (n, dim)))
@@ -220,4 +221,7 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
             _check_array(path, arrays, "reorder_int8", _I8, (n, dim))
             scale = _check_array(path, arrays, "reorder_int8_inv_scale", _F32, (dim,))
             _check_finite(path, "reorder_int8_inv_scale", scale, positive=True, maximum=2.0**60)
+            if "reorder_int8_offset" in arrays:  # range-centred codes; files without it are centred on 0
+                offset = _check_array(path, arrays, "reorder_int8_offset", _F32, (dim,))
+                _check_finite(path, "reorder_int8_offset", offset)
 

@@ -112,6 +112,7 @@ inline annlib::TreeAhView tree_ah_view(const py::dict& arrays, const std::string
       throw std::invalid_argument("tree-AH index carries both 'reorder_int8' and 'reorder_float'");
     }
     v.reorder_int8_inv_scale = array_of<float>(arrays, "reorder_int8_inv_scale", true, dim);
+    v.reorder_int8_offset = array_of<float>(arrays, "reorder_int8_offset", false, dim);
   } else {
     v.reorder_float = array_of<float>(arrays, "reorder_float", false, n_by_dim);
   }

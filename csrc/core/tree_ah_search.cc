@@ -115,8 +115,11 @@ void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams
   if (l2) q_norm = dot_scalar(q, q, v.dim);
   s.final_top.reset(p.k);
   if (p.pre_reorder > 0 && (v.reorder_float != nullptr || v.reorder_int8 != nullptr)) {
+    // <q, offset + q8 * inv_scale> = <q, offset> + <q * inv_scale, q8>: the first term once per query.
+    float offset_dot = 0.f;
     if (v.reorder_int8 != nullptr) {
       for (size_t d = 0; d < v.dim; ++d) s.query_scaled[d] = q[d] * v.reorder_int8_inv_scale[d];
+      if (v.reorder_int8_offset != nullptr) offset_dot = dot_scalar(q, v.reorder_int8_offset, v.dim);
     }
     // Candidate rows are scattered in memory: fetch a few rows ahead so the
     // loads overlap instead of paying one memory latency per candidate.
@@ -137,7 +140,7 @@ void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams
         DotBlockArgs args{q, 1, v.reorder_float + id * v.dim, 1, v.dim, &dot, 1};
         kt.dot_block(args);
       } else {
-        dot = dot_int8(s.query_scaled.data(), v.reorder_int8 + id * v.dim, v.dim);
+        dot = offset_dot + dot_int8(s.query_scaled.data(), v.reorder_int8 + id * v.dim, v.dim);
       }
       s.final_top.push(l2 ? 2.f * dot - v.point_sq_norms[id] : dot, static_cast<int64_t>(id));
     }

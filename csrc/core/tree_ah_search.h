@@ -38,11 +38,13 @@ struct TreeAhView {
   const uint8_t* packed_codes = nullptr;        ///< all leaves' packed LUT16 codes
   size_t packed_bytes = 0;                      ///< length of packed_codes
   const float* entry_sq_norms = nullptr;        ///< ||x~||^2 of each entry's reconstruction c + r~ (kSquaredL2)
-  // Reordering data: float32 rows, or int8 rows with per-dimension multipliers (x ~ q8 / multiplier).
+  // Reordering data: float32 rows, or int8 rows with per-dimension scales and offsets
+  // (x ~ offset + q8 * inv_scale).
   const float* reorder_float = nullptr;         ///< n x dim, or nullptr
   const int8_t* reorder_int8 = nullptr;         ///< n x dim, or nullptr
   const float* reorder_int8_inv_scale = nullptr;  ///< dim: 1 / multiplier
-  const float* point_sq_norms = nullptr;        ///< n: ||x||^2 for kSquaredL2 reordering
+  const float* reorder_int8_offset = nullptr;   ///< dim, or nullptr for 0 (files written before offsets)
+  const float* point_sq_norms = nullptr;        ///< n: ||x||^2 of the reordering rows (dequantized for int8), kSquaredL2
   bool spilled = false;                         ///< a point may appear in two leaves
 };
 
