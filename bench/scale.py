@@ -3,6 +3,7 @@
     python bench/scale.py [--dataset PATH] [--queries 500] [--mode single batch] [--repeats 3]
                           [--algos annlib annlib-int8 scann faiss-ivfpqfs faiss-hnsw hnswlib]
                           [--leaves 2000] [--exact-queries 20] [--out bench/out/scale.md]
+    python bench/scale.py --ah-stage [--limit 200000] [--leaves 894] [--queries 300]
 
 Every contender is built and searched in this one process on the same data (the file's
 ``train``, the first ``--queries`` of its ``test``): one query per call on one thread
@@ -15,6 +16,10 @@ Reported per contender: the best QPS among sweep points reaching recall 0.90 / 0
 (no interpolation) and its ratio to annlib's, the build time, the peak resident memory the
 build added (sampled every 20 ms), the index size, and with ``--exact-queries`` the exact
 single-query brute force of annlib vs faiss ``IndexFlatL2``.
+
+``--ah-stage`` measures the first stage alone, without reordering: the fraction of the true
+10 nearest among the best N AH candidates (N = 30, 100, 300) at 8 and 32 leaves, annlib vs
+ScaNN built alike, to see which stage loses neighbours (issue 15's recall gap).
 
 Self-contained: imports only annlib's public API and the peers' packages.
 """
@@ -336,6 +341,31 @@ def exact_single(data, queries, repeats):
     return len(queries) / t_ours, len(queries) / t_faiss, agree
 
 
+def ah_stage(data, queries, leaves, log):
+    """Recall of the true 10 nearest among the top-N AH candidates (no reordering), annlib vs ScaNN."""
+    import scann
+
+    exact = annlib.BruteForce(data, "squared_l2").search_batched(queries, K).ids
+    ours = annlib.TreeAhIndex(data, "squared_l2", num_leaves=leaves, training_sample_size=len(data), dims_per_block=2,
+                              anisotropic_quantization_threshold=0.2, reorder=None)
+    theirs = (scann.scann_ops_pybind.builder(data, K, "squared_l2")
+              .tree(num_leaves=leaves, num_leaves_to_search=10, training_sample_size=len(data))
+              .score_ah(2, anisotropic_quantization_threshold=0.2).build())
+
+    def hits(ids):
+        return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / K for a, b in zip(ids, exact)]))
+
+    lines = [f"AH stage alone, {len(data):,} points, {leaves} leaves, {len(queries)} queries: true 10 nearest among the top N",
+             "", "| leaves | N | annlib | ScaNN |", "|---:|---:|---:|---:|"]
+    for probe in (8, 32):
+        for n in (30, 100, 300):
+            a = ours.search_batched(queries, n, leaves_to_search=probe).ids
+            b = theirs.search_batched(queries, final_num_neighbors=n, leaves_to_search=probe, pre_reorder_num_neighbors=n)[0]
+            lines.append(f"| {probe} | {n} | {hits(a):.3f} | {hits(b):.3f} |")
+            log(lines[-1])
+    return lines
+
+
 def fmt(x, digits=0):
     return "—" if x is None else f"{x:,.{digits}f}"
 
@@ -351,6 +381,7 @@ def main(argv=None):
     ap.add_argument("--leaves", type=int, default=2000, help="tree leaves / IVF lists (about 2 sqrt(n))")
     ap.add_argument("--limit", type=int, default=None, help="use only the first LIMIT train points (quick runs)")
     ap.add_argument("--exact-queries", type=int, default=20)
+    ap.add_argument("--ah-stage", action="store_true", help="only the AH-stage recall, annlib vs ScaNN (no reordering)")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "out" / "scale.md"))
     args = ap.parse_args(argv)
 
@@ -369,6 +400,12 @@ def main(argv=None):
 
     def log(line):
         print(line, flush=True)
+
+    if args.ah_stage:
+        lines = [f"`python bench/scale.py {shlex.join(sys.argv[1:] if argv is None else argv)}`", ""]
+        lines += ah_stage(data, queries, args.leaves, log)
+        print("\n".join(lines))
+        return
 
     makers = {
         "annlib": lambda: Annlib(data, args.leaves),

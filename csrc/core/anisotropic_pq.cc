@@ -51,7 +51,11 @@ void encode_one(const PqCodebook& cb, const float* r, const float* x, double thr
   for (size_t d = 0; d < cb.dim; ++d) sq_norm += static_cast<double>(x[d]) * x[d];
   const double eta = parallel_cost_multiplier(threshold, sq_norm, cb.dim);
   const double inv_norm = sq_norm > 0.0 ? 1.0 / std::sqrt(sq_norm) : 0.0;
-  const bool anisotropic = eta != 1.0 && inv_norm > 0.0;
+  // From the nearest codewords, a move that shrinks the parallel error (d_par <= 0) changes
+  // the loss by delta = d_norm - (1 - eta) d_par >= d_norm >= 0 when eta <= 1: the descent
+  // can never move, so skip it and its parallel table. eta < 1 is common: a threshold T
+  // small against the norms (L2 on SIFT, norms ~512, T = 0.2) gives eta ~ 2e-5.
+  const bool anisotropic = eta > 1.0 && inv_norm > 0.0;
 
   // 1. Tables, and 2. the nearest codeword of every block.
   for (size_t k = 0; k < num_blocks; ++k) {
@@ -62,13 +66,20 @@ void encode_one(const PqCodebook& cb, const float* r, const float* x, double thr
     for (size_t j = 0; j < kPqCentersPerBlock; ++j) {
       const float* c = cb.codeword(k, j);
       double norm = 0.0, dot = 0.0;
-      for (size_t d = 0; d < bd; ++d) {
-        const double e = static_cast<double>(r[off + d]) - c[d];
-        norm += e * e;
-        dot += e * x[off + d];
+      if (anisotropic) {
+        for (size_t d = 0; d < bd; ++d) {
+          const double e = static_cast<double>(r[off + d]) - c[d];
+          norm += e * e;
+          dot += e * x[off + d];
+        }
+        par[j] = dot * inv_norm;
+      } else {
+        for (size_t d = 0; d < bd; ++d) {
+          const double e = static_cast<double>(r[off + d]) - c[d];
+          norm += e * e;
+        }
       }
       rn[j] = norm;
-      par[j] = dot * inv_norm;
       if (norm < rn[best]) best = j;
     }
     s.code[k] = static_cast<uint8_t>(best);

@@ -68,7 +68,8 @@ double parallel_cost_multiplier(double threshold, double sq_norm, size_t dim);
 /// residuals): L = ||e||^2 + (eta - 1) <e, x/||x||>^2, e = r - r~, eta from x's own norm.
 /// Coordinate descent of algorithms.md 1.3: start from the nearest codeword per block, visit blocks by
 /// descending residual norm, for each try all codewords that do not increase the parallel error, take the
-/// best decrease; at most 10 rounds, stop after a round without change. eta == 1 (threshold NaN or <= 0)
+/// best decrease; at most 10 rounds, stop after a round without change. eta <= 1 (threshold NaN or <= 0,
+/// or small against ||x||: no descent move can lower the loss then)
 /// is plain nearest-codeword encoding. Ties go to the lower codeword. Parallel over points.
 void encode_pq(const PqCodebook& cb, const float* residuals, const float* originals, size_t n, double threshold,
                size_t num_threads, uint8_t* codes);
