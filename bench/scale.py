@@ -4,6 +4,7 @@
                           [--algos annlib annlib-int8 scann faiss-ivfpqfs faiss-hnsw hnswlib]
                           [--leaves 2000] [--exact-queries 20] [--out bench/out/scale.md]
     python bench/scale.py --ah-stage [--limit 200000] [--leaves 894] [--queries 300]
+    python bench/scale.py --build-memory [--algos ...]
 
 Every contender is built and searched in this one process on the same data (the file's
 ``train``, the first ``--queries`` of its ``test``): one query per call on one thread
@@ -13,9 +14,11 @@ shows the recall it can reach. Recall@10 is ann-benchmarks' (a returned point co
 its true distance is within the 10th true distance + 1e-3; SIFT distances tie often).
 
 Reported per contender: the best QPS among sweep points reaching recall 0.90 / 0.95 / 0.99
-(no interpolation) and its ratio to annlib's, the build time, the peak resident memory the
-build added (sampled every 20 ms), the index size, and with ``--exact-queries`` the exact
-single-query brute force of annlib vs faiss ``IndexFlatL2``.
+(no interpolation) and its ratio to annlib's, the build time, the index size, and with
+``--exact-queries`` the exact single-query brute force of annlib vs faiss ``IndexFlatL2``.
+``--build-memory`` builds each contender in a fresh process of its own and reports its build
+time and the peak resident memory the build added above the loaded data (sampled every
+20 ms): in one process, memory an earlier contender freed is reused by the next one.
 
 ``--ah-stage`` measures the first stage alone, without reordering: the fraction of the true
 10 nearest among the best N AH candidates (N = 30, 100, 300) at 8 and 32 leaves, annlib vs
@@ -381,6 +384,8 @@ def main(argv=None):
     ap.add_argument("--leaves", type=int, default=2000, help="tree leaves / IVF lists (about 2 sqrt(n))")
     ap.add_argument("--limit", type=int, default=None, help="use only the first LIMIT train points (quick runs)")
     ap.add_argument("--exact-queries", type=int, default=20)
+    ap.add_argument("--build-memory", action="store_true", help="only build, each contender in its own process")
+    ap.add_argument("--build-one", default=None, help=argparse.SUPPRESS)  # the child of --build-memory
     ap.add_argument("--ah-stage", action="store_true", help="only the AH-stage recall, annlib vs ScaNN (no reordering)")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "out" / "scale.md"))
     args = ap.parse_args(argv)
@@ -407,6 +412,23 @@ def main(argv=None):
         print("\n".join(lines))
         return
 
+    if args.build_memory:
+        import json
+        import subprocess
+
+        lines = [f"`python bench/scale.py {shlex.join(sys.argv[1:] if argv is None else argv)}`", "",
+                 "| contender | build s | build peak +RSS MiB (above the loaded data) | index MiB |", "|---|---:|---:|---:|"]
+        for key in args.algos:
+            cmd = [sys.executable, __file__, "--build-one", key, "--dataset", args.dataset, "--leaves", str(args.leaves)]
+            if args.limit is not None:
+                cmd += ["--limit", str(args.limit)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            row = json.loads(out)
+            lines.append(f"| {row['name']} | {row['build_s']:.1f} | {row['rss_mb']:.0f} | {row['size_mb']:.0f} |")
+            log(lines[-1])
+        print("\n".join(lines))
+        return
+
     makers = {
         "annlib": lambda: Annlib(data, args.leaves),
         "annlib-int8": lambda: Annlib(data, args.leaves, "int8"),
@@ -415,17 +437,28 @@ def main(argv=None):
         "faiss-hnsw": lambda: FaissHnsw(data),
         "hnswlib": lambda: Hnswlib(data, threads),
     }
+    if args.build_one is not None:
+        import json
+
+        algo = makers[args.build_one]()
+        start = time.perf_counter()
+        with PeakRss() as rss:
+            algo.build()
+        build_s = time.perf_counter() - start
+        print(json.dumps({"name": algo.name, "build_s": build_s, "rss_mb": rss.added_mb,
+                          "size_mb": algo.index_bytes() / 2**20}))
+        return
+
     results = []
     for key in args.algos:
         algo = makers[key]()
         gc.collect()
         start = time.perf_counter()
-        with PeakRss() as rss:
-            algo.build()
+        algo.build()
         build_s = time.perf_counter() - start
         size_mb = algo.index_bytes() / 2**20
-        log(f"built {algo.name}: {build_s:.1f} s, +{rss.added_mb:.0f} MiB peak RSS, index {size_mb:.0f} MiB")
-        row = {"name": algo.name, "build_s": build_s, "rss_mb": rss.added_mb, "size_mb": size_mb}
+        log(f"built {algo.name}: {build_s:.1f} s, index {size_mb:.0f} MiB")
+        row = {"name": algo.name, "build_s": build_s, "size_mb": size_mb}
         for mode in args.mode:
             row[mode] = sweep(algo, mode, queries, kth, data, args.repeats, threads, log)
         results.append(row)
@@ -441,9 +474,9 @@ def main(argv=None):
     for mode in args.mode:
         lines.append(f"**{mode}** ({'one query per call, one thread' if mode == 'single' else f'all queries in one call, {threads} threads'}):")
         lines.append("")
-        header = "| contender | " + " | ".join(f"QPS @{t:.2f} | vs annlib" for t in TARGETS) + " | max recall | build s | build +RSS MiB | index MiB |"
+        header = "| contender | " + " | ".join(f"QPS @{t:.2f} | vs annlib" for t in TARGETS) + " | max recall | build s | index MiB |"
         lines.append(header)
-        lines.append("|---" * (1 + 2 * len(TARGETS) + 4) + "|")
+        lines.append("|---" * (1 + 2 * len(TARGETS) + 3) + "|")
         base = {t: best_at(results[0][mode], t)[0] for t in TARGETS} if results else {}
         for row in results:
             cells = [row["name"]]
@@ -452,7 +485,7 @@ def main(argv=None):
                 ratio = None if qps is None or not base.get(t) else qps / base[t]
                 cells += [fmt(qps) + ("" if params is None else f" ({','.join(str(v) for v in params.values())})"),
                           "—" if ratio is None else f"{ratio:.2f}x"]
-            cells += [f"{max(r for _, r, _ in row[mode]):.4f}", f"{row['build_s']:.1f}", f"{row['rss_mb']:.0f}", f"{row['size_mb']:.0f}"]
+            cells += [f"{max(r for _, r, _ in row[mode]):.4f}", f"{row['build_s']:.1f}", f"{row['size_mb']:.0f}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     if args.exact_queries:
