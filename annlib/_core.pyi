@@ -70,6 +70,11 @@ def build_lut(query: npt.ArrayLike, codebook: npt.ArrayLike, dims_per_block: int
 def greater_mask32(values: npt.ArrayLike, cutoff: int, isa: str) -> int:
     """Bit i set when values[i] > cutoff, for int32 ``values`` of shape (32,) (for tests)."""
 
+def l2_mask32(
+    sums: npt.ArrayLike, sq_norms: npt.ArrayLike, two_bias: float, two_inv_m: float, threshold: float, isa: str
+) -> npt.NDArray[np.uint32]:
+    """uint32 mask per group of 32: bit i when (two_bias + sums[i] * two_inv_m) - sq_norms[i] >= threshold (for tests)."""
+
 def lut16_scan(packed: npt.ArrayLike, n: int, num_blocks: int, luts: npt.ArrayLike, isa: str) -> _I32:
     """int32 (num_queries, n): sum over blocks of (luts[q, k, code_k(p)] - 128), using one SIMD path."""
 

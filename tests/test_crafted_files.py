@@ -129,7 +129,7 @@ def test_missing_sections_are_refused(saved, tmp_path, variant, missing):
         ("dot_float", "entry_ids", lambda a: a.astype(np.int64)),
         ("dot_float", "packed_codes", lambda a: a[:-16]),
         ("l2_soar", "point_sq_norms", lambda a: a[:-1]),
-        ("l2_soar", "entry_sq_norms", lambda a: a + 1),
+        ("l2_soar", "entry_sq_norms", lambda a: -np.abs(a) - 1),  # reconstruction norms are >= 0
         ("l2_soar", "center_sq_norms", lambda a: -np.abs(a) - 1),
         ("l2_soar", "primary_leaf", lambda a: a[:-1]),
     ],
