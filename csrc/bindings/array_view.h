@@ -116,6 +116,7 @@ inline annlib::TreeAhView tree_ah_view(const py::dict& arrays, const std::string
   } else {
     v.reorder_float = array_of<float>(arrays, "reorder_float", false, n_by_dim);
   }
+  v.live = array_of<uint8_t>(arrays, "live", false, n);
   return v;
 }
 

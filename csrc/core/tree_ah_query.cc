@@ -94,6 +94,7 @@ size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf,
   const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
   const int32_t* ids = v.entry_ids + e0;
   const size_t count = static_cast<size_t>(e1 - e0);
+  const uint8_t* live = v.live;
   float threshold = selection.threshold();
   if (v.metric == Metric::kSquaredL2) {
     // Full groups' scores against the threshold, 16 groups per SIMD call; the few that
@@ -104,7 +105,8 @@ size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf,
     const float two_inv_m = 2.f * inv_m, two_bias = 2.f * bias;
     auto consider = [&](size_t i) {
       const float score = (two_bias + static_cast<float>(sums[i]) * two_inv_m) - norms[i];
-      if (score >= threshold) {  // push() breaks ties with the threshold by id
+      // push() breaks ties with the threshold by id; a deleted point is never a candidate.
+      if (score >= threshold && (live == nullptr || live[ids[i]] != 0)) {
         selection.push(score, ids[i]);
         threshold = selection.threshold();
       }
@@ -141,6 +143,7 @@ size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf,
       const size_t i = g + static_cast<size_t>(__builtin_ctz(mask));
       mask &= mask - 1;
       if (sums[i] <= cutoff) continue;  // the cutoff rose since this group's mask
+      if (live != nullptr && live[ids[i]] == 0) continue;  // deleted: never a candidate
       selection.push(bias + static_cast<float>(sums[i]) * inv_m, ids[i]);
       if (selection.threshold() != threshold) {
         threshold = selection.threshold();

@@ -46,6 +46,9 @@ struct TreeAhView {
   const float* reorder_int8_offset = nullptr;   ///< dim, or nullptr for 0 (files written before offsets)
   const float* point_sq_norms = nullptr;        ///< n: ||x||^2 of the reordering rows (dequantized for int8), kSquaredL2
   bool spilled = false;                         ///< a point may appear in two leaves
+  /// n bytes, 0 = deleted point, or nullptr when every point is live. Read only where the LUT16
+  /// scan forms candidates, so a deleted point never takes a slot a live one could fill.
+  const uint8_t* live = nullptr;
 };
 
 struct TreeAhParams {
