@@ -17,6 +17,7 @@ from annlib import _validate
 from annlib.autotune import AutotuneWarning, Tuning, resolve_objective, structural_defaults
 from annlib.autotune import cost_model as _cost
 from annlib.index import BruteForce, TreeAhIndex
+from annlib.index.ids import IdMap
 
 __all__ = ["BRUTE_FORCE_BELOW", "build"]
 
@@ -36,6 +37,7 @@ def build(
     num_threads: int | None = None,
     seed: int = 0,
     return_tuning: bool = False,
+    ids=None,
     **tune_kwargs,
 ):
     """Build an index for ``data`` and tune it for ``target_recall`` (default 0.95) or ``max_cost``.
@@ -47,7 +49,8 @@ def build(
     say which kind was picked and why. Either kind has the whole index protocol (search with
     ``k`` and keyword parameters, save, :func:`annlib.load_index`, pickle, autotune). Exact
     search cost is timed on this machine the same way as the index's cost model (one thread,
-    CPU time). The index owns a copy of ``data``.
+    CPU time). The index owns a copy of ``data``. ``ids``: a 64-bit user id per point
+    (default 0..n-1), which searches return; tuning runs before they are attached.
     """
     start = time.perf_counter()
     target, max_cost = resolve_objective(target_recall, max_cost)
@@ -56,6 +59,15 @@ def build(
     data = _validate.owned(data, source, copy=True)
     n, dim = data.shape
     k = _validate.k(k)
+    id_map = None if ids is None else IdMap.of(ids, n)  # checked before any work
+    result = _build(data, metric, target, max_cost, queries, k, soar_lambda, num_threads, seed, start, tune_kwargs)
+    if id_map is not None:
+        result[0]._set_ids(id_map)
+    return result if return_tuning else result[0]
+
+
+def _build(data, metric, target, max_cost, queries, k, soar_lambda, num_threads, seed, start, tune_kwargs):
+    n, dim = data.shape
     exact = BruteForce(data, metric, k)
 
     def exact_cost(sample_queries) -> float:
@@ -69,7 +81,7 @@ def build(
             target_recall=target, max_cost=max_cost, message=reason, index_kind="brute_force",
             tuner_seconds=time.perf_counter() - start,
         )
-        return (exact, tuning) if return_tuning else exact
+        return exact, tuning
 
     if n < max(BRUTE_FORCE_BELOW, 4 * k):
         tq = data[: min(n, 200)] if queries is None else _validate.queries(queries, dim)[0]
@@ -99,4 +111,4 @@ def build(
     for w in caught:  # re-raise the tuner's warnings for the index we keep
         warnings.warn(w.message, w.category, stacklevel=2)
     tuning = dataclasses.replace(tuning, tuner_seconds=time.perf_counter() - start)
-    return (index, tuning) if return_tuning else index
+    return index, tuning

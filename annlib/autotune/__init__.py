@@ -270,7 +270,7 @@ def _tuning_sample(index, queries) -> np.ndarray:
         return _validate.queries(queries, index.dim)[0]
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(index.n, min(index.n, 200), replace=False))
-    return index.get_vectors(rows)
+    return index.get_vectors(index.ids[rows])  # by user id: the index's ids need not be 0..n-1
 
 
 def _check_common(index, target_recall, max_cost, k, data, num_tuning_queries, safety, max_rank, num_threads, seed,

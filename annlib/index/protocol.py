@@ -6,7 +6,8 @@ unknown names refused), padding when ``k`` exceeds the indexed points, the atomi
 search defaults, saving, loading, pickling, ``len``, ``repr`` and ``autotune``. A kind
 supplies its arrays, its configuration, its parameter type and the search itself.
 
-Thread safety: a search reads ``self._defaults`` once; :meth:`Index.set_search_defaults`
+Thread safety: a search reads ``self._snap`` (the index's arrays and ids, see
+:mod:`annlib.index.mutable`) and ``self._defaults`` once each; :meth:`Index.set_search_defaults`
 builds and validates a new frozen object before storing it, so concurrent searches see the
 old or the new defaults, never a mix. Nothing about a call's arguments is cached.
 """
@@ -23,6 +24,8 @@ from annlib import _validate
 from annlib import io as _io
 from annlib.errors import FormatError
 from annlib.index import params as _params
+from annlib.index.ids import IdMap, user_ids
+from annlib.index.mutable import Mutations
 from annlib.result import SearchResult
 
 #: A padded result larger than this many (query, slot) pairs is refused rather than allocated.
@@ -37,12 +40,14 @@ def register_tuner(kind: str, tuner: Callable[..., Any]) -> None:
     _TUNERS[kind] = tuner
 
 
-class Index(abc.ABC):
+class Index(Mutations, abc.ABC):
     """Base class of every index kind: ``BruteForce``, ``TreeAhIndex``, ``JaxBruteForce``.
 
-    Subclasses set ``_metric``, ``_num_neighbors``, ``_n``, ``_dim`` and ``_defaults`` (an
-    instance of ``Params``) and implement :meth:`_search`, :meth:`_check_params`,
-    :meth:`_state`, :meth:`_from_state`, :meth:`stats` and :attr:`config`.
+    Subclasses set ``_metric``, ``_num_neighbors``, ``_dim``, ``_defaults`` (an instance of
+    ``Params``) and ``_snap`` (an immutable snapshot with at least ``ids``, an
+    :class:`annlib.index.ids.IdMap`) and implement :meth:`_search`, :meth:`_check_params`,
+    :meth:`_state`, :meth:`_from_state`, :meth:`stats`, :attr:`config` and the write hooks of
+    :class:`annlib.index.mutable.Mutations`.
     """
 
     kind: ClassVar[str]
@@ -50,16 +55,20 @@ class Index(abc.ABC):
 
     _metric: str
     _num_neighbors: int
-    _n: int
     _dim: int
+    _snap: Any
     _defaults: Any
 
     # ------------------------------------------------------------------ shape
 
     @property
+    def _n(self) -> int:
+        return self._snap.ids.num_live
+
+    @property
     def n(self) -> int:
-        """Number of indexed points."""
-        return self._n
+        """Number of indexed (live) points."""
+        return self._snap.ids.num_live
 
     @property
     def dim(self) -> int:
@@ -77,7 +86,7 @@ class Index(abc.ABC):
         return self._num_neighbors
 
     def __len__(self) -> int:
-        return self._n
+        return self._snap.ids.num_live
 
     # ------------------------------------------------------------------ search
 
@@ -131,28 +140,34 @@ class Index(abc.ABC):
         if overrides:
             p = _params.override(p, overrides)
             self._check_params(p)
-        if k <= self._n:
-            return self._search(queries, k, p, num_threads)
-        return self._padded(queries, k, p, num_threads)
+        snap = self._snap  # read once: a concurrent write swaps in a new snapshot, never tears this one
+        n = snap.ids.num_live
+        if k <= n:
+            rows, distances = self._search(snap, queries, k, p, num_threads)
+            return snap.ids.to_user(rows), distances
+        return self._padded(snap, queries, k, p, num_threads)
 
-    def _padded(self, queries: np.ndarray, k: int, p, num_threads: int):
+    def _padded(self, snap, queries: np.ndarray, k: int, p, num_threads: int):
         # No work buffer is sized by a k beyond the data: search for n, then pad.
         nq = queries.shape[0]
+        n = snap.ids.num_live
         if nq * k > MAX_PADDED_SLOTS:
             raise ValueError(
-                f"k ({k}) exceeds the number of indexed points ({self._n}); the padded result of {nq} x {k} "
-                f"slots is too large (limit {MAX_PADDED_SLOTS:,}): ask for at most {self._n}"
+                f"k ({k}) exceeds the number of indexed points ({n}); the padded result of {nq} x {k} "
+                f"slots is too large (limit {MAX_PADDED_SLOTS:,}): ask for at most {n}"
             )
-        found_ids, found_distances = self._search(queries, self._n, p, num_threads)
         ids = np.full((nq, k), -1, dtype=np.int64)
         distances = np.full((nq, k), _validate.worst_distance(self._metric), dtype=np.float32)
-        ids[:, : self._n] = found_ids
-        distances[:, : self._n] = found_distances
+        if n:
+            found_rows, found_distances = self._search(snap, queries, n, p, num_threads)
+            ids[:, :n] = snap.ids.to_user(found_rows)
+            distances[:, :n] = found_distances
         return ids, distances
 
     @abc.abstractmethod
-    def _search(self, queries: np.ndarray, k: int, params, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, distances)`` of validated float32 queries (nq, dim) for ``1 <= k <= n`` neighbours."""
+    def _search(self, snap, queries: np.ndarray, k: int, params, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, distances)`` of validated float32 queries (nq, dim) for ``1 <= k <= live points``
+        neighbours in snapshot ``snap``; the base maps rows to user ids."""
 
     def _check_params(self, params) -> None:
         """Checks of search parameters that need the index (the dataclass checks the rest)."""
@@ -181,14 +196,17 @@ class Index(abc.ABC):
                 f"{', ' + extra if extra else ''})")
 
     def get_vectors(self, ids) -> np.ndarray:
-        """The stored float32 vectors of rows ``ids`` (unit-normalised for cosine), shape (len(ids), dim)."""
-        vectors = self._stored_vectors()
+        """The stored float32 vectors of the points ``ids`` (user ids; unit-normalised for cosine),
+        shape (len(ids), dim). An id not in the index is a KeyError naming it."""
+        snap = self._snap
+        vectors = self._stored_vectors(snap)
         if vectors is None:
             raise ValueError(f"this {self.kind} index keeps no float32 vectors (build it with float32 reordering)")
-        rows = _validate.row_ids(ids, self._n)
+        rows = snap.ids.require(user_ids(ids))
         return np.array(vectors[rows], dtype=np.float32)
 
-    def _stored_vectors(self) -> np.ndarray | None:
+    def _stored_vectors(self, snap) -> np.ndarray | None:
+        """Float32 vectors by row of ``snap``, dead rows included, or None."""
         return None
 
     # ------------------------------------------------------------------ persistence
@@ -239,20 +257,21 @@ class Index(abc.ABC):
         return tuner(self, target_recall, queries, **kwargs)
 
 
-def read_flat_state(kind: str, config: dict, arrays: dict, source: str) -> tuple[str, int, np.ndarray]:
-    """``(metric, num_neighbors, data)`` of a kind that stores its rows as one float32 ``data``
-    section (the exact and JAX brute force), checked as an untrusted file."""
+def read_flat_state(kind: str, config: dict, arrays: dict, source: str) -> tuple[str, int, np.ndarray, IdMap]:
+    """``(metric, num_neighbors, data, ids)`` of a kind that stores its rows as one float32 ``data``
+    section and optionally their user ids as ``ids`` (the exact and JAX brute force), checked as
+    an untrusted file."""
     try:
         metric = _validate.metric(config["metric"])
         num_neighbors = _validate.positive_int(config["num_neighbors"], "num_neighbors")
-        if set(arrays) != {"data"}:
-            raise ValueError(f"sections {sorted(arrays)}, expected ['data']")
+        if not {"data"} <= set(arrays) <= {"data", "ids"}:
+            raise ValueError(f"sections {sorted(arrays)}, expected ['data'] and optionally ['ids']")
         if arrays["data"].dtype != np.float32:
             raise ValueError(f"data section has dtype {arrays['data'].dtype}, expected float32")
         data = _validate.database(arrays["data"], "data section")
     except (KeyError, TypeError, ValueError) as exc:
         raise FormatError(f"{source}: invalid {kind} index ({exc})") from None
-    return metric, num_neighbors, data
+    return metric, num_neighbors, data, IdMap.from_sections(arrays, data.shape[0], config.get("next_id"), source)
 
 
 def _unpickle(kind: str, config: dict, arrays: dict):

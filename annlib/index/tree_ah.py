@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,8 @@ from annlib import _core, _format_checks, _validate
 from annlib._vectors import normalize_rows
 from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
 from annlib.errors import FormatError, InvalidTypeError
+from annlib.index import tree_ah_mutation as _mutation
+from annlib.index.ids import IdMap
 from annlib.index.params import TreeAhSearchParams
 from annlib.index.protocol import Index
 from annlib.index.tree_ah_layout import TreeAhLayout
@@ -29,6 +32,23 @@ def _progress(enabled: bool, total: int, desc: str):
     from tqdm.auto import tqdm  # progress bars on stderr
 
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="step")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    """What one search reads (see :mod:`annlib.index.mutable`).
+
+    ``arrays`` are the index's arrays by row (dead rows included) without the id sections;
+    rows below ``trained_rows`` are those the partitions and codebook were trained on, of which
+    there were ``trained_n``.
+    """
+
+    arrays: dict
+    handle: Any
+    layout: TreeAhLayout
+    ids: IdMap
+    trained_rows: int
+    trained_n: int
 
 
 def _soar_assign(data, centers, primary, soar_lambda, spill, num_threads):
@@ -52,6 +72,10 @@ class TreeAhIndex(Index):
     candidates instead of refusing; candidate counts are capped at the number of points.
 
     The index keeps a copy of ``data`` for float32 reordering unless ``copy=False``.
+    ``ids``: a 64-bit user id per point (default 0..n-1); searches return them. ``add``,
+    ``upsert`` and ``delete`` (:mod:`annlib.index.mutable`) keep the trained partitions and
+    codebook; deleted points are masked out of the LUT16 scan until :meth:`compact`, and
+    :meth:`rebalance` retrains on the live points.
     Distances follow :class:`annlib.SearchResult`: similarity for "dot" and "cosine",
     squared distance for "squared_l2".
     """
@@ -80,9 +104,11 @@ class TreeAhIndex(Index):
         num_threads: int | None = None,
         progress: bool = False,
         copy: bool = True,
+        ids=None,
     ):
         source, data = data, _validate.database(data)
         n = data.shape[0]
+        id_map = IdMap.of(ids, n)
         if num_leaves is None:
             num_leaves = max(1, int(round(math.sqrt(n))))
         if num_leaves_to_search is None:
@@ -103,13 +129,14 @@ class TreeAhIndex(Index):
             ah=AhConfig(dims_per_block=dims_per_block, anisotropic_quantization_threshold=anisotropic_quantization_threshold),
             reorder=ReorderConfig(reorder, reorder_quantize) if reorder else None,
         )
-        self._init_built(_owned(data, source, config, copy), config, _validate.num_threads(num_threads), progress)
+        self._init_built(_owned(data, source, config, copy), config, _validate.num_threads(num_threads), progress,
+                         id_map)
 
     # ------------------------------------------------------------------ build
 
     @classmethod
     def from_config(cls, data, config: TreeAhConfig, num_threads: int | None = None, progress: bool = False,
-                    copy: bool = True):
+                    copy: bool = True, ids=None):
         """Build from a :class:`TreeAhConfig` (what the builder does)."""
         if not isinstance(config, TreeAhConfig):
             raise InvalidTypeError(
@@ -117,7 +144,7 @@ class TreeAhIndex(Index):
             )
         self = cls.__new__(cls)
         array = _owned(_validate.database(data), data, config, copy)
-        self._init_built(array, config, _validate.num_threads(num_threads), progress)
+        self._init_built(array, config, _validate.num_threads(num_threads), progress, IdMap.of(ids, array.shape[0]))
         return self
 
     @classmethod
@@ -138,11 +165,12 @@ class TreeAhIndex(Index):
             raise ValueError(f"codebook has shape {codebook.shape}, expected ({16 * dim},)")
         self = cls.__new__(cls)
         array = _owned(array, data, config, copy)
-        self._init_built(array, config, _validate.num_threads(num_threads), progress, trained=(centers, codebook))
+        self._init_built(array, config, _validate.num_threads(num_threads), progress, IdMap.of(None, array.shape[0]),
+                         trained=(centers, codebook))
         return self
 
     def _init_built(self, data: np.ndarray, config: TreeAhConfig, num_threads: int, progress: bool,
-                    trained: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                    ids: IdMap, trained: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         start = time.perf_counter()
         n, dim = data.shape
         tree, ah = config.tree, config.ah
@@ -221,7 +249,7 @@ class TreeAhIndex(Index):
             if config.reorder is not None:
                 arrays.update(self._reorder_arrays(data, config.reorder, config.metric == "squared_l2"))
             bar.update()
-        self._setup(config, arrays, n, dim, build_seconds=time.perf_counter() - start)
+        self._setup(config, arrays, dim, build_seconds=time.perf_counter() - start, ids=ids, trained_rows=n, trained_n=n)
 
     @staticmethod
     def _encode(data, centers, codebook, ah: AhConfig, entry_points, entry_leaves, num_threads, l2: bool):
@@ -274,62 +302,135 @@ class TreeAhIndex(Index):
             arrays["point_sq_norms"] = sq_norms
         return arrays
 
-    def _setup(self, config: TreeAhConfig, arrays: dict, n: int, dim: int, build_seconds: float | None) -> None:
+    def _setup(self, config: TreeAhConfig, arrays: dict, dim: int, build_seconds: float | None, ids: IdMap,
+               trained_rows: int, trained_n: int) -> None:
         self._build_config = config
         self._metric = config.metric
         self._num_neighbors = config.num_neighbors
-        self._arrays = arrays
-        self._n = n
         self._dim = dim
         self._build_seconds = build_seconds
-        core_metric = "squared_l2" if config.metric == "squared_l2" else "dot"
-        self._handle = _core.TreeAhHandle(
-            dict(arrays), core_metric, n, dim, config.tree.num_leaves, config.ah.dims_per_block,
-            "secondary_leaf" in arrays,
-        )
         defaults = TreeAhSearchParams(
             config.tree.num_leaves_to_search, config.reorder.num_neighbors if config.reorder else None
         )
         self._check_params(defaults)
         self._defaults = defaults
-        self._layout = TreeAhLayout(config, arrays, self._handle)
         # Read on every search: kept as plain attributes.
         self._has_reorder = config.reorder is not None
-        self._spilled = self._layout.spilled
+        self._spilled = "secondary_leaf" in arrays
         self._overretrieve = float(config.tree.overretrieve_factor)
+        self._snap = self._snapshot(arrays, ids, trained_rows, trained_n)
+
+    def _snapshot(self, arrays: dict, ids: IdMap, trained_rows: int, trained_n: int) -> _Snapshot:
+        config = self._build_config
+        core_metric = "squared_l2" if config.metric == "squared_l2" else "dot"
+        searched = dict(arrays)
+        if ids.live is not None:
+            searched["live"] = ids.live  # the scan's liveness mask (TreeAhView::live)
+        handle = _core.TreeAhHandle(
+            searched, core_metric, ids.rows, self._dim, config.tree.num_leaves, config.ah.dims_per_block,
+            "secondary_leaf" in arrays,
+        )
+        return _Snapshot(arrays, handle, TreeAhLayout(config, searched, handle), ids, trained_rows, trained_n)
 
     # ------------------------------------------------------------------ search
 
-    def _check_params(self, params: TreeAhSearchParams) -> None:
-        num_leaves = self._build_config.tree.num_leaves
+    def _check_params(self, params: TreeAhSearchParams, config: TreeAhConfig | None = None) -> None:
+        num_leaves = (config or self._build_config).tree.num_leaves
         if params.leaves_to_search > num_leaves:
             raise ValueError(f"leaves_to_search ({params.leaves_to_search}) cannot exceed num_leaves ({num_leaves})")
         if params.pre_reorder_num_neighbors is not None and self._build_config.reorder is None:
             raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
 
-    def _search(self, queries: np.ndarray, k: int, params: TreeAhSearchParams, num_threads: int):
+    def _search(self, snap: _Snapshot, queries: np.ndarray, k: int, params: TreeAhSearchParams, num_threads: int):
         if self._metric == "cosine":
             queries = normalize_rows(queries)
         pre = 0
         if self._has_reorder:
             # Never fewer candidates than k, never more than the index holds (bounds the buffers).
-            pre = min(max(params.pre_reorder_num_neighbors or k, k), self._n)
+            pre = min(max(params.pre_reorder_num_neighbors or k, k), snap.ids.num_live)
         factor = self._overretrieve
         if self._spilled:
             # A point has at most two entries: keeping 2k entries before de-duplication guarantees k
             # unique points whenever the probed partitions hold them.
             factor = max(factor, min(2.0, 2.0 * k / max(pre, k)))
-        return self._handle.search(queries, k, params.leaves_to_search, pre, num_threads, factor)
+        return snap.handle.search(queries, k, params.leaves_to_search, pre, num_threads, factor)
+
+    @property
+    def _arrays(self) -> dict:
+        """The current snapshot's arrays by row (tests and tools read them; never written)."""
+        return self._snap.arrays
 
     @property
     def last_search_counters(self) -> dict:
         """Work of the last search call: ``entries_scored`` (LUT16) and ``candidates_reordered``."""
-        return dict(self._handle.last_counters())
+        return dict(self._snap.handle.last_counters())
 
     @property
     def layout(self) -> TreeAhLayout:
-        """Read-only view of the partitions, assignments and stage-wise scoring (the autotuner's seam)."""
-        return self._layout
+        """Read-only view of the partitions, assignments and stage-wise scoring (the autotuner's seam).
+
+        Of the current snapshot: rows, dead ones included (see ``ids`` and ``health()``)."""
+        return self._snap.layout
+
+    # ------------------------------------------------------------------ writes (see annlib.index.mutable)
+
+    def _appended(self, snap: _Snapshot, vectors: np.ndarray, ids: np.ndarray) -> _Snapshot:
+        if self._metric == "cosine":
+            vectors = normalize_rows(vectors)
+        arrays = _mutation.appended(snap.arrays, self._build_config, vectors, _validate.num_threads(None))
+        return self._snapshot(arrays, snap.ids.appended(ids), snap.trained_rows, snap.trained_n)
+
+    def _deleted(self, snap: _Snapshot, rows: np.ndarray) -> _Snapshot:
+        return self._snapshot(snap.arrays, snap.ids.killed(rows), snap.trained_rows, snap.trained_n)
+
+    def _compacted(self, snap: _Snapshot) -> _Snapshot:
+        ids, kept = snap.ids.compacted()
+        arrays = _mutation.compacted(snap.arrays, self._build_config, self._dim, kept)
+        trained_rows = int(np.count_nonzero(kept < snap.trained_rows))  # rows keep their order
+        return self._snapshot(arrays, ids, trained_rows, snap.trained_n)
+
+    def _rebalanced(self, snap: _Snapshot, num_leaves: int | None = None, num_threads: int | None = None) -> _Snapshot:
+        vectors = snap.arrays.get("reorder_float")
+        if vectors is None:
+            raise ValueError("rebalance needs the float32 vectors: build the index with float32 reordering")
+        ids, kept = snap.ids.compacted()
+        config = self._current_config()
+        if num_leaves is not None:
+            config = dataclasses.replace(config, tree=dataclasses.replace(config.tree, num_leaves=num_leaves))
+        fresh = TreeAhIndex.from_config(np.ascontiguousarray(vectors[kept]), config, num_threads=num_threads)
+        self._build_config = fresh._build_config
+        return self._snapshot(fresh._snap.arrays, ids, ids.rows, ids.rows)
+
+    def _health(self, snap: _Snapshot) -> dict:
+        arrays, ids = snap.arrays, snap.ids
+        num_leaves = self._build_config.tree.num_leaves
+        primary = np.asarray(arrays["primary_leaf"], dtype=np.int64)
+        live_rows = ids.live_rows()
+        trained = live_rows[live_rows < snap.trained_rows]
+        added = live_rows[live_rows >= snap.trained_rows]
+
+        def imbalance(rows):  # largest partition over the mean, by primary assignment
+            sizes = np.bincount(primary[rows], minlength=num_leaves)
+            return float(sizes.max()) / float(sizes.mean()) if len(rows) else None
+
+        now, at_build = imbalance(live_rows), imbalance(trained)
+        rng = np.random.default_rng(0)
+        sample = 4096
+        trained = np.sort(rng.choice(trained, min(sample, len(trained)), replace=False)) if len(trained) else trained
+        added = added[-sample:]  # the most recent additions
+        build_error = _mutation.relative_quantization_error(arrays, self._build_config, trained)
+        added_error = _mutation.relative_quantization_error(arrays, self._build_config, added)
+        return {
+            "trained_n": snap.trained_n,
+            "growth_since_build": ids.num_live / snap.trained_n if snap.trained_n else None,
+            "partition_imbalance_build": at_build,
+            "partition_imbalance_now": now,
+            "partition_imbalance": now / at_build if now is not None and at_build else None,
+            "quantization_error_build": build_error,
+            "quantization_error_added": added_error,
+            "quantization_error_ratio": (added_error / build_error
+                                         if added_error is not None and build_error else None),
+        }
 
     # ------------------------------------------------------------------ inspection
 
@@ -348,22 +449,25 @@ class TreeAhIndex(Index):
 
     def stats(self) -> dict:
         """Sizes of the partitions and of each part of the index in bytes."""
-        offsets = self._arrays["leaf_offsets"]
+        snap = self._snap
+        offsets = snap.arrays["leaf_offsets"]
         sizes = np.diff(offsets)
         entries = int(offsets[-1])
         return {
-            "n": self._n,
+            "n": snap.ids.num_live,
             "dim": self._dim,
+            "rows": snap.ids.rows,
+            "deleted": snap.ids.num_dead,
             "num_leaves": int(len(sizes)),
             "entries": entries,
-            "spilled_points": entries - self._n,
+            "spilled_points": entries - snap.ids.rows,
             "partition_size": {
                 "min": int(sizes.min()),
                 "mean": float(sizes.mean()),
                 "max": int(sizes.max()),
                 "empty": int((sizes == 0).sum()),
             },
-            **self._memory(self._arrays),
+            **self._memory({**snap.arrays, "ids": snap.ids.row_ids}),
             "build_seconds": self._build_seconds,
         }
 
@@ -376,22 +480,36 @@ class TreeAhIndex(Index):
             parts.append(f"soar_lambda={c.tree.soar_lambda}")
         return ", ".join(parts)
 
-    def _stored_vectors(self) -> np.ndarray | None:
-        return self._arrays.get("reorder_float")
+    def _stored_vectors(self, snap: _Snapshot) -> np.ndarray | None:
+        return snap.arrays.get("reorder_float")
 
     # ------------------------------------------------------------------ persistence
 
     def _state(self) -> tuple[dict, dict]:
-        config = {"index": self.config, "n": self._n, "dim": self._dim, "build_seconds": self._build_seconds}
-        return config, self._arrays
+        snap = self._snap
+        config = {"index": self.config, "n": snap.ids.rows, "dim": self._dim, "build_seconds": self._build_seconds}
+        sections = snap.ids.sections()
+        if sections or snap.trained_rows != snap.ids.rows or snap.trained_n != snap.ids.rows:
+            config.update(next_id=snap.ids.next_id, trained_rows=snap.trained_rows, trained_n=snap.trained_n)
+        return config, {**snap.arrays, **sections}
 
     @classmethod
     def _from_state(cls, config: dict, arrays: dict, source: str) -> TreeAhIndex:
         index_config, n, dim = _format_checks.tree_ah_header(source, config)
+        try:
+            trained_rows = config.get("trained_rows", n)
+            trained_n = config.get("trained_n", n)
+            if (type(trained_rows) is not int or type(trained_n) is not int or not 0 <= trained_rows <= n
+                    or trained_n < 0):
+                raise ValueError(f"trained_rows {trained_rows!r} / trained_n {trained_n!r} for {n} rows")
+        except ValueError as exc:
+            raise FormatError(f"{source}: invalid index configuration ({exc})") from None
+        ids = IdMap.from_sections(arrays, n, config.get("next_id"), source)
+        arrays = {name: a for name, a in arrays.items() if name not in ("ids", "live")}
         _format_checks.check_tree_ah_arrays(source, index_config, arrays, n, dim)
         self = cls.__new__(cls)
         try:
-            self._setup(index_config, dict(arrays), n, dim, config.get("build_seconds"))
+            self._setup(index_config, arrays, dim, config.get("build_seconds"), ids, trained_rows, trained_n)
         except ValueError as exc:
             raise FormatError(f"{source}: invalid index configuration ({exc})") from None
         return self
