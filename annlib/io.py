@@ -62,8 +62,13 @@ from annlib.errors import FormatError
 
 __all__ = ["FORMAT_VERSION", "load_index_file", "read_header", "save_index_file"]
 
-FORMAT_VERSION = 1
-"""The format version this annlib writes, and the newest it reads."""
+FORMAT_VERSION = 2
+"""The format version this annlib writes, and the newest it reads.
+
+Version 2 (mutable indexes, issue 13): the same layout; an index may hold ``ids`` (int64 user
+id per row) and ``live`` (uint8 per row, 0 = deleted) sections. Version 1 files have neither
+and load as rows 0..n-1, all live. The bump keeps a version-1 reader, which would ignore the
+``live`` section and return deleted points, from loading a version-2 file."""
 
 MAGIC = b"ANNL"
 TRAILER_MAGIC = b"LNNA"
