@@ -504,9 +504,11 @@ class TreeAhIndex(Index):
                 raise ValueError(f"trained_rows {trained_rows!r} / trained_n {trained_n!r} for {n} rows")
         except ValueError as exc:
             raise FormatError(f"{source}: invalid index configuration ({exc})") from None
+        core = {name: a for name, a in arrays.items() if name not in ("ids", "live")}
+        # The core sections first: they prove n against the arrays before the id map is sized by it.
+        _format_checks.check_tree_ah_arrays(source, index_config, core, n, dim)
         ids = IdMap.from_sections(arrays, n, config.get("next_id"), source)
-        arrays = {name: a for name, a in arrays.items() if name not in ("ids", "live")}
-        _format_checks.check_tree_ah_arrays(source, index_config, arrays, n, dim)
+        arrays = core
         self = cls.__new__(cls)
         try:
             self._setup(index_config, arrays, dim, config.get("build_seconds"), ids, trained_rows, trained_n)
