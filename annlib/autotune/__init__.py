@@ -44,7 +44,9 @@ class AutotuneWarning(UserWarning):
 class Tuning:
     """The autotuner's choice and what the model predicts for it.
 
-    Costs are seconds per query on one thread; ``predicted_qps = 1 / predicted_cost``.
+    Costs are seconds per query in ``mode`` ("single": one query at a time on one thread;
+    "batched": a batch on ``num_threads`` threads, wall time per query when the threads have their
+    cores); ``predicted_qps = 1 / predicted_cost``.
     ``frontier`` is the predicted speed-recall Pareto frontier (the lower convex hull traced
     by the Lagrange multiplier), cheapest first. ``best_effort`` is True when the target
     (recall, or recall within the budget) cannot be met; ``message`` says why.
@@ -68,6 +70,14 @@ class Tuning:
     cost_model: CostModel | None = None
     tuner_seconds: float = 0.0
     stage_seconds: dict = dataclasses.field(default_factory=dict)  # ground truth, statistics, cost model, solve
+    mode: str = "single"
+    num_threads: int = 1
+    max_rank: int | None = None  # deepest pre_reorder_num_neighbors the statistics recorded
+    #: Predicted seconds per query of every kind weighed at the target (``annlib.build``), cheapest first.
+    alternatives: tuple = ()
+    #: The build parameters of the index (``annlib.build``), and the structures tried, with their predictions.
+    structure: dict = dataclasses.field(default_factory=dict)
+    structure_trials: tuple = ()
 
     @property
     def params(self) -> dict:
@@ -81,16 +91,26 @@ class Tuning:
             out["pre_reorder_num_neighbors"] = self.pre_reorder_num_neighbors
         return out
 
+    def _mode_words(self) -> str:
+        return "on one thread" if self.mode == "single" else f"batched on {self.num_threads} thread(s)"
+
     def __str__(self) -> str:
         lines = [
             f"{self.index_kind}: leaves_to_search={self.leaves_to_search} "
             f"pre_reorder_num_neighbors={self.pre_reorder_num_neighbors}",
             f"predicted recall@{self.k} {self.predicted_recall:.4f} (+-{self.predicted_recall_stderr:.4f}), "
-            f"{self.predicted_qps:,.0f} QPS on one thread; tuned on {self.num_tuning_queries} "
+            f"{self.predicted_qps:,.0f} QPS {self._mode_words()}; tuned on {self.num_tuning_queries} "
             f"{self.tuning_queries_source} queries in {self.tuner_seconds:.1f} s",
         ]
         if self.message:
             lines.append(("BEST EFFORT: " if self.best_effort else "") + self.message)
+        if self.alternatives:
+            lines.append("kinds weighed (predicted us/query at the target): " + ", ".join(
+                f"{kind} {cost * 1e6:.1f}" for kind, cost in self.alternatives))
+        if self.structure:
+            lines.append("structure: " + ", ".join(f"{key}={value}" for key, value in self.structure.items()))
+        for trial in self.structure_trials:
+            lines.append(f"  trial {trial}")
         if self.frontier:
             lines.append("predicted frontier (cost us/query, QPS, recall, leaves_to_search, pre_reorder):")
             for p in self.frontier:
@@ -133,7 +153,7 @@ def autotune(index, target_recall: float | None = None, queries=None, **kwargs) 
     return index.autotune(target_recall, queries, **kwargs)
 
 
-def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default) -> None:
+def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode="single") -> None:
     # Every argument is checked before any work: a bad value must never become a search default.
     if isinstance(safety, bool) or not isinstance(safety, numbers.Real) or not (
         math.isfinite(float(safety)) and 0.0 <= float(safety) <= 10.0
@@ -146,6 +166,8 @@ def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default) 
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     if not isinstance(set_default, bool):
         raise TypeError(f"set_default must be True or False, got {set_default!r}")
+    if mode not in _cost.MODES:
+        raise ValueError(f"mode must be one of {_cost.MODES}, got {mode!r}")
 
 
 def tune_tree_ah(
@@ -162,6 +184,7 @@ def tune_tree_ah(
     max_rank: int | None = None,
     num_threads: int | None = None,
     seed: int = 0,
+    mode: str = "single",
 ) -> Tuning:
     """Pick ``leaves_to_search`` and ``pre_reorder_num_neighbors`` of a :class:`annlib.TreeAhIndex`
     (what ``index.autotune(...)`` runs for that kind).
@@ -186,7 +209,11 @@ def tune_tree_ah(
         The chosen setting's predicted recall minus ``safety`` standard errors (over tuning
         queries) must clear the target; 0 disables the margin.
     max_rank : int, optional
-        Largest ``pre_reorder_num_neighbors`` considered (default max(250, 25 k)).
+        Largest ``pre_reorder_num_neighbors`` considered (default: where recall saturates, found by
+        a probe pass; at least max(250, 25 k), at most max(4 times that, n / 10)).
+    mode : "single" or "batched"
+        The cost to minimise: one query at a time on one thread, or batches on ``num_threads``
+        threads (default every core); ``num_threads`` also runs the statistics pass.
 
     Raises
     ------
@@ -199,7 +226,8 @@ def tune_tree_ah(
     """
     start = time.perf_counter()
     target, max_cost = resolve_objective(target_recall, max_cost)
-    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default)
+    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode)
+    mode, search_threads = _cost.check_mode(mode, num_threads)
     k = index.num_neighbors if k is None else _validate.k(k)
     if k > index.n:
         raise ValueError(f"k ({k}) exceeds the number of indexed points ({index.n})")
@@ -208,11 +236,12 @@ def tune_tree_ah(
     stages = {}
     tq, truth, exclude, source = _stats.tuning_queries(index, queries, data, k, num_tuning_queries, seed)
     stages["ground_truth"] = time.perf_counter() - start
-    stats = _stats.gather(index, tq, truth, exclude, source=source, max_rank=max_rank, num_threads=num_threads)
+    stats = _stats.gather(index, tq, truth, exclude, source=source, max_rank=max_rank, num_threads=num_threads,
+                          seed=seed)
     stages["statistics"] = stats.seconds
     t2_grid = _solver.default_t2_grid(k, stats.max_rank) if has_reorder else None
     mark = time.perf_counter()
-    model = _cost.measure(index, tq, k, stats.t1_grid, t2_grid, seed=seed)
+    model = _cost.measure(index, tq, k, stats.t1_grid, t2_grid, seed=seed, mode=mode, num_threads=search_threads)
     stages["cost_model"] = time.perf_counter() - mark
     mark = time.perf_counter()
     surf = _solver.surface(stats, model, t2_grid)
@@ -244,16 +273,21 @@ def tune_tree_ah(
         cost_model=model,
         tuner_seconds=time.perf_counter() - start,
         stage_seconds=stages,
+        mode=mode,
+        num_threads=search_threads,
+        max_rank=stats.max_rank if has_reorder else None,
     )
     if set_default:
         index.set_search_defaults(leaves_to_search=t1, pre_reorder_num_neighbors=t2)
     return tuning
 
 
-def _exact_tuning(index, target, max_cost, queries, k, start, message: str, index_kind: str) -> Tuning:
+def _exact_tuning(index, target, max_cost, queries, k, start, message: str, index_kind: str, mode: str,
+                  threads: int) -> Tuning:
     """The Tuning of a kind whose search is exact (or whose recall is its own parameter): its cost measured."""
-    sample = queries[:200]
-    cost = _cost.cpu_seconds_per_query(lambda: index.search_batched(sample, k, num_threads=1), len(sample))
+    sample = queries[: _cost.BATCH[mode]]
+    cost = _cost.cpu_seconds_per_query(lambda: index.search_batched(sample, k, num_threads=threads), len(sample),
+                                       mode=mode, num_threads=threads)
     return Tuning(
         leaves_to_search=None, pre_reorder_num_neighbors=None,
         predicted_recall=1.0 if target is None or index_kind == "brute_force" else target,
@@ -261,7 +295,7 @@ def _exact_tuning(index, target, max_cost, queries, k, start, message: str, inde
         tuning_queries_source="user" if queries is not None else "held-out sample",
         num_tuning_queries=len(sample), k=k, target_recall=target, max_cost=max_cost,
         best_effort=max_cost is not None and cost > max_cost, message=message, index_kind=index_kind,
-        tuner_seconds=time.perf_counter() - start,
+        tuner_seconds=time.perf_counter() - start, mode=mode, num_threads=threads,
     )
 
 
@@ -269,47 +303,46 @@ def _tuning_sample(index, queries) -> np.ndarray:
     if queries is not None:
         return _validate.queries(queries, index.dim)[0]
     rng = np.random.default_rng(0)
-    rows = np.sort(rng.choice(index.n, min(index.n, 200), replace=False))
+    rows = np.sort(rng.choice(index.n, min(index.n, 256), replace=False))
     return index.get_vectors(index.ids[rows])  # by user id: the index's ids need not be 0..n-1
 
 
 def _check_common(index, target_recall, max_cost, k, data, num_tuning_queries, safety, max_rank, num_threads, seed,
-                  set_default):
+                  set_default, mode):
     """The arguments every kind's tuner takes, checked the same way (those a kind has no use for too)."""
     target, max_cost = resolve_objective(target_recall, max_cost)
-    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default)
-    _validate.num_threads(num_threads)
+    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode)
+    mode, threads = _cost.check_mode(mode, num_threads)
     if data is not None:
         data = _validate.database(data)
         if data.shape != (index.n, index.dim):
             raise ValueError(f"data has shape {data.shape}, the index holds ({index.n}, {index.dim})")
-    return target, max_cost, index.num_neighbors if k is None else _validate.k(k)
+    return target, max_cost, index.num_neighbors if k is None else _validate.k(k), mode, threads
 
 
 def tune_brute_force(index, target_recall=None, queries=None, *, max_cost=None, set_default=True, k=None,
                      data=None, num_tuning_queries=_stats.DEFAULT_NUM_TUNING_QUERIES, safety=1.0, max_rank=None,
-                     num_threads=None, seed=0) -> Tuning:
-    """Exact search has nothing to tune: the Tuning reports its measured single-thread cost."""
+                     num_threads=None, seed=0, mode="single") -> Tuning:
+    """Exact search has nothing to tune: the Tuning reports its measured cost in ``mode``."""
     start = time.perf_counter()
-    target, max_cost, k = _check_common(index, target_recall, max_cost, k, data, num_tuning_queries, safety,
-                                        max_rank, num_threads, seed, set_default)
-    k = index.num_neighbors if k is None else _validate.k(k)
+    target, max_cost, k, mode, threads = _check_common(index, target_recall, max_cost, k, data, num_tuning_queries,
+                                                       safety, max_rank, num_threads, seed, set_default, mode)
     return _exact_tuning(index, target, max_cost, _tuning_sample(index, queries), k, start,
-                         "exact search: every target is met", "brute_force")
+                         "exact search: every target is met", "brute_force", mode, threads)
 
 
 def tune_jax_brute_force(index, target_recall=None, queries=None, *, max_cost=None, set_default=True, k=None,
                          data=None, num_tuning_queries=_stats.DEFAULT_NUM_TUNING_QUERIES, safety=1.0, max_rank=None,
-                         num_threads=None, seed=0) -> Tuning:
+                         num_threads=None, seed=0, mode="single") -> Tuning:
     """The JAX brute force's one knob is its expected recall: the target becomes its ``recall_target``."""
     start = time.perf_counter()
-    target, max_cost, k = _check_common(index, target_recall, max_cost, k, data, num_tuning_queries, safety,
-                                        max_rank, num_threads, seed, set_default)
+    target, max_cost, k, mode, threads = _check_common(index, target_recall, max_cost, k, data, num_tuning_queries,
+                                                       safety, max_rank, num_threads, seed, set_default, mode)
     recall = 1.0 if target is None else target
     if set_default:
         index.set_search_defaults(recall_target=recall)
     return _exact_tuning(index, recall, max_cost, _tuning_sample(index, queries), k, start,
-                         f"PartialReduce top-k at recall_target={recall}", "jax_brute_force")
+                         f"PartialReduce top-k at recall_target={recall}", "jax_brute_force", mode, threads)
 
 
 register_tuner("tree_ah", tune_tree_ah)

@@ -15,6 +15,12 @@ exact top-k neighbors g the stage at which g would be lost:
   reordered, hence returned (reordering is exact and ``k <= t2``), iff ``ah_rank <= t2``.
 * ``entries[q, j]``: entries in the ``t1_grid[j]`` best partitions (LUT16 work).
 
+The search space covers the whole useful range: ``t1_grid`` runs up to the deepest partition
+holding a true neighbour of any tuning query (more leaves cannot raise recall), and ``max_rank``
+to the depth where recall saturates, found by a probe pass on a subsample of the queries that
+scans all those partitions once (:func:`saturation_depth`). On data with a flat distance
+distribution the quantized order is noisy and that depth is several hundred candidates.
+
 Everything is vectorised over queries and neighbors; the per-query loops are in C++.
 """
 
@@ -58,9 +64,42 @@ class QueryStatistics:
         return int(self.leaf_rank.shape[0])
 
 
+#: Queries of the probe pass that sizes ``max_rank``.
+PROBE_QUERIES = 200
+#: Fraction of (query, neighbour) pairs of the probe allowed to lie deeper than ``max_rank``.
+SATURATION_TOLERANCE = 0.001
+
+
 def default_max_rank(n: int, k: int) -> int:
-    """Deepest candidate rank recorded (the largest pre_reorder_num_neighbors the tuner considers)."""
+    """Shallowest ``max_rank`` the tuner records (deeper where the probe says recall needs it)."""
     return int(min(n, max(250, 25 * k)))
+
+
+def max_rank_cap(n: int, k: int) -> int:
+    """Deepest ``max_rank`` the probe may ask for: bounds the statistics pass's time and memory."""
+    return int(min(n, max(4 * default_max_rank(n, k), n // 10)))
+
+
+def saturation_depth(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None, t1_max: int,
+                     num_threads: int, seed: int = 0) -> int:
+    """The ``pre_reorder_num_neighbors`` beyond which recall cannot grow: 1.2 times the depth that
+    holds all but :data:`SATURATION_TOLERANCE` of the true neighbours among the AH candidates of the
+    ``t1_max`` best partitions (ranks only grow with more partitions, so this bounds every t1), on
+    at most :data:`PROBE_QUERIES` of the queries; clipped to [default_max_rank, max_rank_cap]."""
+    n, k = index.n, truth.shape[1]
+    floor, cap = default_max_rank(n, k), max_rank_cap(n, k)
+    if cap <= floor:
+        return cap
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(queries), min(len(queries), PROBE_QUERIES), replace=False))
+    sub_truth = truth[rows]
+    ranks, _ = index.layout.ah_ranks(queries[rows], sub_truth, None if exclude is None else exclude[rows],
+                                     np.array([t1_max], dtype=np.int64), cap, num_threads)
+    ranks = ranks[:, :, 0][sub_truth >= 0]
+    if ranks.size == 0:
+        return floor
+    needed = float(np.quantile(ranks, 1.0 - SATURATION_TOLERANCE, method="higher"))
+    return int(min(cap, max(floor, math.ceil(1.2 * needed))))
 
 
 def _index_data(index) -> np.ndarray | None:
@@ -117,10 +156,11 @@ def _partition_ranks(index, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return ranks, order
 
 
-def default_t1_grid(leaf_rank: np.ndarray, valid: np.ndarray, num_leaves: int, coverage: float = 0.9995,
+def default_t1_grid(leaf_rank: np.ndarray, valid: np.ndarray, num_leaves: int, coverage: float = 1.0,
                     ratio: float = 1.2, dense_up_to: int = 10) -> np.ndarray:
     """leaves_to_search values to evaluate: 1..dense_up_to, then geometric, up to the number of
-    partitions holding ``coverage`` of the true neighbors (more leaves cannot raise recall further)."""
+    partitions holding ``coverage`` of the true neighbors (all of them by default: more leaves
+    cannot raise recall further), at most ``num_leaves``."""
     ranks = np.sort(leaf_rank[valid])
     if ranks.size:
         t_max = int(ranks[min(ranks.size - 1, int(math.ceil(coverage * ranks.size)) - 1)])
@@ -158,8 +198,10 @@ def _ah_ranks(ids: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None, lo
 
 def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None = None, *,
            source: str = "user", t1_grid=None, max_rank: int | None = None, num_threads: int | None = None,
-           coverage: float = 0.9995, force_python: bool = False) -> QueryStatistics:
-    """The statistics pass over tuning queries with ground truth ``truth`` (nq, k)."""
+           coverage: float = 1.0, force_python: bool = False, seed: int = 0) -> QueryStatistics:
+    """The statistics pass over tuning queries with ground truth ``truth`` (nq, k).
+
+    ``max_rank=None`` sizes the candidate depth with :func:`saturation_depth`."""
     start = time.perf_counter()
     k = int(truth.shape[1])
     layout = index.layout
@@ -190,12 +232,10 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
     entries = cumulative[:, grid - 1]
 
     # Quantized stage: the index's own AH order of the candidates, at every grid point.
-    if max_rank is None:
-        max_rank = default_max_rank(index.n, k)
-    max_rank = int(min(max_rank, index.n))
-    depth = max_rank + (1 if exclude is not None else 0)  # the query point itself takes one slot
-    depth = min(depth, index.n)
     threads = _validate.num_threads(num_threads)
+    if max_rank is None:
+        max_rank = saturation_depth(index, queries, np.where(valid, truth, -1), exclude, int(grid[-1]), threads, seed)
+    max_rank = int(min(max_rank, index.n))
     lost = max_rank + 1
     if not force_python:
         # One scan of the t1_max best partitions per query, ranks read at every grid checkpoint.
