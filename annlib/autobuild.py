@@ -176,7 +176,8 @@ def build(
     if cheapest is not None and cheapest != "tree_ah":
         index_note = (f"the tuned index ({tuning.predicted_cost * 1e6:.1f} us/query)" if not tuning.best_effort
                       else f"the tuned index (best predicted recall {tuning.predicted_recall:.4f})")
-        reason = f"{cheapest} ({costs[cheapest] * 1e6:.1f} us/query) beats {index_note}"
+        label = {"brute_force": "exact search", "jax_brute_force": "the JAX brute force (exact scores)"}[cheapest]
+        reason = f"{label} ({costs[cheapest] * 1e6:.1f} us/query) beats {index_note}"
         return brute(cheapest, reason, structure, trials)
     for w in caught:  # re-raise the tuner's warnings for the index we keep
         warnings.warn(w.message, w.category, stacklevel=2)

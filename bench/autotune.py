@@ -1,13 +1,21 @@
-"""The autotuner against an exhaustive grid over the same search parameters (issue 6).
+"""The autotuner against a dense grid over the same search parameters, exact search counted (issue 16).
 
-On the shared debian-minilm-384-angular dataset (50k x 384): one index with the build
-defaults of ``annlib.autotune.structural_defaults``; for each target recall, the tuner
-(tuning queries = held-out points drawn from train, never the test queries) against every
-(leaves_to_search, pre_reorder_num_neighbors) of a grid, both measured on the 1000 test
-queries, single-thread, CPU time of the searching thread. Prints a markdown table and
-writes bench/out/autotune.png.
+For each dataset: one tree-AH index with the build defaults of ``annlib.autotune.structural_defaults``;
+the test queries are split in halves. For each mode (single: one thread, query after query;
+batched: ``search_batched`` on ``--threads`` threads) and target recall, the tuner is given half A
+as tuning queries and picks the tree-AH setting or exact search, whichever it predicts cheaper;
+its choice is measured on half B and compared with the best point of a dense grid measured on half
+B (every (leaves_to_search, pre_reorder_num_neighbors) of the grid, plus exact search). QPS from CPU
+time: the searching thread's in single mode, the process's divided by the thread count in batched
+mode (the throughput when the threads have their cores; robust on a shared machine). Prints
+markdown tables.
 
-    python bench/autotune.py [--dataset PATH] [--targets 0.85 0.9 0.95 0.99]
+    python bench/autotune.py [--datasets minilm sift hard] [--targets 0.8 0.9 0.95 0.99] [--sift-n 200000]
+
+Datasets: ``minilm`` (shared debian-minilm-384-angular, 50k x 384), ``sift`` (the first
+``--sift-n`` points of the shared 1M SIFT set, ground truth recomputed on that subset),
+``hard`` (bench/autotune_data.py: 30k x 384 low-contrast clusters, d10/d1 ~1.02, indexed with
+4 dimensions per AH block so recall needs several hundred reordered candidates).
 """
 
 from __future__ import annotations
@@ -17,143 +25,153 @@ import pathlib
 import statistics
 import sys
 import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from autotune_data import low_contrast, relative_contrast
 
 import annlib
 import annlib.autotune as at
+from annlib.autotune import cost_model as _cost
 from annlib.bench.report import describe_machine
 
 DEFAULT_DATASET = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "debian-minilm-384-angular.hdf5"
 
+
+def load_hdf5(path):
+    """(train, test, neighbors, distances, distance attribute) of an ann-benchmarks file."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return (np.asarray(f["train"], dtype=np.float32), np.asarray(f["test"], dtype=np.float32),
+                np.asarray(f["neighbors"]), np.asarray(f["distances"], dtype=np.float32), str(f.attrs["distance"]))
+
 K = 10
-GRID_T1 = [1, 2, 3, 4, 6, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 224]
-GRID_T2 = [10, 15, 20, 30, 40, 60, 80, 100, 150, 200, 300, 500, 1000]
-OUT = pathlib.Path(__file__).resolve().parent / "out"
+SIFT = DEFAULT_DATASET.parent / "sift-debian-textures-1m-128-euclidean.hdf5"
+T2 = [10, 14, 20, 28, 40, 56, 80, 110, 160, 220, 320, 450, 650, 900, 1300, 1800, 2600]
 
 
-def measure(index, queries, truth, t1, t2, repeats=1):
-    """(QPS, recall@10) on one thread; QPS from the median CPU time of the searching thread."""
-    times = []
-    for _ in range(repeats):
-        start = time.thread_time()
-        result = index.search_batched(
-            queries, final_num_neighbors=K, leaves_to_search=t1, pre_reorder_num_neighbors=t2, num_threads=1
-        )
-        times.append(time.thread_time() - start)
-    return len(queries) / statistics.median(times), annlib.id_recall(result.ids, truth, K)
+def t1_grid(num_leaves: int) -> list[int]:
+    values, v = {1, 2, 3, 4, 6, 8}, 8.0
+    while v < num_leaves:
+        v *= 1.33
+        values.add(min(num_leaves, int(round(v))))
+    return sorted(values)
 
 
-def pareto(points):
-    """Measured frontier: grid points no other point beats in both QPS and recall."""
-    ordered = sorted(points, key=lambda p: (-p["recall"], -p["qps"]))
-    front, best_qps = [], -1.0
-    for p in ordered:
-        if p["qps"] > best_qps:
-            front.append(p)
-            best_qps = p["qps"]
-    return sorted(front, key=lambda p: p["recall"])
+def load(name: str, sift_n: int, num_queries: int):
+    """(train, test, truth, metric, extra build params, note)."""
+    if name == "minilm":
+        train, test, neighbors, _, _ = load_hdf5(DEFAULT_DATASET)
+        return train, test[:num_queries], neighbors[:num_queries, :K], "cosine", {}, "50k x 384 angular"
+    if name == "sift":
+        import h5py
+
+        with h5py.File(SIFT, "r") as f:
+            train = np.asarray(f["train"][:sift_n], dtype=np.float32)
+            test = np.asarray(f["test"][:num_queries], dtype=np.float32)
+        truth = annlib.BruteForce(train, "squared_l2").search_batched(test, K).ids
+        return train, test, truth, "squared_l2", {}, f"first {sift_n:,} of 1M x 128 euclidean"
+    if name == "hard":
+        train, test, truth = low_contrast(30_000, 384, spread=1.0, num_clusters=2, num_queries=num_queries, seed=1)
+        d10, dmean = relative_contrast(train, test)
+        return train, test, truth, "squared_l2", {"dims_per_block": 4}, (
+            f"30k x 384 low-contrast clusters (d10/d1 {d10:.3f}, dmean/d1 {dmean:.3f}), 4 dims per block")
+    raise ValueError(name)
+
+
+def timed(fn, nq: int, mode: str, threads: int, repeats: int = 3) -> float:
+    """QPS from the median CPU time of ``fn`` in ``mode``."""
+    return 1.0 / _cost.cpu_seconds_per_query(fn, nq, repeats=repeats, warmup=0, mode=mode, num_threads=threads)
+
+
+def run_dataset(name, args):
+    train, test, truth, metric, extra, note = load(name, args.sift_n, args.queries)
+    params = dict(at.structural_defaults(len(train), train.shape[1], metric, K), **extra)
+    start = time.perf_counter()
+    index = annlib.TreeAhIndex(train, metric, **params)
+    build_s = time.perf_counter() - start
+    exact = annlib.BruteForce(train, metric, K)
+    qa, qb, truth_b = test[0::2], test[1::2], truth[1::2]
+    num_leaves = index.layout.num_leaves
+    print(f"\n## {name}: {note}; {len(qa)} tuning + {len(qb)} measuring queries; num_leaves={num_leaves}, "
+          f"dims_per_block={params['dims_per_block']}; built in {build_s:.1f} s\n")
+    out = []
+    for mode in args.modes:
+        threads = 1 if mode == "single" else args.threads
+
+        def search(t1, t2, queries=qb):
+            return index.search_batched(queries, K, num_threads=threads, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
+
+        grid = []
+        g0 = time.perf_counter()
+        for t1 in t1_grid(num_leaves):
+            for t2 in T2:
+                if t2 > len(train):
+                    continue
+                rec = annlib.id_recall(search(t1, t2).ids, truth_b, K)
+                qps = timed(lambda: search(t1, t2), len(qb), mode, threads, repeats=1)
+                grid.append(("tree_ah", t1, t2, qps, rec))
+        exact_qps = timed(lambda: exact.search_batched(qb, K, num_threads=threads), len(qb), mode, threads)
+        grid.append(("brute_force", None, None, exact_qps, 1.0))
+        grid_s = time.perf_counter() - g0
+        print(f"{mode}: grid of {len(grid)} points measured in {grid_s:.0f} s; exact {exact_qps:,.0f} QPS")
+        for target in args.targets:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", at.AutotuneWarning)
+                tuning = index.autotune(target, queries=qa, set_default=False, mode=mode, num_threads=threads)
+            exact_cost = _cost.time_brute_force(exact, qa, K, mode=mode, num_threads=threads)
+            pick_exact = tuning.best_effort or exact_cost <= tuning.predicted_cost
+            if pick_exact:
+                choice = ("brute_force", None, None)
+                run_choice = lambda: exact.search_batched(qb, K, num_threads=threads)  # noqa: E731
+                chosen_recall = 1.0
+            else:
+                choice = ("tree_ah", tuning.leaves_to_search, tuning.pre_reorder_num_neighbors)
+                run_choice = lambda: search(choice[1], choice[2])  # noqa: E731
+                chosen_recall = annlib.id_recall(run_choice().ids, truth_b, K)
+            meeting = [p for p in grid if p[4] >= target]
+            best = max(meeting, key=lambda p: p[3])
+            run_best = (lambda: exact.search_batched(qb, K, num_threads=threads)) if best[0] == "brute_force" else (
+                lambda: search(best[1], best[2]))
+            ours, theirs = [], []
+            for _ in range(args.rounds):  # alternate, so drift hits both alike
+                ours.append(timed(run_choice, len(qb), mode, threads, repeats=1))
+                theirs.append(timed(run_best, len(qb), mode, threads, repeats=1))
+            ratio = statistics.median(o / t for o, t in zip(ours, theirs))
+            fmt = lambda p: "exact" if p[0] == "brute_force" else f"{p[1]}, {p[2]}"  # noqa: E731
+            out.append(
+                f"| {name} | {mode} | {target:.2f} | {fmt(choice)} | {tuning.predicted_recall:.4f} | {chosen_recall:.4f} "
+                f"| {statistics.median(ours):,.0f} | {fmt(best)} | {best[4]:.4f} | {statistics.median(theirs):,.0f} "
+                f"| {ratio:.2f} | {tuning.max_rank} | {tuning.tuner_seconds:.1f} | {100 * tuning.tuner_seconds / build_s:.0f}% |")
+            print("   stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in tuning.stage_seconds.items())
+                  + f"; cost fit error {tuning.cost_model.fit_relative_error:.1%}; predicted QPS {tuning.predicted_qps:,.0f}"
+                  + f"; exact predicted {1 / exact_cost:,.0f}")
+            print(out[-1], flush=True)
+    return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default=str(DEFAULT_DATASET))
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.85, 0.90, 0.95, 0.99])
-    parser.add_argument("--tuner-threads", type=int, default=1, help="threads of the tuner (the grid runs on 1)")
+    parser.add_argument("--datasets", nargs="+", default=["minilm", "sift", "hard"])
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.80, 0.90, 0.95, 0.99])
+    parser.add_argument("--modes", nargs="+", default=["single", "batched"])
+    parser.add_argument("--threads", type=int, default=2, help="threads of batched mode")
+    parser.add_argument("--sift-n", type=int, default=200_000)
+    parser.add_argument("--queries", type=int, default=1000, help="test queries used (split in halves)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timings of the choice and the best grid point")
     args = parser.parse_args(argv)
-
-    ds = annlib.datasets.load_dataset(args.dataset)
-    train, test, neighbors, distance = ds.train, ds.test, ds.neighbors, ds.distance
-    metric = "cosine" if distance == "angular" else ("dot" if distance == "dot" else "squared_l2")
-    truth = neighbors[:, :K]
-    params = at.structural_defaults(len(train), train.shape[1], metric, K)
-    start = time.perf_counter()
-    index = annlib.TreeAhIndex(train, metric, **params)
-    build_s = time.perf_counter() - start
-    print(f"# autotune bench: {pathlib.Path(args.dataset).name}, {describe_machine()}")
-    print(f"index: {params} built in {build_s:.1f} s")
-
-    # Exhaustive grid, single thread, on the test queries.
-    index.search_batched(test, final_num_neighbors=K, leaves_to_search=1, pre_reorder_num_neighbors=K, num_threads=1)
-    grid = []
-    start = time.perf_counter()
-    for t1 in GRID_T1:
-        for t2 in GRID_T2:
-            qps, rec = measure(index, test, truth, t1, t2)
-            grid.append({"t1": t1, "t2": t2, "qps": qps, "recall": rec})
-    grid_s = time.perf_counter() - start
-    front = pareto(grid)
-    print(f"grid: {len(grid)} points in {grid_s:.1f} s")
-
-    rows, choices = [], []
-    for target in args.targets:
-        start = time.perf_counter()
-        cpu0 = time.process_time()
-        tuning = index.autotune(target, set_default=False, num_threads=args.tuner_threads)
-        tune_s = time.perf_counter() - start
-        tune_cpu = time.process_time() - cpu0
-        t1, t2 = tuning.leaves_to_search, tuning.pre_reorder_num_neighbors
-        meeting = [p for p in grid if p["recall"] >= target]
-        best = max(meeting, key=lambda p: p["qps"]) if meeting else None
-        # Re-measure the tuned point and the best grid point alternately, 5 times each, for a fair QPS ratio.
-        tuned_qps, grid_qps = [], []
-        for _ in range(5):
-            q, tuned_rec = measure(index, test, truth, t1, t2)
-            tuned_qps.append(q)
-            if best is not None:
-                grid_qps.append(measure(index, test, truth, best["t1"], best["t2"])[0])
-        tq = statistics.median(tuned_qps)
-        gq = statistics.median(grid_qps) if grid_qps else float("nan")
-        choices.append({"target": target, "qps": tq, "recall": tuned_rec, "tuning": tuning})
-        rows.append(
-            f"| {target:.2f} | {t1}, {t2} | {tuning.predicted_recall:.4f} | {tuned_rec:.4f} | "
-            f"{tuning.predicted_qps:,.0f} | {tq:,.0f} | "
-            + (f"{best['t1']}, {best['t2']} | {best['recall']:.4f} | {gq:,.0f} | {tq / gq:.2f} | " if best else "- | - | - | - | ")
-            + f"{tune_s:.2f} ({tune_cpu:.2f} CPU) | {100 * tune_s / grid_s:.1f}% |"
-            + (" best effort" if tuning.best_effort else "")
-        )
-        print(f"target {target}: stages {', '.join(f'{k} {v:.2f}s' for k, v in tuning.stage_seconds.items())}; "
-              f"cost fit error {tuning.cost_model.fit_relative_error:.1%}")
-
-    print()
-    print(f"Grid: {len(GRID_T1)} leaves_to_search x {len(GRID_T2)} pre_reorder values = {len(grid)} points, "
-          f"{grid_s:.1f} s on 1 thread ({len(test)} test queries each). Tuner: 1000 held-out train points, "
-          f"{args.tuner_threads} thread(s).")
-    print()
-    print("| target | tuned (leaves, pre_reorder) | predicted recall | measured recall | predicted QPS | measured QPS "
-          "| best grid point | its recall | its QPS | QPS ratio | tuner s | tuner / grid time |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"# autotune bench, {describe_machine()}")
+    rows = []
+    for name in args.datasets:
+        rows += run_dataset(name, args)
+    print("\n| dataset | mode | target | choice (leaves, pre_reorder) | predicted recall | measured recall | its QPS "
+          "| best grid point | its recall | its QPS | QPS ratio | max_rank | tuner s | tuner / build |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(row)
-
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing: no plot")
-        return 0
-    OUT.mkdir(exist_ok=True)
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    ax.scatter([p["recall"] for p in grid], [p["qps"] for p in grid], s=9, c="0.7", label="grid points (measured)")
-    ax.plot([p["recall"] for p in front], [p["qps"] for p in front], "-", c="k", lw=1.2, label="grid Pareto frontier")
-    predicted = choices[-1]["tuning"].frontier
-    ax.plot([p.recall for p in predicted], [p.qps for p in predicted], "--", c="tab:blue", lw=1,
-            label="tuner's predicted frontier")
-    for c in choices:
-        ax.scatter([c["recall"]], [c["qps"]], marker="*", s=160, c="tab:red", zorder=5)
-        ax.annotate(f"{c['target']:.2f}", (c["recall"], c["qps"]), textcoords="offset points", xytext=(5, 5))
-        ax.axvline(c["target"], c="tab:red", lw=0.5, ls=":")
-    ax.scatter([], [], marker="*", s=160, c="tab:red", label="tuner choices (measured)")
-    ax.set_xlim(max(0.5, min(args.targets) - 0.15), 1.002)
-    ax.set_yscale("log")
-    ax.set_xlabel(f"recall@{K} (test queries)")
-    ax.set_ylabel("QPS, one thread")
-    ax.set_title(f"autotuner vs exhaustive grid: {pathlib.Path(args.dataset).stem}")
-    ax.legend(loc="lower left", fontsize=8)
-    ax.grid(True, which="both", lw=0.3)
-    fig.tight_layout()
-    fig.savefig(OUT / "autotune.png", dpi=120)
-    print(f"\nplot: {OUT / 'autotune.png'}")
     return 0
 
 

@@ -9,6 +9,12 @@ queries (:mod:`annlib.autotune.statistics`), a per-stage cost model timed on thi
 >>> tuning.leaves_to_search, tuning.pre_reorder_num_neighbors, tuning.predicted_recall  # doctest: +SKIP
 >>> index = annlib.build(data, "cosine", target_recall=0.9)  # doctest: +SKIP
 
+The search space is the whole useful range (issue 16): leaves up to the deepest partition holding
+a true neighbour, reordered candidates up to where recall saturates (sized by a probe pass). Costs
+are per query in a ``mode``: "single" (one thread) or "batched" (``num_threads`` threads).
+:mod:`annlib.autotune.kinds` weighs the tuned index against exact C++ search and the JAX brute
+force; :mod:`annlib.autotune.structure` picks the build parameters from trial builds on a sample.
+
 Every index kind is tuned through ``index.autotune(...)``: the tuner of each kind is registered
 with the index protocol here, so the indexes never import the tuner. The tree-AH tuner reads
 the index only through its public :attr:`annlib.TreeAhIndex.layout` and search API.
