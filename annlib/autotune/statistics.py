@@ -77,7 +77,7 @@ def default_max_rank(n: int, k: int) -> int:
 
 def max_rank_cap(n: int, k: int) -> int:
     """Deepest ``max_rank`` the probe may ask for: bounds the statistics pass's time and memory."""
-    return int(min(n, max(4 * default_max_rank(n, k), n // 10)))
+    return int(min(n, max(4 * default_max_rank(n, k), n // 5)))
 
 
 def saturation_depth(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | None, t1_max: int,
