@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from annlib import _validate
 from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
+from annlib.errors import InvalidValueError
 
 
 class Builder:
@@ -31,7 +32,7 @@ class Builder:
 
     def _once(self, name: str, current) -> None:
         if current is not None:
-            raise ValueError(f"{name}(...) was already set on this builder")
+            raise InvalidValueError(f"{name}(...) was already set on this builder")
 
     def tree(
         self,
@@ -90,7 +91,7 @@ class Builder:
         """Score every point: ``backend="cpp"`` exact on the C++ core, ``backend="jax"`` with the
         TPU-KNN PartialReduce top-k at ``recall_target`` (CPU, GPU or TPU)."""
         if backend not in ("cpp", "jax"):
-            raise ValueError(f"backend must be 'cpp' or 'jax', got {backend!r}")
+            raise InvalidValueError(f"backend must be 'cpp' or 'jax', got {backend!r}")
         self._once("score_ah/score_brute_force", self._scorer)
         self._scorer = "brute_force" if backend == "cpp" else "jax"
         self._recall_target = recall_target
@@ -105,21 +106,21 @@ class Builder:
     def build(self, num_threads: int | None = None, progress: bool = False, copy: bool = True):
         """Train and return the index (it keeps its own copy of the data unless ``copy=False``)."""
         if self._scorer is None:
-            raise ValueError("choose a scorer first: .score_ah(...) or .score_brute_force()")
+            raise InvalidValueError("choose a scorer first: .score_ah(...) or .score_brute_force()")
         if self._scorer == "jax":
             if self._tree is not None or self._reorder is not None:
-                raise ValueError("brute_force(backend='jax') takes no tree(...) or reorder(...) stage")
+                raise InvalidValueError("brute_force(backend='jax') takes no tree(...) or reorder(...) stage")
             from annlib.index.jax_brute_force import JaxBruteForce
 
             return JaxBruteForce(self._data, self._metric, self._num_neighbors, self._recall_target, copy=copy)
         if self._scorer == "brute_force":
             if self._tree is not None:
-                raise ValueError("score_brute_force() with tree(...) is not supported; use score_ah for a tree")
+                raise InvalidValueError("score_brute_force() with tree(...) is not supported; use score_ah for a tree")
             from annlib.index import BruteForce
 
             return BruteForce(self._data, self._metric, self._num_neighbors, copy=copy)
         if self._tree is None:
-            raise ValueError("score_ah needs a partitioning stage: call .tree(num_leaves, num_leaves_to_search) first")
+            raise InvalidValueError("score_ah needs a partitioning stage: call .tree(num_leaves, num_leaves_to_search) first")
         from annlib.index import TreeAhIndex
 
         config = TreeAhConfig(self._metric, self._num_neighbors, self._tree, self._ah, self._reorder)

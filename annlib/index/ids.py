@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from annlib.errors import FormatError
+from annlib.errors import FormatError, InvalidTypeError, InvalidValueError
 
 #: Ids shown in an error message before "...".
 _SHOWN = 5
@@ -33,19 +33,19 @@ def user_ids(ids, count: int | None = None, name: str = "ids") -> np.ndarray:
     if array.ndim == 0:
         array = array.reshape(1)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of integers, got shape {array.shape}")
+        raise InvalidValueError(f"{name} must be a 1-D array of integers, got shape {array.shape}")
     if array.size and (array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer)):
-        raise TypeError(f"{name} must be integers, got dtype {array.dtype}")
+        raise InvalidTypeError(f"{name} must be integers, got dtype {array.dtype}")
     if array.dtype == np.uint64 and array.size and int(array.max()) > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} must fit in int64, got {int(array.max())}")
+        raise InvalidValueError(f"{name} must fit in int64, got {int(array.max())}")
     if count is not None and array.shape[0] != count:
-        raise ValueError(f"{name} must hold one id per vector ({count}), got {array.shape[0]}")
+        raise InvalidValueError(f"{name} must hold one id per vector ({count}), got {array.shape[0]}")
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
 def _refuse_empty_slot_id(ids: np.ndarray) -> None:
     if (ids == -1).any():
-        raise ValueError("ids must not hold -1: it is the id of an empty result slot")
+        raise InvalidValueError("ids must not hold -1: it is the id of an empty result slot")
 
 
 def _duplicates(ids: np.ndarray) -> np.ndarray:
@@ -78,7 +78,7 @@ class IdMap:
             order = np.argsort(keys, kind="stable")
             self._keys, self._rows = keys[order], live_rows[order]
             if len(keys) > 1 and (self._keys[1:] == self._keys[:-1]).any():
-                raise ValueError(f"ids must be unique; repeated: {_listing(_duplicates(keys))}")
+                raise InvalidValueError(f"ids must be unique; repeated: {_listing(_duplicates(keys))}")
         # Fresh ids continue after every id ever held by a row (dead rows included).
         top = int(row_ids.max()) + 1 if rows else 0
         self.next_id = max(top, next_id or 0)
@@ -107,16 +107,16 @@ class IdMap:
             if row_ids is None:
                 row_ids = np.arange(rows, dtype=np.int64)
             elif row_ids.dtype != np.int64 or row_ids.shape != (rows,):
-                raise ValueError(f"ids section has dtype {row_ids.dtype} and shape {row_ids.shape}, "
+                raise InvalidValueError(f"ids section has dtype {row_ids.dtype} and shape {row_ids.shape}, "
                                  f"expected int64 ({rows},)")
             if live is not None:
                 if live.dtype != np.uint8 or live.shape != (rows,):
-                    raise ValueError(f"live section has dtype {live.dtype} and shape {live.shape}, "
+                    raise InvalidValueError(f"live section has dtype {live.dtype} and shape {live.shape}, "
                                      f"expected uint8 ({rows},)")
                 if (live > 1).any():
-                    raise ValueError("live section holds values other than 0 and 1")
+                    raise InvalidValueError("live section holds values other than 0 and 1")
             if next_id is not None and not isinstance(next_id, int):
-                raise ValueError(f"next_id must be an integer, got {next_id!r}")
+                raise InvalidValueError(f"next_id must be an integer, got {next_id!r}")
             return cls(np.asarray(row_ids), None if live is None else np.asarray(live), next_id)
         except ValueError as exc:
             raise FormatError(f"{source}: invalid ids ({exc})") from None
@@ -191,7 +191,7 @@ class IdMap:
         _refuse_empty_slot_id(ids)
         dup = _duplicates(ids)
         if dup.size:
-            raise ValueError(f"ids must be unique; repeated: {_listing(dup)}")
+            raise InvalidValueError(f"ids must be unique; repeated: {_listing(dup)}")
         present = ids[self.rows_of(ids) >= 0]
         if present.size:
             raise KeyError(f"ids already in the index: {_listing(present)} (use upsert to replace them)")

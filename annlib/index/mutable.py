@@ -37,6 +37,7 @@ import threading
 import numpy as np
 
 from annlib import _validate
+from annlib.errors import InvalidTypeError, InvalidValueError
 from annlib.index.ids import user_ids
 
 COMPACT_DELETED_FRACTION = 0.2
@@ -77,7 +78,7 @@ class Mutations:
     def _vectors(self, vectors, name: str = "vectors") -> np.ndarray:
         array = _validate.database(vectors, name)
         if array.shape[1] != self._dim:
-            raise ValueError(f"{name} must have shape (m, {self._dim}), got {array.shape}")
+            raise InvalidValueError(f"{name} must have shape (m, {self._dim}), got {array.shape}")
         return array
 
     # ------------------------------------------------------------------ ids
@@ -95,7 +96,7 @@ class Mutations:
         with self._writer():
             snap = self._snap
             if snap.ids.num_dead or ids.rows != snap.ids.rows:
-                raise ValueError(f"ids must name the {snap.ids.rows} rows of an index without deletions")
+                raise InvalidValueError(f"ids must name the {snap.ids.rows} rows of an index without deletions")
             self._snap = dataclasses.replace(snap, ids=ids)
 
     # ------------------------------------------------------------------ writes
@@ -122,7 +123,7 @@ class Mutations:
         with self._writer():
             snap = self._snap
             if len(np.unique(new_ids)) != len(new_ids):
-                raise ValueError("ids given to upsert must be unique")
+                raise InvalidValueError("ids given to upsert must be unique")
             rows = snap.ids.rows_of(new_ids)
             replaced = rows[rows >= 0]
             if replaced.size:
@@ -136,7 +137,7 @@ class Mutations:
         nothing is deleted; ``"ignore"``: such ids are skipped.
         """
         if missing not in ("raise", "ignore"):
-            raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}")
+            raise InvalidValueError(f"missing must be 'raise' or 'ignore', got {missing!r}")
         wanted = np.unique(user_ids(ids))
         with self._writer():
             snap = self._snap
@@ -178,7 +179,7 @@ class Mutations:
 
     def _rebalanced(self, snap, **kwargs):
         if kwargs:
-            raise TypeError(f"{type(self).__name__}.rebalance takes no arguments, got {', '.join(kwargs)}")
+            raise InvalidTypeError(f"{type(self).__name__}.rebalance takes no arguments, got {', '.join(kwargs)}")
         return self._compacted(snap) if snap.ids.num_dead else snap
 
     def _health(self, snap) -> dict:

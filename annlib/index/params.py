@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from annlib import _validate
+from annlib.errors import InvalidTypeError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ def override(defaults, overrides: dict):
     unknown = [name for name in overrides if name not in allowed]
     if unknown:
         accepted = ", ".join(allowed) if allowed else "none"
-        raise TypeError(
+        raise InvalidTypeError(
             f"unknown search parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
             f"for {type(defaults).__name__} (accepted: {accepted})"
         )

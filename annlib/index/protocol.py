@@ -22,7 +22,7 @@ import numpy as np
 
 from annlib import _validate
 from annlib import io as _io
-from annlib.errors import FormatError
+from annlib.errors import FormatError, InvalidTypeError, InvalidValueError
 from annlib.index import params as _params
 from annlib.index.ids import IdMap, user_ids
 from annlib.index.mutable import Mutations
@@ -130,7 +130,7 @@ class Index(Mutations, abc.ABC):
     def _run(self, queries: np.ndarray, k, final_num_neighbors, overrides: dict, num_threads: int):
         if final_num_neighbors is not None:
             if k is not None:
-                raise TypeError("give k or final_num_neighbors (ScaNN's name for k), not both")
+                raise InvalidTypeError("give k or final_num_neighbors (ScaNN's name for k), not both")
             k = _validate.k(final_num_neighbors, "final_num_neighbors")
         elif k is None:
             k = self._num_neighbors
@@ -152,7 +152,7 @@ class Index(Mutations, abc.ABC):
         nq = queries.shape[0]
         n = snap.ids.num_live
         if nq * k > MAX_PADDED_SLOTS:
-            raise ValueError(
+            raise InvalidValueError(
                 f"k ({k}) exceeds the number of indexed points ({n}); the padded result of {nq} x {k} "
                 f"slots is too large (limit {MAX_PADDED_SLOTS:,}): ask for at most {n}"
             )
@@ -201,7 +201,7 @@ class Index(Mutations, abc.ABC):
         snap = self._snap
         vectors = self._stored_vectors(snap)
         if vectors is None:
-            raise ValueError(f"this {self.kind} index keeps no float32 vectors (build it with float32 reordering)")
+            raise InvalidValueError(f"this {self.kind} index keeps no float32 vectors (build it with float32 reordering)")
         rows = snap.ids.require(user_ids(ids))
         return np.array(vectors[rows], dtype=np.float32)
 
@@ -265,9 +265,9 @@ def read_flat_state(kind: str, config: dict, arrays: dict, source: str) -> tuple
         metric = _validate.metric(config["metric"])
         num_neighbors = _validate.positive_int(config["num_neighbors"], "num_neighbors")
         if not {"data"} <= set(arrays) <= {"data", "ids"}:
-            raise ValueError(f"sections {sorted(arrays)}, expected ['data'] and optionally ['ids']")
+            raise InvalidValueError(f"sections {sorted(arrays)}, expected ['data'] and optionally ['ids']")
         if arrays["data"].dtype != np.float32:
-            raise ValueError(f"data section has dtype {arrays['data'].dtype}, expected float32")
+            raise InvalidValueError(f"data section has dtype {arrays['data'].dtype}, expected float32")
         data = _validate.database(arrays["data"], "data section")
     except (KeyError, TypeError, ValueError) as exc:
         raise FormatError(f"{source}: invalid {kind} index ({exc})") from None

@@ -17,7 +17,7 @@ import numpy as np
 from annlib import _core, _format_checks, _validate
 from annlib._vectors import normalize_rows
 from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
-from annlib.errors import FormatError, InvalidTypeError
+from annlib.errors import FormatError, InvalidTypeError, InvalidValueError
 from annlib.index import tree_ah_mutation as _mutation
 from annlib.index.ids import IdMap
 from annlib.index.params import TreeAhSearchParams
@@ -160,9 +160,9 @@ class TreeAhIndex(Index):
         centers = np.ascontiguousarray(centers, dtype=np.float32)
         codebook = np.ascontiguousarray(codebook, dtype=np.float32)
         if centers.shape != (config.tree.num_leaves, dim):
-            raise ValueError(f"centers have shape {centers.shape}, expected ({config.tree.num_leaves}, {dim})")
+            raise InvalidValueError(f"centers have shape {centers.shape}, expected ({config.tree.num_leaves}, {dim})")
         if codebook.shape != (16 * dim,):
-            raise ValueError(f"codebook has shape {codebook.shape}, expected ({16 * dim},)")
+            raise InvalidValueError(f"codebook has shape {codebook.shape}, expected ({16 * dim},)")
         self = cls.__new__(cls)
         array = _owned(array, data, config, copy)
         self._init_built(array, config, _validate.num_threads(num_threads), progress, IdMap.of(None, array.shape[0]),
@@ -175,7 +175,7 @@ class TreeAhIndex(Index):
         n, dim = data.shape
         tree, ah = config.tree, config.ah
         if trained is None and tree.num_leaves > n:
-            raise ValueError(f"num_leaves ({tree.num_leaves}) cannot exceed the number of points ({n})")
+            raise InvalidValueError(f"num_leaves ({tree.num_leaves}) cannot exceed the number of points ({n})")
         if config.metric == "cosine":
             data = normalize_rows(data)
         spherical = tree.spherical if tree.spherical is not None else config.metric in ("dot", "cosine")
@@ -337,9 +337,9 @@ class TreeAhIndex(Index):
     def _check_params(self, params: TreeAhSearchParams, config: TreeAhConfig | None = None) -> None:
         num_leaves = (config or self._build_config).tree.num_leaves
         if params.leaves_to_search > num_leaves:
-            raise ValueError(f"leaves_to_search ({params.leaves_to_search}) cannot exceed num_leaves ({num_leaves})")
+            raise InvalidValueError(f"leaves_to_search ({params.leaves_to_search}) cannot exceed num_leaves ({num_leaves})")
         if params.pre_reorder_num_neighbors is not None and self._build_config.reorder is None:
-            raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
+            raise InvalidValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
 
     def _search(self, snap: _Snapshot, queries: np.ndarray, k: int, params: TreeAhSearchParams, num_threads: int):
         if self._metric == "cosine":
@@ -392,7 +392,7 @@ class TreeAhIndex(Index):
     def _rebalanced(self, snap: _Snapshot, num_leaves: int | None = None, num_threads: int | None = None) -> _Snapshot:
         vectors = snap.arrays.get("reorder_float")
         if vectors is None:
-            raise ValueError("rebalance needs the float32 vectors: build the index with float32 reordering")
+            raise InvalidValueError("rebalance needs the float32 vectors: build the index with float32 reordering")
         ids, kept = snap.ids.compacted()
         config = self._current_config()
         if num_leaves is not None:
@@ -501,7 +501,7 @@ class TreeAhIndex(Index):
             trained_n = config.get("trained_n", n)
             if (type(trained_rows) is not int or type(trained_n) is not int or not 0 <= trained_rows <= n
                     or trained_n < 0):
-                raise ValueError(f"trained_rows {trained_rows!r} / trained_n {trained_n!r} for {n} rows")
+                raise InvalidValueError(f"trained_rows {trained_rows!r} / trained_n {trained_n!r} for {n} rows")
         except ValueError as exc:
             raise FormatError(f"{source}: invalid index configuration ({exc})") from None
         core = {name: a for name, a in arrays.items() if name not in ("ids", "live")}
