@@ -5,6 +5,7 @@ The public API is what ``__all__`` lists; ``annlib._core`` is internal.
 
 from annlib import _simd, datasets, metrics
 from annlib._simd import cpu_info, isa_override, set_isa, supported_isas
+from annlib._threads import default_num_threads
 from annlib.autobuild import build
 from annlib.autotune import Tuning
 from annlib.builder import Builder, builder
@@ -60,6 +61,7 @@ __all__ = [
     "builder",
     "cpu_info",
     "datasets",
+    "default_num_threads",
     "ground_truth",
     "id_recall",
     "isa_override",

@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from annlib import _core
+from annlib import _core, _threads
 
 ENV_VAR = "ANNLIB_SIMD"
 
@@ -50,14 +50,17 @@ def cpu_info() -> dict:
     Returns
     -------
     dict
-        ``{"features": {...}, "available": [...], "isa": str, "forced_by_env": bool, "threads": int}``
+        ``{"features": {...}, "available": [...], "isa": str, "forced_by_env": bool, "threads": int,
+        "cpu_limits": {...}}``; ``threads`` is the default thread count
+        (:func:`annlib.default_num_threads`), ``cpu_limits`` what it was derived from.
     """
     return {
         "features": dict(_core.cpu_features()),
         "available": supported_isas(),
         "isa": _core.active_isa(),
         "forced_by_env": bool(os.environ.get(ENV_VAR)),
-        "threads": int(_core.hardware_threads()),
+        "threads": _threads.default_num_threads(),
+        "cpu_limits": _threads.cpu_limits(),
     }
 
 

@@ -238,7 +238,8 @@ def recall_target(value, name: str = "recall_target") -> float:
 
 
 def num_threads(value) -> int:
-    """Validate ``num_threads``; ``None`` or 0 means all cores (returned as 0).
+    """Validate ``num_threads``; ``None`` or 0 means the default (returned as 0: the core resolves it
+    to :func:`annlib.default_num_threads`, which respects the affinity mask and cgroup quota).
 
     Requests above :func:`max_threads` are capped to it (see there why).
     """

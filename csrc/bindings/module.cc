@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bindings/array_view.h"
+#include "core/cpu_limits.h"
 #include "core/exact_search.h"
 #include "core/metric.h"
 #include "core/thread_pool.h"
@@ -139,6 +140,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_isa", [](const std::string& name) { set_active_isa(parse_isa(name)); }, py::arg("name"),
         "Switch the process-wide SIMD path; ValueError if this CPU cannot run it.");
   m.def("hardware_threads", &hardware_threads);
+  m.def("affinity_cpus", &affinity_cpus, "CPUs in this thread's affinity mask (0 when unknown).");
+  m.def("cgroup_quota_cpus", &cgroup_quota_cpus, py::arg("cgroup_root") = "/sys/fs/cgroup",
+        py::arg("proc_self_cgroup") = "/proc/self/cgroup",
+        "CPUs granted by the cgroup quota, rounded up; 0 when unlimited or unknown.");
+  m.def("default_threads", &default_threads, "The thread count num_threads=0 resolves to.");
 
   m.def("squared_norms", &squared_norms_py, py::arg("data"));
   m.def("exact_search", &exact_search_py, py::arg("data"), py::arg("data_sq_norms"), py::arg("queries"),

@@ -4,12 +4,7 @@
 
 namespace annlib {
 
-size_t hardware_threads() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : n;
-}
-
-size_t resolve_num_threads(size_t requested) { return requested == 0 ? hardware_threads() : requested; }
+size_t resolve_num_threads(size_t requested) { return requested == 0 ? default_threads() : requested; }
 
 ThreadPool& ThreadPool::instance() {
   static ThreadPool pool;

@@ -8,12 +8,12 @@
 #include <thread>
 #include <vector>
 
+#include "core/cpu_limits.h"
+
 namespace annlib {
 
-/// Number of hardware threads (at least 1).
-size_t hardware_threads();
-
-/// Resolve a user's thread count: 0 means all hardware threads.
+/// Resolve a user's thread count: 0 means default_threads() (core/cpu_limits.h), the CPUs this
+/// process may use.
 size_t resolve_num_threads(size_t requested);
 
 class ThreadPool {
