@@ -31,6 +31,14 @@ def set_isa(name: str) -> None:
     """Switch the process-wide SIMD path; ValueError if this CPU cannot run it."""
 
 def hardware_threads() -> int: ...
+def affinity_cpus() -> int:
+    """CPUs in this thread's affinity mask (0 when unknown)."""
+
+def cgroup_quota_cpus(cgroup_root: str = "/sys/fs/cgroup", proc_self_cgroup: str = "/proc/self/cgroup") -> int:
+    """CPUs granted by the cgroup quota, rounded up; 0 when unlimited or unknown."""
+
+def default_threads() -> int:
+    """The thread count num_threads=0 resolves to."""
 
 # ---------------------------------------------------------------------------- exact search (module.cc)
 

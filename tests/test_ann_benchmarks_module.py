@@ -380,7 +380,7 @@ def test_same_recall_as_annlib_bench_at_the_same_parameters(harness, real_sample
         algo.set_query_arguments([leaves, reorder])
         algo.batch_query(X_test, COUNT)
         ours = np.array([np.pad(r, (0, COUNT - len(r)), constant_values=-1) for r in algo.get_batch_results()])
-        theirs = adapter.search_batch(X_test, {"leaves": leaves, "reorder": reorder}, 1)
+        theirs = adapter.search_batch(X_test, {"leaves_to_search": leaves, "pre_reorder_num_neighbors": reorder}, 1)
         np.testing.assert_array_equal(ours, theirs)
         recall = np.mean([len(set(o) & set(t)) / COUNT for o, t in zip(ours, truth)])
         assert 0.5 < recall <= 1.0
