@@ -161,12 +161,19 @@ def test_wheel_in_a_fresh_venv_is_light_and_passes_the_suite(dist, tmp_path):
     assert not installed & HEAVY, sorted(installed & HEAVY)
     work = tmp_path / "elsewhere"  # away from the source tree, so the installed package is imported
     work.mkdir()
-    _run([str(py), "-c", SMALL_SEARCH], cwd=work)
-    # the suite against the installed wheel: tests and the embedded sample copied, not the package
-    shutil.copytree(REPO / "tests", work / "tests")
-    shutil.copytree(REPO / "datasets", work / "datasets")
-    shutil.copytree(REPO / "bench" / "ann_benchmarks", work / "bench" / "ann_benchmarks")
-    _run([str(py), "-m", "pip", "install", "-q", "pytest>=7", "pyyaml>=6"])
+    # the suite against the installed wheel: the tracked tree copied without the package's Python
+    # files (tests read bench/, csrc/, the stub and the embedded sample by path); a directory
+    # annlib/ holding only the stub and py.typed, no __init__.py, does not shadow the installed package
+    tracked = _run(["git", "ls-files"], cwd=REPO).stdout.split()
+    for rel in tracked:
+        if rel.startswith("annlib/") and rel not in ("annlib/_core.pyi", "annlib/py.typed"):
+            continue
+        if (REPO / rel).is_file():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / rel, work / rel)
+    _run([str(py), "-c", SMALL_SEARCH], cwd=work)  # asserts it imports the installed package
+    # the suite's own requirements: the [test] extra of the same wheel
+    _run([str(py), "-m", "pip", "install", "-q", f"annlib[test] @ {wheel.as_uri()}"])
     env = {k: v for k, v in os.environ.items() if k != "ANNLIB_PACKAGING_TEST"}
     proc = _run([str(py), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests"], cwd=work, env=env)
     print(proc.stdout[-2000:])
