@@ -110,11 +110,10 @@ class ShardHost:
         these shards' rows: so the driver's merge is the single index's candidate list. Raw
         scores, not distances: |q|^2 - score rounds distinct scores to equal distances.
         """
-        prepared = normalize_rows(queries) if metric == "cosine" else queries
         parts = []
         for index, offset in self._shards.values():
             d = min(depth, index.n)
-            ids, scores = index._handle.search(prepared, d, leaves_to_search, 0, num_threads, 1.0, raw_scores=True)
+            ids, scores = index.layout.ah_candidate_scores(queries, d, leaves_to_search, num_threads)
             parts.append((np.where(ids >= 0, ids + offset, -1), scores))
         return merge_top_k(parts, depth, metric, larger_better=True)
 
@@ -130,7 +129,7 @@ class ShardHost:
         parts = []
         for index, offset in self._shards.values():
             vectors = index.layout.reorder_vectors
-            sq_norms = index._arrays.get("point_sq_norms") if metric == "squared_l2" else None
+            sq_norms = index.layout.point_sq_norms if metric == "squared_l2" else None
             local = candidates - offset
             mine = (candidates >= 0) & (local >= 0) & (local < index.n)
             width = max(1, int(mine.sum(axis=1).max(initial=0)))

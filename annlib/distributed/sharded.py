@@ -534,7 +534,7 @@ def _train_tree_ah(rows, ranges, n, metric, index_kwargs, num_threads):
     trainer = TreeAhIndex(sample, metric, copy=False, num_threads=num_threads, **kwargs)
     config = TreeAhConfig.from_dict(trainer.config)
     spec = {"config": config.to_dict(), "centers": np.array(trainer.layout.centers),
-            "codebook": np.array(trainer._arrays["codebook"])}
+            "codebook": np.array(trainer.layout.codebook)}
     return spec, TreeAhSearchParams, trainer.search_defaults, config.to_dict()
 
 

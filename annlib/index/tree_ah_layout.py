@@ -43,11 +43,15 @@ class TreeAhLayout:
         self.n: int = int(arrays["primary_leaf"].shape[0])
         self.dim: int = int(arrays["centers"].shape[1])
         self.centers = _read_only(arrays["centers"])
+        #: The PQ codebook, 16 codewords per block (16 * dim floats).
+        self.codebook = _read_only(arrays["codebook"])
         self.primary_leaf = _read_only(arrays["primary_leaf"])
         self.secondary_leaf = _read_only(arrays.get("secondary_leaf"))
         self.leaf_sizes = _read_only(np.diff(arrays["leaf_offsets"]))
         #: The float32 vectors reordering rescores with (unit-normalised for cosine), or None.
         self.reorder_vectors = _read_only(arrays.get("reorder_float"))
+        #: ||x||^2 of every point (squared_l2 only, else None): the exact score is 2<q, x> - ||x||^2.
+        self.point_sq_norms = _read_only(arrays.get("point_sq_norms"))
 
     def _prepared(self, queries: np.ndarray) -> np.ndarray:
         if self.metric == "cosine":
@@ -80,3 +84,11 @@ class TreeAhLayout:
         ids, _ = self._handle.search(self._prepared(queries), int(depth), int(leaves_to_search), 0, int(num_threads),
                                      self.overretrieve_factor)
         return ids
+
+    def ah_candidate_scores(self, queries: np.ndarray, depth: int, leaves_to_search: int,
+                            num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row ids and raw AH ranking scores (larger is better; no distance conversion, which would
+        round distinct scores to equal distances) of the ``depth`` best candidates of each query,
+        without over-retrieval: what shards of one sharded index merge exactly."""
+        return self._handle.search(self._prepared(queries), int(depth), int(leaves_to_search), 0, int(num_threads),
+                                   1.0, raw_scores=True)
