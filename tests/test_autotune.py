@@ -3,7 +3,6 @@ cost budgets respected, bad targets rejected, and the statistics pass exact."""
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -26,15 +25,6 @@ def sample(request):
 def _measure(index, queries, truth, **params):
     result = index.search_batched(queries, K, num_threads=1, **params)
     return annlib.id_recall(result.ids, truth, K)
-
-
-def _cpu_cost(index, queries, repeats=5, **params):
-    times = []
-    for _ in range(repeats):
-        start = time.thread_time()
-        index.search_batched(queries, K, num_threads=1, **params)
-        times.append(time.thread_time() - start)
-    return float(np.median(times)) / len(queries)
 
 
 @pytest.mark.parametrize("target", [0.85, 0.90, 0.95])
@@ -76,14 +66,29 @@ def test_frontier_is_monotone(sample):
 
 
 def test_cost_budget_is_respected(sample):
-    real, index = sample
+    """On one cost model, the budget that the 0.90 setting costs buys a setting within it whose
+    recall is at least that setting's (the budget solve maximises recall under the cost). A model
+    timed again would compare the two on different clocks: on a busy machine the second fit put
+    every setting above the first's budget but the cheapest (recall 0.72)."""
+    _, index = sample
     reference = index.autotune(0.9, set_default=False)
     budget = reference.predicted_cost
-    tuning = index.autotune(max_cost=budget, set_default=False)
+    tuning = index.autotune(max_cost=budget, set_default=False, cost_model=reference.cost_model)
+    assert tuning.cost_model is reference.cost_model
     assert tuning.predicted_cost <= budget
-    assert tuning.predicted_recall >= reference.predicted_recall - 0.03
-    measured = _cpu_cost(index, real["test"], **tuning.params)
-    assert measured <= 1.6 * budget + 5e-6, (measured, budget)  # timing on shared cores: generous band
+    assert tuning.predicted_recall >= reference.predicted_recall - 0.005
+
+
+def test_cost_model_of_another_index_or_mode_is_refused(sample, real_sample):
+    _, index = sample
+    model = index.autotune(0.9, set_default=False).cost_model
+    other = annlib.TreeAhIndex(real_sample["train"], "cosine", num_leaves=50, num_leaves_to_search=5, reorder=50)
+    with pytest.raises(annlib.InvalidValueError, match="50"):
+        other.autotune(0.9, set_default=False, cost_model=model)
+    with pytest.raises(annlib.InvalidValueError, match="batched"):
+        index.autotune(0.9, set_default=False, cost_model=model, mode="batched", num_threads=2)
+    with pytest.raises(annlib.InvalidTypeError, match="cost_model"):
+        index.autotune(0.9, set_default=False, cost_model={"fixed": 1e-6})
 
 
 @pytest.mark.parametrize("target", [0.0, -0.1, 1.5, float("nan"), True, "0.9"])

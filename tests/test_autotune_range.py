@@ -41,7 +41,8 @@ def hard():
     params = at.structural_defaults(len(train), train.shape[1], "squared_l2", K)
     params["dims_per_block"] = 4
     index = annlib.TreeAhIndex(train, "squared_l2", **params)
-    return {"train": train, "test": test, "truth": truth, "index": index, "contrast": gen.relative_contrast(train, test)}
+    return {"train": train, "test": test, "truth": truth, "index": index, "contrast": gen.relative_contrast(train, test),
+            "model": _fixed_model(index)}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,15 @@ def minilm(real_sample):
     params = at.structural_defaults(len(real_sample["train"]), real_sample["train"].shape[1], "cosine", K)
     index = annlib.TreeAhIndex(real_sample["train"], "cosine", **params)
     return {"train": real_sample["train"], "test": real_sample["test"], "truth": real_sample["neighbors"][:, :K],
-            "index": index}
+            "index": index, "model": _fixed_model(index)}
+
+
+def _fixed_model(index):
+    """A cost model with coefficients typical of this 2-core machine's fits (seconds per unit of
+    work), fixed so that a choice depends on the statistics alone, not on how busy the machine
+    was when the tuner timed its searches."""
+    return at.CostModel(fixed=2e-6, per_center=1.5e-8, per_leaf=4e-7, per_entry=1e-8, per_reorder=8e-8,
+                        num_leaves=index.layout.num_leaves)
 
 
 def _work_cost(index, model, queries, t1, t2):
@@ -79,7 +88,7 @@ def test_hard_set_needs_more_than_the_old_cap(hard):
     """With the first stage's 250 candidates the frontier stops short of 0.90 ..."""
     index, test = hard["index"], hard["test"]
     with pytest.warns(at.AutotuneWarning, match="unreachable"):
-        capped = index.autotune(0.9, queries=test[0::2], set_default=False, max_rank=250)
+        capped = index.autotune(0.9, queries=test[0::2], set_default=False, max_rank=250, cost_model=hard["model"])
     assert capped.best_effort and capped.predicted_recall < 0.9
 
 
@@ -87,11 +96,15 @@ def test_hard_set_needs_more_than_the_old_cap(hard):
 def test_hard_set_target_met_on_unseen_queries(hard, target):
     """... the probe sizes max_rank past it, and targets up to 0.99 are met on queries not tuned on."""
     index, test, truth = hard["index"], hard["test"], hard["truth"]
-    tuning = index.autotune(target, queries=test[0::2], set_default=False)
+    tuning = index.autotune(target, queries=test[0::2], set_default=False, cost_model=hard["model"])
     assert not tuning.best_effort and tuning.max_rank > 250
     assert tuning.pre_reorder_num_neighbors > 250 or target < 0.95
     measured = annlib.id_recall(index.search_batched(test[1::2], K, **tuning.params).ids, truth[1::2], K)
-    assert measured >= target - 0.01, (tuning.params, measured)
+    # Two halves of 300 queries differ by sampling alone: the recall of one setting on the other
+    # half has a standard error of sqrt(2) x the tuner's own (about 0.008 at 0.90). A tuner off by
+    # more than three of those is biased, not unlucky.
+    floor = target - 3 * np.sqrt(2) * tuning.predicted_recall_stderr
+    assert measured >= floor, (tuning.params, tuning.predicted_recall, measured, floor)
 
 
 def test_statistics_cover_the_range(hard):
@@ -112,10 +125,10 @@ def test_choice_within_10_percent_of_the_best_grid_point(request, which, target)
     d = request.getfixturevalue(which)
     index, test, truth = d["index"], d["test"], d["truth"]
     if which == "hard":
-        tuning = index.autotune(target, queries=test[0::2], set_default=False)
+        tuning = index.autotune(target, queries=test[0::2], set_default=False, cost_model=d["model"])
         test, truth = test[1::2], truth[1::2]
     else:
-        tuning = index.autotune(target, set_default=False)
+        tuning = index.autotune(target, set_default=False, cost_model=d["model"])
     num_leaves = index.layout.num_leaves
     t1s = sorted({max(1, int(round(num_leaves * f))) for f in (0.03, 0.05, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5, 0.7, 1)})
     t2s = [10, 15, 20, 30, 50, 80, 120, 200, 300, 500, 800, 1200, 2000]

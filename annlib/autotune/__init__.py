@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 
 from annlib import _validate
+from annlib.errors import InvalidTypeError, InvalidValueError
 from annlib.autotune import cost_model as _cost
 from annlib.autotune import solver as _solver
 from annlib.autotune import statistics as _stats
@@ -176,6 +177,21 @@ def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, 
         raise ValueError(f"mode must be one of {_cost.MODES}, got {mode!r}")
 
 
+def _check_cost_model(model, index, mode: str, threads: int) -> None:
+    if not isinstance(model, CostModel):
+        raise InvalidTypeError(f"cost_model must be an annlib.autotune.CostModel, got {type(model).__name__}")
+    if model.num_leaves != index.layout.num_leaves:
+        raise InvalidValueError(
+            f"cost_model was measured on an index of {model.num_leaves} leaves; this one has "
+            f"{index.layout.num_leaves}"
+        )
+    if (model.mode, model.num_threads) != (mode, threads):
+        raise InvalidValueError(
+            f"cost_model is for mode={model.mode!r} on {model.num_threads} thread(s); this tuning is "
+            f"mode={mode!r} on {threads}"
+        )
+
+
 def tune_tree_ah(
     index,
     target_recall: float | None = None,
@@ -191,6 +207,7 @@ def tune_tree_ah(
     num_threads: int | None = None,
     seed: int = 0,
     mode: str = "single",
+    cost_model: CostModel | None = None,
 ) -> Tuning:
     """Pick ``leaves_to_search`` and ``pre_reorder_num_neighbors`` of a :class:`annlib.TreeAhIndex`
     (what ``index.autotune(...)`` runs for that kind).
@@ -220,6 +237,10 @@ def tune_tree_ah(
     mode : "single" or "batched"
         The cost to minimise: one query at a time on one thread, or batches on ``num_threads``
         threads (default every core); ``num_threads`` also runs the statistics pass.
+    cost_model : CostModel, optional
+        The per-stage costs to weigh settings by, e.g. an earlier ``Tuning.cost_model`` of this
+        index: tuning for several targets or budgets then times nothing again, and compares
+        them on one model. Default: measured now, on this machine, in ``mode``.
 
     Raises
     ------
@@ -234,6 +255,8 @@ def tune_tree_ah(
     target, max_cost = resolve_objective(target_recall, max_cost)
     _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode)
     mode, search_threads = _cost.check_mode(mode, num_threads)
+    if cost_model is not None:
+        _check_cost_model(cost_model, index, mode, search_threads)
     k = index.num_neighbors if k is None else _validate.k(k)
     if k > index.n:
         raise ValueError(f"k ({k}) exceeds the number of indexed points ({index.n})")
@@ -247,7 +270,11 @@ def tune_tree_ah(
     stages["statistics"] = stats.seconds
     t2_grid = _solver.default_t2_grid(k, stats.max_rank) if has_reorder else None
     mark = time.perf_counter()
-    model = _cost.measure(index, tq, k, stats.t1_grid, t2_grid, seed=seed, mode=mode, num_threads=search_threads)
+    if cost_model is None:
+        model = _cost.measure(index, tq, k, stats.t1_grid, t2_grid, seed=seed, mode=mode,
+                              num_threads=search_threads)
+    else:
+        model = cost_model
     stages["cost_model"] = time.perf_counter() - mark
     mark = time.perf_counter()
     surf = _solver.surface(stats, model, t2_grid)
