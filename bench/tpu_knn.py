@@ -43,6 +43,9 @@ sys.path.insert(0, str(REPO_ROOT))
 import jax
 from jax import lax
 
+# The baselines score float32 at full precision, as tpu_knn does (a GPU's default is TF32).
+jax.config.update("jax_default_matmul_precision", "highest")
+
 from annlib import tpu_knn
 from annlib.metrics import id_recall
 

@@ -375,3 +375,17 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_accelerator_tiles_fill_the_chip_and_cpu_tiles_fit_l2():
+    """On a GPU/TPU a tile is a kernel launch over device memory: one query tile of 1000
+    over 1M rows is scored in tiles of tens of thousands of rows (a multiple of L), not
+    the CPU's L2-sized 2-4k; small batches score the whole database at once."""
+    from annlib.jax.knn import database_tile_rows
+
+    gpu = database_tile_rows(None, 88, 1_000_000, 1000, backend="gpu")
+    cpu = database_tile_rows(None, 88, 1_000_000, 1000, backend="cpu")
+    assert gpu % 88 == 0 and 50_000 <= gpu < 1_000_000
+    assert cpu % 88 == 0 and 1_500 <= cpu <= 5_200
+    assert database_tile_rows(None, 88, 1_000_000, 100, backend="gpu") == 1_000_000
+    assert database_tile_rows(None, 88, 1_000_000, 100, backend="cpu") < 1_000_000

@@ -105,6 +105,8 @@ def plan_search(
 
 
 def to_numpy(ids, distances, single) -> SearchResult:
+    # One transfer for both arrays: on a GPU each separate copy back is a round trip.
+    ids, distances = jax.device_get((ids, distances))
     ids = np.asarray(ids).astype(np.int64)
     distances = np.asarray(distances, dtype=np.float32)
     if single:
