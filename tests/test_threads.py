@@ -81,3 +81,22 @@ def test_missing_cgroup_files_mean_no_limit(tmp_path):
     assert _core.cgroup_quota_cpus(str(tmp_path / "nowhere"), str(tmp_path / "no-such-file")) == 0
     root, proc = _tree(tmp_path, "garbage line\n0::/x\n", {"x/cpu.max": "not numbers\n"})
     assert _core.cgroup_quota_cpus(root, proc) == 0
+
+
+@pytest.mark.parametrize(("cpu_max", "cpus"), [
+    ("  250000\t100000\n", 3),          # blanks around the numbers
+    ("1e400 100000\n", 0),              # overflows a double: no usable limit
+    ("100000000000000 1\n", 0),         # more CPUs than any machine: no limit
+    ("garbage\n", 0), ("100000\n", 0),  # no period
+    ("-1 100000\n", 0), ("max\n", 0),
+])
+def test_cgroup_v2_odd_files_parse_without_crashing(tmp_path, cpu_max, cpus):
+    """The parser needs no locale (an iostream's number parser crashed on an H200 host whose
+    libstdc++ was older than the compiler's headers); odd contents mean no limit, never a crash."""
+    root, proc = _tree(tmp_path, "0::/process_api/abc\n", {"process_api/cpu.max": cpu_max})
+    assert _core.cgroup_quota_cpus(root, proc) == cpus
+
+
+def test_cgroup_path_without_a_slash_is_read_as_the_root(tmp_path):
+    root, proc = _tree(tmp_path, "0::weird\n", {"cpu.max": "200000 100000\n"})
+    assert _core.cgroup_quota_cpus(root, proc) == 2

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -15,44 +17,60 @@ namespace annlib {
 
 namespace {
 
+// Plain C I/O and strtod: on an H200 host, `istream >> double` crashed inside the locale's
+// number parser (a libstdc++ older than the compiler's headers), and these few control files
+// need no locale. Files are small; a read stops at 4 KiB.
 bool read_file(const std::string& path, std::string& out) {
-  std::ifstream in(path);
-  if (!in) return false;
-  std::ostringstream s;
-  s << in.rdbuf();
-  out = s.str();
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return false;
+  char buffer[4096];
+  const size_t got = std::fread(buffer, 1, sizeof(buffer) - 1, f);
+  const bool ok = std::ferror(f) == 0;
+  std::fclose(f);
+  if (!ok) return false;
+  out.assign(buffer, got);
   return true;
 }
 
+// The number at the start of `text` (after blanks), or NaN when there is none.
+double leading_number(const char* text, const char** end) {
+  char* stop = nullptr;
+  const double value = std::strtod(text, &stop);
+  if (stop == text) {
+    *end = text;
+    return std::nan("");
+  }
+  *end = stop;
+  return value;
+}
+
 size_t cpus_for(double quota, double period) {
-  if (!(quota > 0) || !(period > 0)) return 0;
-  return static_cast<size_t>(std::max(1.0, std::ceil(quota / period)));
+  if (!(quota > 0) || !(period > 0) || !std::isfinite(quota / period)) return 0;
+  const double cpus = std::ceil(quota / period);
+  // A quota of more CPUs than any machine has is no limit (and would not fit a size_t).
+  return cpus >= 1e6 ? 0 : static_cast<size_t>(std::max(1.0, cpus));
 }
 
 // v2: "max 100000" (no limit) or "<quota> <period>".
 size_t cpus_from_cpu_max(const std::string& dir) {
   std::string text;
   if (!read_file(dir + "/cpu.max", text)) return 0;
-  std::istringstream in(text);
-  std::string quota;
-  double period = 0;
-  if (!(in >> quota >> period) || quota == "max") return 0;
-  try {
-    return cpus_for(std::stod(quota), period);
-  } catch (...) {
-    return 0;
-  }
+  const char* rest = text.c_str();
+  while (*rest == ' ' || *rest == '\t') ++rest;
+  if (std::strncmp(rest, "max", 3) == 0) return 0;
+  const double quota = leading_number(rest, &rest);
+  const double period = leading_number(rest, &rest);
+  return cpus_for(quota, period);
 }
 
 // v1: cpu.cfs_quota_us is -1 without a limit.
 size_t cpus_from_cfs(const std::string& dir) {
   std::string q, p;
   if (!read_file(dir + "/cpu.cfs_quota_us", q) || !read_file(dir + "/cpu.cfs_period_us", p)) return 0;
-  try {
-    return cpus_for(std::stod(q), std::stod(p));
-  } catch (...) {
-    return 0;
-  }
+  const char* end = nullptr;
+  const double quota = leading_number(q.c_str(), &end);
+  const double period = leading_number(p.c_str(), &end);
+  return cpus_for(quota, period);
 }
 
 size_t tighter(size_t a, size_t b) {
@@ -67,7 +85,8 @@ size_t walk_up(const std::string& base, std::string path, size_t (*read)(const s
   size_t best = 0;
   while (!path.empty() && path != "/") {
     best = tighter(best, read(base + path));
-    path.resize(path.rfind('/'));
+    const size_t slash = path.rfind('/');
+    path.resize(slash == std::string::npos ? 0 : slash);
   }
   return tighter(best, read(base));
 }
