@@ -22,6 +22,7 @@ searches with the same filter resolve it once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -291,11 +292,18 @@ class Resolved:
         return rows
 
 
-def _sampled(f: Filter, ids: IdMap, num_threads: int) -> Resolved:
-    """A predicate with its selectivity estimated from evenly spread live points."""
+@functools.lru_cache(maxsize=8)
+def _sample_rows(ids: IdMap) -> np.ndarray:
+    """Evenly spread live rows of an id map (by identity: maps are immutable)."""
     live = ids.live_rows().astype(np.int64)
     if len(live) > PREDICATE_SAMPLE:
         live = live[np.linspace(0, len(live) - 1, PREDICATE_SAMPLE).astype(np.int64)]
+    return live
+
+
+def _sampled(f: Filter, ids: IdMap, num_threads: int) -> Resolved:
+    """A predicate with its selectivity estimated from evenly spread live points."""
+    live = _sample_rows(ids)
     resolved = Resolved(f, ids.rows, None, 0.0, True)
     if len(live):
         passed = _core.evaluate_filter(None, _table([resolved]), ids.row_ids, live, num_threads)

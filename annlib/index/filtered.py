@@ -48,8 +48,11 @@ def search(index, snap, queries: np.ndarray, k: int, params, num_threads: int, f
     if on_index.size:
         used, local = np.unique(q_filter[on_index], return_inverse=True)
         group = [resolved[f] for f in used]
-        r, d = index._search_filtered(snap, queries[on_index], found_k, params, num_threads, group,
-                                      None if len(used) == 1 else local.astype(np.int32))
+        if all(g.passes_all for g in group):  # nothing to test: the plain search
+            r, d = index._search(snap, queries[on_index], found_k, params, num_threads)
+        else:
+            r, d = index._search_filtered(snap, queries[on_index], found_k, params, num_threads, group,
+                                          None if len(used) == 1 else local.astype(np.int32))
         rows[on_index], dist[on_index] = r, d
         # Short of k although k points (may) pass: rerun exactly.
         short = (r[:, -1] < 0) & ((allowed[on_index] >= found_k) | estimated[on_index])

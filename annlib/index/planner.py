@@ -117,6 +117,13 @@ def _predict(index, snap, r, k: int, params, costs: RouteCosts, n: int) -> tuple
     t1 = params.leaves_to_search
     leaves = min(num_leaves, t1 / fraction)
     scanned = min(entries, t1 * entries / num_leaves / fraction)
+    if not r.estimated:
+        # Exact per-leaf counts: leaves without an allowed entry are never scanned, which caps
+        # the widened scan (a filter whose points cluster in a few leaves scans only those).
+        counts = index._filter_leaf_counts(snap, r)
+        nonzero = counts > 0
+        leaves = min(leaves, float(np.count_nonzero(nonzero)))
+        scanned = min(scanned, float(np.sum(layout.leaf_sizes[nonzero])))
     pre = index._pre_reorder(params, k, n) if layout.has_reorder else 0
     reordered = min(pre, allowed)
     return float(costs.model.cost(leaves, scanned, reordered)), exact_cost

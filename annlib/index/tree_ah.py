@@ -369,8 +369,14 @@ class TreeAhIndex(Index):
             queries = normalize_rows(queries)
         pre = self._pre_reorder(params, k, snap.ids.num_live)
         leaf_allowed = np.stack([_leaf_allowed(snap, r) for r in filters])
+        if (leaf_allowed == np.diff(snap.arrays["leaf_offsets"])).all():
+            leaf_allowed = None  # every filter allows (about) every entry: no widening, the plain leaf order
         return snap.handle.search(queries, k, params.leaves_to_search, pre, num_threads, self._overretrieve_for(k, pre),
                                   leaf_allowed=leaf_allowed, **core_arguments(filters, snap.ids, filter_of_query))
+
+    def _filter_leaf_counts(self, snap: _Snapshot, resolved) -> np.ndarray:
+        """Entries of each leaf a resolved filter allows (the planner's view of the widened scan)."""
+        return _leaf_allowed(snap, resolved)
 
     def _exact_vectors(self, snap: _Snapshot, rows: np.ndarray) -> np.ndarray | None:
         arrays = snap.arrays

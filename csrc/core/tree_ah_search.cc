@@ -173,7 +173,20 @@ size_t choose_leaves(const TreeAhView& v, const TreeAhParams& p, const int64_t* 
     order_leaves(v, p.leaves_to_search, t);
     return p.leaves_to_search;
   }
-  order_leaves(v, v.num_leaves, t);
+  // Order about as many leaves as the filter's overall fraction says the walk needs (a selection,
+  // cheaper than sorting every center); sort them all only if the walk runs past them.
+  int64_t total = 0, total_allowed = 0;
+  for (size_t l = 0; l < v.num_leaves; ++l) {
+    total += v.leaf_offsets[l + 1] - v.leaf_offsets[l];
+    total_allowed += allowed[l];
+  }
+  size_t ordered = v.num_leaves;
+  if (total_allowed > 0) {
+    const double widen = static_cast<double>(total) / static_cast<double>(total_allowed);
+    ordered = std::min(v.num_leaves, static_cast<size_t>(2.0 * widen * static_cast<double>(p.leaves_to_search)) + 1);
+  }
+  ordered = std::max(ordered, p.leaves_to_search);
+  order_leaves(v, ordered, t);
   int64_t target = 0;
   for (size_t j = 0; j < p.leaves_to_search; ++j) {
     const size_t leaf = leaf_at(t, j);
@@ -181,7 +194,13 @@ size_t choose_leaves(const TreeAhView& v, const TreeAhParams& p, const int64_t* 
   }
   int64_t passing = 0;
   size_t j = 0;
-  while (j < v.num_leaves && (j < p.leaves_to_search || passing < target)) passing += allowed[leaf_at(t, j++)];
+  while (j < v.num_leaves && (j < p.leaves_to_search || passing < target)) {
+    if (j == ordered) {  // the keys are distinct, so the full order begins with the same leaves
+      ordered = v.num_leaves;
+      order_leaves(v, ordered, t);
+    }
+    passing += allowed[leaf_at(t, j++)];
+  }
   return j;
 }
 
