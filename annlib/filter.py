@@ -253,23 +253,33 @@ class Resolved:
     allowed: float
     estimated: bool
     row_mask: np.ndarray | None = None
+    use_predicate: bool = True
     extras: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_mask(cls, f: Filter, ids: IdMap, mask: np.ndarray) -> Resolved:
+    def from_mask(cls, f: Filter, ids: IdMap, mask: np.ndarray, predicate: bool = True) -> Resolved:
+        """``mask``: allowed live rows. ``predicate=False``: the core tests the bitmap alone (a
+        predicate already evaluated into it)."""
         count = int(np.count_nonzero(mask))
         # A filter that passes every live point is no filter: the scan then tests nothing.
         bits = None if count == ids.num_live else np.packbits(mask, bitorder="little")
-        return cls(f, ids.rows, bits, float(count), False, mask)
+        return cls(f, ids.rows, bits, float(count), False, mask, use_predicate=predicate)
 
     @classmethod
     def everything(cls, ids: IdMap) -> Resolved:
         """No filter (a None in a per-query sequence): every live point."""
         return cls(None, ids.rows, None, float(ids.num_live), False)
 
+    def materialized(self, ids: IdMap, num_threads: int) -> Resolved:
+        """A predicate evaluated on every live point once: a bitmap with an exact count."""
+        mask = np.zeros(ids.rows, dtype=bool)
+        mask[self.allowed_rows(ids, num_threads)] = True
+        return Resolved.from_mask(self.filter, ids, mask, predicate=False)
+
     @property
     def is_predicate(self) -> bool:
-        return self.filter is not None and self.filter.kind == "predicate"
+        """A predicate the core calls (not one already evaluated into ``bits``)."""
+        return self.filter is not None and self.filter.kind == "predicate" and self.use_predicate
 
     @property
     def passes_all(self) -> bool:
@@ -316,7 +326,7 @@ def _table(resolved: list[Resolved]) -> np.ndarray:
     """The core's filter table (filters, 4): has_bits, predicate address, data address, kind."""
     table = np.zeros((len(resolved), 4), dtype=np.uint64)
     for i, r in enumerate(resolved):
-        table[i] = (1 if r.bits is not None else 0, *(r.filter.table_row() if r.filter is not None else (0, 0, 0)))
+        table[i] = (1 if r.bits is not None else 0, *(r.filter.table_row() if r.is_predicate else (0, 0, 0)))
     return table
 
 

@@ -317,7 +317,10 @@ def test_the_gil_is_released_while_a_predicate_filters_a_batch(data, user_ids):
         if state[1] < 0:
             state[1] = state[0]
         state[2] = state[0]
-        return (user_id % 3) == 0
+        spin = 0  # some work per call, so the calls span a while
+        for j in range(2000):
+            spin += (user_id * j) % 7
+        return (user_id % 3) == 0 or spin < 0
 
     vectors, queries = data
     index = _build("tree_ah", vectors, user_ids)
@@ -382,12 +385,18 @@ def test_a_predicate_the_index_route_leaves_short_falls_back_to_exact(data, user
     allowed = user_ids[unsampled]
     predicate_data = np.concatenate([[0.5], np.ones(int(user_ids.max()) + 1)])
     predicate_data[allowed + 1] = 0.0
-    found = index.search_batched(queries, K, filter=Filter.predicate(_attribute_below, predicate_data),
-                                 filter_route="index")
+    f = Filter.predicate(_attribute_below, predicate_data)
+    # One query calls the predicate lazily in the scan (a batch would evaluate it on every point).
+    found = index.search(queries[:1], K, filter=f, filter_route="index")
     plan = index.last_filter_plan
     assert plan.estimated.all() and plan.allowed.max() == 0  # the sample saw none
-    assert plan.fallback == len(queries) and plan.route == "exact"
-    _assert_same_neighbours(found, *_exact(vectors, queries, user_ids, allowed, K))
+    assert plan.fallback == 1 and plan.route == "exact"
+    _assert_same_neighbours(found, *_exact(vectors, queries[:1], user_ids, allowed, K))
+    # A batch: the predicate is evaluated once per point, so its count is exact and nothing falls back.
+    found = index.search_batched(queries, K, filter=f, filter_route="index")
+    plan = index.last_filter_plan
+    assert not plan.estimated.any() and plan.allowed[0] == len(allowed) and plan.fallback == 0
+    assert np.isin(found.ids, allowed).all()
 
 
 def test_squared_l2_with_int8_reordering(data):

@@ -27,6 +27,11 @@ def search(index, snap, queries: np.ndarray, k: int, params, num_threads: int, f
     resolved = [Resolved.everything(snap.ids) if f is None else f.resolve(snap, num_threads) for f in filters]
     q_filter = np.zeros(nq, dtype=np.int64) if of_query is None else of_query.astype(np.int64)
     n = snap.ids.num_live
+    if n and nq:
+        uses = np.bincount(q_filter, minlength=len(resolved))
+        resolved = [r.materialized(snap.ids, num_threads)
+                    if planner.materialize(index, snap, r, int(uses[i]), min(k, n), params, mode, num_threads) else r
+                    for i, r in enumerate(resolved)]
     ids = np.full((nq, k), -1, dtype=np.int64)
     distances = np.full((nq, k), _validate.worst_distance(index.metric), dtype=np.float32)
     allowed = np.array([r.allowed for r in resolved])[q_filter]

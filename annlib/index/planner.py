@@ -64,11 +64,14 @@ class FilterPlan:
 @dataclasses.dataclass(frozen=True)
 class RouteCosts:
     """Measured seconds per query: per point of a masked full scan and per allowed point of the
-    exact route (gather + exact scores), and the tree-AH cost model."""
+    exact route (gather + exact scores); for tree-AH its cost model and how many scanned entries
+    reach the filter."""
 
     per_scanned_point: float
     per_exact_point: float
     model: object | None = None
+    #: tree-AH: filter checks per LUT16-scanned entry (entries past the score threshold), measured
+    checks_per_entry: float | None = None
 
 
 def register_cost_model(index, model) -> None:
@@ -181,4 +184,32 @@ def _measure(index, snap, mode: str, threads: int, k: int) -> RouteCosts:
                 t2_grid = np.unique(np.minimum([k, 4 * k, 16 * k], snap.ids.num_live)).astype(np.int64)
             model = _cost.measure(index, queries, kk, t1_grid, t2_grid, batch=nq, repeats=1, mode=mode,
                                   num_threads=threads)
-    return RouteCosts(per_scan, per_exact, model)
+    checks = None
+    if index.kind == "tree_ah":
+        from annlib.filter import Resolved  # noqa: PLC0415
+
+        # A filter that tests (and passes) every point: how many scanned entries reach it.
+        everything = Resolved.everything(snap.ids)
+        everything.bits = np.full((snap.ids.rows + 7) // 8, 255, dtype=np.uint8)
+        index._search_filtered(snap, queries, kk, index.search_defaults, threads, [everything], None)
+        counters = index.last_search_counters
+        checks = counters["filter_checks"] / max(1, counters["entries_scored"])
+    return RouteCosts(per_scan, per_exact, model, checks)
+
+
+def materialize(index, snap, r, num_queries: int, k: int, params, mode: str, num_threads: int) -> bool:
+    """Whether to evaluate a predicate on every point once (a bitmap) rather than lazily in the scan.
+
+    Tree-AH only: a query calls the predicate for the scanned entries that pass the score threshold
+    (a measured fraction of them, :attr:`RouteCosts.checks_per_entry`), so a batch whose queries
+    would call it more often than there are points evaluates it once per point instead; its
+    selectivity is then exact too. A single query keeps the lazy calls."""
+    if index.kind != "tree_ah" or not r.is_predicate:
+        return False
+    costs = route_costs(index, snap, mode, num_threads, k)
+    n = snap.ids.num_live
+    layout = snap.layout
+    entries = float(np.sum(layout.leaf_sizes))
+    fraction = min(1.0, max(float(r.allowed), 1.0) / max(n, 1))
+    scanned = min(entries, params.leaves_to_search * entries / layout.num_leaves / fraction)
+    return num_queries * scanned * (costs.checks_per_entry or 1.0) > n

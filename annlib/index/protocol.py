@@ -159,6 +159,8 @@ class Index(Mutations, abc.ABC):
             self._check_params(p)
         snap = self._snap  # read once: a concurrent write swaps in a new snapshot, never tears this one
         n = snap.ids.num_live
+        if filter_route != "auto":
+            _validate.choice(filter_route, "filter_route", ("auto", "index", "exact"))
         if filter_value is not None:
             if k > n and queries.shape[0] * k > MAX_PADDED_SLOTS:
                 raise InvalidValueError(

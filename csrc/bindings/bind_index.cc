@@ -71,6 +71,7 @@ class TreeAhHandle {
     counters["entries_scored"] = last_stats_.entries_scored;
     counters["candidates_reordered"] = last_stats_.candidates_reordered;
     counters["leaves_scanned"] = last_stats_.leaves_scanned;
+    counters["filter_checks"] = last_stats_.filter_checks;
     return counters;
   }
 

@@ -223,7 +223,7 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   for (size_t i = 0; i < num_leaves; ++i) {
     const size_t leaf = leaf_at(t, i);
     if (allowed != nullptr && allowed[leaf] == 0) continue;
-    s.stats.entries_scored += scan_leaf(v, kt, leaf, t, s.candidates, filter);
+    s.stats.entries_scored += scan_leaf(v, kt, leaf, t, s.candidates, filter, &s.stats.filter_checks);
     ++s.stats.leaves_scanned;
   }
   finish_query(v, kt, p, q, s.candidates, s, out_ids, out_dist);
@@ -285,7 +285,7 @@ void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhP
       for (size_t r = 0; r < n; ++r) {
         const size_t slot = static_cast<uint32_t>(s.probes[c + r]), i = slot / per_query;
         s.stats.entries_scored += select_from_sums(v, kt, leaf, sums[r], s.chunk_bias[slot], s.chunk_inv_m[i],
-                                                   s.chunk_candidates[i], filters.of(i));
+                                                   s.chunk_candidates[i], filters.of(i), &s.stats.filter_checks);
       }
     }
     a = b;
@@ -441,6 +441,7 @@ void TreeAhSearcher::search(const float* queries, size_t num_queries, const Tree
       stats->entries_scored += s->stats.entries_scored;
       stats->candidates_reordered += s->stats.candidates_reordered;
       stats->leaves_scanned += s->stats.leaves_scanned;
+      stats->filter_checks += s->stats.filter_checks;
     }
     release(std::move(s));
   }

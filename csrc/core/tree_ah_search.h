@@ -77,6 +77,7 @@ struct TreeAhStats {
   size_t entries_scored = 0;
   size_t candidates_reordered = 0;
   size_t leaves_scanned = 0;
+  size_t filter_checks = 0;  ///< calls of a filter's allows(): entries that passed the score threshold
 };
 
 /// Rearranges the codebook so that, for every dimension d of block k, the 16
