@@ -10,8 +10,9 @@ every query:
 * ``anti``: the 10% of points least similar to the queries (allowed points far from every query).
 
 Ground truth is exact search over the allowed points. Each library sweeps its search knob and
-reports QPS (``search_batched`` over all queries, best of 3) at the cheapest setting reaching
-recall@10 0.90 and 0.95:
+reports QPS (``search_batched`` over all queries, wall time, best of 3, and annlib and faiss
+swept twice in alternation with each setting's best kept, as the shared machine's load moves) at
+the fastest setting reaching recall@10 0.90 and 0.95:
 
 * annlib tree-AH, autotuned to recall 0.95 unfiltered (batched mode): ``leaves_to_search`` x
   ``pre_reorder_num_neighbors`` with the planner's route (``filter_route="auto"``), plus the exact
@@ -47,6 +48,8 @@ SLOW_SECONDS = 20.0
 ONCE_SECONDS = 2.0
 #: Queries hnswlib's sweep runs (its filter is a Python callable, called for every visited point).
 HNSW_QUERIES = 100
+#: Sweeps of annlib and faiss per filter, alternated.
+ROUNDS = 2
 
 
 def load(path):
@@ -80,6 +83,13 @@ def at_target(points: list[tuple[float, float, str]], target: float):
     """(QPS, setting) of the fastest sweep point reaching ``target`` recall, or (None, None)."""
     ok = [(q, s) for r, q, s in points if r >= target]
     return max(ok) if ok else (None, None)
+
+
+def merge(best: dict, points) -> None:
+    """Keep each setting's (recall, best QPS) over repeated sweeps."""
+    for r, q, setting in points:
+        if setting not in best or q > best[setting][1]:
+            best[setting] = (r, q)
 
 
 def filters(data: np.ndarray, queries: np.ndarray, rng) -> dict[str, np.ndarray]:
@@ -246,13 +256,23 @@ def main(argv=None) -> int:
         exact = annlib.BruteForce(data[allowed], "dot").search_batched(queries, min(K, len(allowed)),
                                                                       num_threads=args.threads)
         truth[:, : exact.ids.shape[1]] = allowed[exact.ids]
-        points, default = annlib_sweep(index, queries, allowed, truth, args.threads, tuned)
-        row = {"shape": shape, "allowed": int(len(allowed)), "default": default,
-               "annlib": {t: at_target(points, t) for t in TARGETS}, "annlib_points": points}
-        for key, peer in peers.items():
-            peer_points = peer.sweep(queries, allowed, truth)
-            row[key] = {t: at_target(peer_points, t) for t in TARGETS}
-            row[f"{key}_points"] = peer_points
+        # annlib and faiss sweep in alternation, ROUNDS times, each setting's best QPS kept: the
+        # machine is shared, and its load moves within seconds. hnswlib (far slower) sweeps once.
+        swept: dict[str, dict] = {"annlib": {}, **{key: {} for key in peers}}
+        default = None
+        for round_ in range(ROUNDS):
+            points, d = annlib_sweep(index, queries, allowed, truth, args.threads, tuned)
+            default = d if default is None or d["qps"] > default["qps"] else default
+            merge(swept["annlib"], points)
+            for key, peer in peers.items():
+                if key == "hnswlib" and round_:
+                    continue
+                merge(swept[key], peer.sweep(queries, allowed, truth))
+        row = {"shape": shape, "allowed": int(len(allowed)), "default": default}
+        for key, by_setting in swept.items():
+            points = [(r, q, setting) for setting, (r, q) in by_setting.items()]
+            row[key] = {t: at_target(points, t) for t in TARGETS}
+            row[f"{key}_points"] = points
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if not k.endswith("_points")}, default=str), flush=True)
     over = overheads(index, np.ascontiguousarray(test), args.threads)  # all the test queries: longer timings
