@@ -481,3 +481,10 @@ def test_predicates_without_numba_name_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)
     with pytest.raises(MissingDependencyError, match=r'annlib\[filter\]'):
         Filter.predicate(_hashed_tenth)
+
+
+def test_a_predicate_batch_on_an_index_without_vectors(data):
+    vectors, queries = data
+    index = annlib.TreeAhIndex(vectors[:2000], "cosine", num_leaves=20, reorder=None)
+    ids, _ = index.search_batched(queries, K, filter=Filter.predicate(_hashed_tenth), leaves_to_search=20)
+    assert np.array([_hashed_tenth_py(int(i)) for i in ids.ravel()]).all()

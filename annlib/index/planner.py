@@ -8,8 +8,9 @@ predicted costs per query, both from figures measured on this machine:
   LUT16-scanned entry, per reordered candidate) evaluated at the widened search: a query keeps
   scanning leaves until it has passed as many allowed entries as its ``leaves_to_search`` best
   leaves hold (the unfiltered number of passing candidates), about ``leaves_to_search / s`` leaves
-  and ``entries / s`` entries at an allowed fraction ``s``. For the exact kinds: a masked scan of
-  every point, at the measured seconds per scored point;
+  and ``entries / s`` entries at an allowed fraction ``s`` (no more than the leaves holding an
+  allowed entry). For the exact kinds: their masked scan of every point (C++, or the JAX device),
+  timed on the index;
 * **exact**: the allowed points gathered and scored exactly, at the measured seconds per
   gathered-and-scored point (the exact route itself, timed on a sample of the index's rows).
 
@@ -63,9 +64,9 @@ class FilterPlan:
 
 @dataclasses.dataclass(frozen=True)
 class RouteCosts:
-    """Measured seconds per query: per point of a masked full scan and per allowed point of the
-    exact route (gather + exact scores); for tree-AH its cost model and how many scanned entries
-    reach the filter."""
+    """Measured seconds per query: per indexed point of the exact kinds' masked scan (their index
+    route: C++ or the JAX device), per allowed point of the exact route (gather + exact scores);
+    for tree-AH its cost model and how many scanned entries reach the filter."""
 
     per_scanned_point: float
     per_exact_point: float
@@ -146,14 +147,17 @@ def route_costs(index, snap, mode: str, num_threads: int, k: int) -> RouteCosts:
 
 def _measure(index, snap, mode: str, threads: int, k: int) -> RouteCosts:
     from annlib.autotune import cost_model as _cost  # noqa: PLC0415 - the tuner imports the index package
+    from annlib.filter import Resolved  # noqa: PLC0415 - the filter module imports the index package
     from annlib.index import filtered  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     live = snap.ids.live_rows()
     sample = np.sort(rng.choice(live, min(len(live), _COST_SAMPLE_ROWS), replace=False)).astype(np.int64)
     vectors = index._exact_vectors(snap, sample)
-    nq = min(_COST_QUERIES[mode], len(sample))
-    queries = np.ascontiguousarray(vectors[rng.choice(len(sample), nq, replace=False)])
+    if vectors is None:  # a tree-AH index without stored vectors (no exact route): its centers
+        vectors = np.asarray(snap.layout.centers, dtype=np.float32)
+    nq = min(_COST_QUERIES[mode], len(vectors))
+    queries = np.ascontiguousarray(vectors[rng.choice(len(vectors), nq, replace=False)])
     queries += rng.normal(scale=float(np.std(queries)) * 0.1 + 1e-6, size=queries.shape).astype(np.float32)
     kk = min(k, len(sample))
 
@@ -164,15 +168,25 @@ def _measure(index, snap, mode: str, threads: int, k: int) -> RouteCosts:
         else:
             filtered.exact_rows(index, snap, queries, kk, sample, threads)
 
-    def full_scan():
+    # A filter that tests (and passes) every point: the kind's own filtered search at its dearest.
+    everything = Resolved.everything(snap.ids)
+    everything.bits = np.full((snap.ids.rows + 7) // 8, 255, dtype=np.uint8)
+
+    def masked_scan():  # the index route of the exact kinds (C++ masked scan, JAX masked top-k)
         if mode == "single":
             for q in queries:
-                filtered.scan_vectors(index, vectors, q[None], kk, 1)
+                index._search_filtered(snap, q[None], kk, index.search_defaults, 1, [everything], None)
         else:
-            filtered.scan_vectors(index, vectors, queries, kk, threads)
+            index._search_filtered(snap, queries, kk, index.search_defaults, threads, [everything], None)
 
-    per_exact = _cost.cpu_seconds_per_query(exact_route, nq, repeats=3, mode=mode, num_threads=threads) / len(sample)
-    per_scan = _cost.cpu_seconds_per_query(full_scan, nq, repeats=3, mode=mode, num_threads=threads) / len(sample)
+    per_exact = float("inf")
+    if index._exact_vectors(snap, sample[:0]) is not None:
+        per_exact = _cost.cpu_seconds_per_query(exact_route, nq, repeats=3, mode=mode, num_threads=threads)
+        per_exact /= len(sample)
+    per_scan = float("nan")
+    if index.kind != "tree_ah":  # tree-AH prices its index route with the cost model instead
+        per_scan = _cost.cpu_seconds_per_query(masked_scan, nq, repeats=3, mode=mode, num_threads=threads)
+        per_scan /= max(1, snap.ids.num_live)
     model = None
     if index.kind == "tree_ah":
         model = index.__dict__.get("_tuner_models", {}).get((mode, threads))
@@ -186,11 +200,7 @@ def _measure(index, snap, mode: str, threads: int, k: int) -> RouteCosts:
                                   num_threads=threads)
     checks = None
     if index.kind == "tree_ah":
-        from annlib.filter import Resolved  # noqa: PLC0415
-
-        # A filter that tests (and passes) every point: how many scanned entries reach it.
-        everything = Resolved.everything(snap.ids)
-        everything.bits = np.full((snap.ids.rows + 7) // 8, 255, dtype=np.uint8)
+        # How many scanned entries reach the filter (those past the score threshold).
         index._search_filtered(snap, queries, kk, index.search_defaults, threads, [everything], None)
         counters = index.last_search_counters
         checks = counters["filter_checks"] / max(1, counters["entries_scored"])
