@@ -488,3 +488,44 @@ def test_a_predicate_batch_on_an_index_without_vectors(data):
     index = annlib.TreeAhIndex(vectors[:2000], "cosine", num_leaves=20, reorder=None)
     ids, _ = index.search_batched(queries, K, filter=Filter.predicate(_hashed_tenth), leaves_to_search=20)
     assert np.array([_hashed_tenth_py(int(i)) for i in ids.ravel()]).all()
+
+
+# ---------------------------------------------------------------------- the planner's figures
+
+def test_the_planner_reuses_the_autotuners_cost_model(data):
+    from annlib.index import planner
+
+    vectors, queries = data
+    index = annlib.TreeAhIndex(vectors[:3000], "cosine", num_leaves=30, reorder=100)
+    tuning = index.autotune(0.9, queries=queries, num_tuning_queries=30)
+    costs = planner.route_costs(index, index._snap, "single", 1, K)
+    assert costs.model is tuning.cost_model
+    assert costs.per_exact_point > 0 and 0 < costs.checks_per_entry <= 1
+
+
+def test_the_route_follows_the_predicted_costs(data, monkeypatch):
+    from annlib.autotune.cost_model import CostModel
+    from annlib.index import planner
+
+    vectors, queries = data
+    index = _build("tree_ah", vectors[:3000], np.arange(3000))
+    model = CostModel(fixed=1e-5, per_center=0.0, per_leaf=1e-6, per_entry=1e-8, per_reorder=1e-7, num_leaves=30)
+    allowed, _ = _allowed_by_fraction(np.arange(3000), 0.3)
+
+    def planned(per_exact_point):
+        costs = planner.RouteCosts(per_scanned_point=float("nan"), per_exact_point=per_exact_point, model=model,
+                                   checks_per_entry=0.1)
+        monkeypatch.setattr(planner, "route_costs", lambda *args: costs)
+        index.search_batched(queries, K, filter=allowed)
+        plan = index.last_filter_plan
+        index_cost, exact_cost = plan.predicted[0]
+        return plan.route, index_cost, exact_cost
+
+    route, index_cost, exact_cost = planned(1e-12)
+    assert route == "exact" and exact_cost < index_cost
+    route, index_cost, exact_cost = planned(1e-3)
+    assert route == "index" and exact_cost > index_cost
+    # the widened scan is priced: a narrower filter predicts more leaves and entries per query
+    narrow, _ = _allowed_by_fraction(np.arange(3000), 0.05)
+    index.search_batched(queries, K, filter=narrow)
+    assert index.last_filter_plan.predicted[0][0] > index_cost
