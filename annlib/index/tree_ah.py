@@ -397,8 +397,9 @@ class TreeAhIndex(Index):
 
     @property
     def last_search_counters(self) -> dict:
-        """Work of the last search call: ``entries_scored`` (LUT16), ``candidates_reordered`` and
-        ``leaves_scanned`` (a filtered search widens its leaves; ``last_filter_plan`` has its route)."""
+        """Work of the last search call: ``entries_scored`` (LUT16), ``candidates_reordered``,
+        ``leaves_scanned`` (a filtered search widens its leaves; ``last_filter_plan`` has its route)
+        and ``filter_checks`` (entries past the score threshold that the filter was asked about)."""
         return dict(self._snap.handle.last_counters())
 
     @property
