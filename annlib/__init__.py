@@ -11,6 +11,7 @@ from annlib.autotune import Tuning
 from annlib.builder import Builder, builder
 from annlib.datasets import Dataset, ground_truth
 from annlib.datasets import load as load_dataset
+from annlib.filter import Filter
 from annlib.errors import AnnlibError, DatasetError, FormatError, InvalidTypeError, InvalidValueError, NotTrainedError
 from annlib.index import (
     BruteForce,
@@ -46,6 +47,7 @@ __all__ = [
     "Builder",
     "Dataset",
     "DatasetError",
+    "Filter",
     "FormatError",
     "Index",
     "InvalidTypeError",

@@ -52,8 +52,25 @@ def exact_search(
     k: int,
     metric: str,
     num_threads: int,
+    filter_bits: npt.ArrayLike | None = None,
+    filter_table: npt.ArrayLike | None = None,
+    filter_of_query: npt.ArrayLike | None = None,
+    row_ids: npt.ArrayLike | None = None,
 ) -> tuple[_I64, _F32]:
-    """Exact k best of float32 ``data`` (n, dim) for ``queries`` (nq, dim): (ids (nq, k), distances (nq, k))."""
+    """Exact k best of float32 ``data`` (n, dim) for ``queries`` (nq, dim): (ids (nq, k), distances (nq, k)).
+
+    Filtered (csrc/bindings/filter_args.h): ``filter_bits`` uint8 (filters, ceil(n / 8)) allowed rows,
+    ``filter_table`` uint64 (filters, 4) = has_bits, predicate address, data address, kind;
+    ``filter_of_query`` int32 (nq,); ``row_ids`` int64 (n,), the user ids predicates see."""
+
+def evaluate_filter(
+    filter_bits: npt.ArrayLike | None,
+    filter_table: npt.ArrayLike | None,
+    row_ids: npt.ArrayLike | None,
+    rows: npt.ArrayLike,
+    num_threads: int,
+) -> _U8:
+    """1 where the one filter allows the row, for each of int64 ``rows``; predicates run without the GIL."""
 
 def dot_block(queries: npt.ArrayLike, points: npt.ArrayLike, isa: str) -> _F32:
     """Inner products of every query with every point using one SIMD path (for tests)."""
@@ -161,11 +178,17 @@ class TreeAhHandle:
         num_threads: int,
         overretrieve_factor: float = 1.5,
         raw_scores: bool = False,
+        filter_bits: npt.ArrayLike | None = None,
+        filter_table: npt.ArrayLike | None = None,
+        filter_of_query: npt.ArrayLike | None = None,
+        row_ids: npt.ArrayLike | None = None,
+        leaf_allowed: npt.ArrayLike | None = None,
     ) -> tuple[_I64, _F32]:
         """Search float32 ``queries`` (nq, dim): (ids int64 (nq, k), distances float32 (nq, k));
-        ``raw_scores``: the ranking scores (larger is better) instead of distances."""
+        ``raw_scores``: the ranking scores (larger is better) instead of distances. Filters as for
+        ``exact_search``; ``leaf_allowed`` int64 (filters, num_leaves): allowed entries per leaf."""
     def last_counters(self) -> dict[str, int]:
-        """Work done by the last search: entries scored by LUT16 and candidates reordered."""
+        """Work done by the last search: entries scored by LUT16, candidates reordered, leaves scanned."""
 
 # ---------------------------------------------------------------------------- autotuner (bind_autotune.cc)
 

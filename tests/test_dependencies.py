@@ -59,6 +59,26 @@ def test_core_indexes_work_without_any_extra_and_never_import_one(tmp_path):
     assert "optional modules imported: []" in result.stdout
 
 
+def test_filters_work_without_numba_and_a_predicate_names_the_extra():
+    result = _run_without(
+        ("numba",),
+        """
+        import numpy as np
+        import annlib
+
+        data = np.random.default_rng(0).standard_normal((500, 16)).astype(np.float32)
+        index = annlib.BruteForce(data, "dot")
+        assert set(index.search(data[0], 3, filter=[4, 9, 11]).ids.tolist()) == {4, 9, 11}
+        try:
+            annlib.Filter.predicate(object())
+        except annlib.errors.MissingDependencyError as exc:
+            print(exc)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'pip install "annlib[filter]"' in result.stdout
+
+
 def test_importing_annlib_stays_light():
     heavy = ("jax", "matplotlib", "numba", "scipy", "h5py")
     result = _run_without((), f"import annlib\nprint(sorted(m for m in {heavy!r} if m in sys.modules))\n")

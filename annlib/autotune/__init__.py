@@ -38,6 +38,7 @@ from annlib.autotune import statistics as _stats
 from annlib.autotune.cost_model import CostModel
 from annlib.autotune.solver import FrontierPoint
 from annlib.index import BruteForce
+from annlib.index.planner import register_cost_model
 from annlib.index.protocol import register_tuner
 
 __all__ = ["AutotuneWarning", "CostModel", "FrontierPoint", "Tuning", "autotune", "structural_defaults"]
@@ -312,6 +313,7 @@ def tune_tree_ah(
     )
     if set_default:
         index.set_search_defaults(leaves_to_search=t1, pre_reorder_num_neighbors=t2)
+    register_cost_model(index, model)  # the filtered-search planner weighs its routes with it
     return tuning
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from annlib import _core, _validate
 from annlib._vectors import normalize_rows
+from annlib.filter import core_arguments
 from annlib.index.ids import IdMap
 from annlib.index.params import BruteForceSearchParams
 from annlib.index.protocol import Index, read_flat_state
@@ -86,6 +87,16 @@ class BruteForce(Index):
             queries = normalize_rows(queries)
         core_metric = "squared_l2" if self._metric == "squared_l2" else "dot"
         return _core.exact_search(snap.data, snap.sq_norms, queries, k, core_metric, num_threads)
+
+    def _search_filtered(self, snap: _Snapshot, queries: np.ndarray, k: int, params, num_threads: int, filters: list,
+                         filter_of_query: np.ndarray | None):
+        # The index route of exact search: every point scored, the filter asked only for those
+        # that would enter a query's top-k (annlib.index.filtered gathers for the exact route).
+        if self._metric == "cosine":
+            queries = normalize_rows(queries)
+        core_metric = "squared_l2" if self._metric == "squared_l2" else "dot"
+        return _core.exact_search(snap.data, snap.sq_norms, queries, k, core_metric, num_threads,
+                                  **core_arguments(filters, snap.ids, filter_of_query))
 
     # ------------------------------------------------------------------ writes (see annlib.index.mutable)
 

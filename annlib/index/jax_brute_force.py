@@ -104,6 +104,20 @@ class JaxBruteForce(Index):
                                          recall_target=params.recall_target, norms=snap.norms)
         return np.asarray(ids), np.asarray(distances)
 
+    def _search_filtered(self, snap: _Snapshot, queries: np.ndarray, k: int, params: JaxSearchParams,
+                         num_threads: int, filters: list, filter_of_query: np.ndarray | None):
+        # Scores of rejected points are masked before the top-k, on the device (annlib.jax.filtered).
+        from annlib.jax import filtered  # noqa: PLC0415 - optional extra, imported with the kind
+
+        if self._metric == "cosine":
+            queries = normalize_rows(queries)
+        allowed = np.zeros((len(filters), snap.ids.rows), dtype=bool)
+        for i, r in enumerate(filters):
+            allowed[i, r.allowed_rows(snap.ids, num_threads)] = True
+        metric = "squared_l2" if self._metric == "squared_l2" else "dot"
+        return filtered.search(snap.device, snap.norms, queries, allowed, filter_of_query, k, metric,
+                               params.recall_target)
+
     @property
     def config(self) -> dict:
         return {"backend": "jax", "metric": self._metric, "num_neighbors": self._num_neighbors,

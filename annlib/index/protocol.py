@@ -106,28 +106,45 @@ class Index(Mutations, abc.ABC):
         self._check_params(new)
         self._defaults = new
 
-    def search(self, query, k: int | None = None, *, final_num_neighbors: int | None = None,
-               **params) -> SearchResult:
+    def search(self, query, k: int | None = None, *, final_num_neighbors: int | None = None, filter=None,
+               filter_route: str = "auto", **params) -> SearchResult:
         """Search one query (1-D: returns 1-D ``ids`` and ``distances``) or a few (2-D) on one thread.
 
         ``k`` defaults to ``num_neighbors``; ``final_num_neighbors`` is ScaNN's name for it.
         Search parameters (see :attr:`search_defaults`) are keyword-only. When ``k`` exceeds the
         number of points, the extra slots hold id -1 and the metric's worst distance.
+
+        ``filter``: only points it allows are returned (see :mod:`annlib.filter`): an array of
+        allowed ids, an :class:`annlib.Filter`, a numba cfunc or a callable; for several queries
+        also a sequence of one filter per query. A query returns ``k`` results whenever ``k``
+        points pass, else exactly those that pass, padded with id -1. ``filter_route``: "auto"
+        (the planner of :mod:`annlib.index.planner` picks), "index" or "exact";
+        :attr:`last_filter_plan` reports the route taken.
         """
         queries, single = _validate.queries(query, self._dim, name="query", allow_1d=True)
-        ids, distances = self._run(queries, k, final_num_neighbors, params, 1)
+        ids, distances = self._run(queries, k, final_num_neighbors, params, 1, filter, filter_route, "single")
         return SearchResult(ids[0], distances[0]) if single else SearchResult(ids, distances)
 
     def search_batched(self, queries, k: int | None = None, *, num_threads: int | None = None,
-                       final_num_neighbors: int | None = None, **params) -> SearchResult:
+                       final_num_neighbors: int | None = None, filter=None, filter_route: str = "auto",
+                       **params) -> SearchResult:
         """Search a batch of queries, shape (nq, dim), on ``num_threads`` threads (default: all cores).
 
-        Arguments as for :meth:`search`.
+        Arguments as for :meth:`search`; ``filter`` may be one filter for every query or a sequence
+        of one per query.
         """
         queries, _ = _validate.queries(queries, self._dim)
-        return SearchResult(*self._run(queries, k, final_num_neighbors, params, _validate.num_threads(num_threads)))
+        return SearchResult(*self._run(queries, k, final_num_neighbors, params, _validate.num_threads(num_threads),
+                                       filter, filter_route, "batched"))
 
-    def _run(self, queries: np.ndarray, k, final_num_neighbors, overrides: dict, num_threads: int):
+    @property
+    def last_filter_plan(self):
+        """The :class:`annlib.index.planner.FilterPlan` of the last filtered search (None before one):
+        the route each query took ("index" or "exact") and why."""
+        return self.__dict__.get("_last_filter_plan")
+
+    def _run(self, queries: np.ndarray, k, final_num_neighbors, overrides: dict, num_threads: int, filter_value=None,
+             filter_route: str = "auto", mode: str = "batched"):
         if final_num_neighbors is not None:
             if k is not None:
                 raise InvalidTypeError("give k or final_num_neighbors (ScaNN's name for k), not both")
@@ -142,6 +159,20 @@ class Index(Mutations, abc.ABC):
             self._check_params(p)
         snap = self._snap  # read once: a concurrent write swaps in a new snapshot, never tears this one
         n = snap.ids.num_live
+        if filter_route != "auto":
+            _validate.choice(filter_route, "filter_route", ("auto", "index", "exact"))
+        if filter_value is not None:
+            if k > n and queries.shape[0] * k > MAX_PADDED_SLOTS:
+                raise InvalidValueError(
+                    f"k ({k}) exceeds the number of indexed points ({n}); the padded result of {queries.shape[0]} x "
+                    f"{k} slots is too large (limit {MAX_PADDED_SLOTS:,}): ask for at most {n}"
+                )
+            from annlib.index import filtered  # noqa: PLC0415 - imports the filter module, which imports ids
+
+            ids, distances, plan = filtered.search(self, snap, queries, k, p, num_threads, filter_value, filter_route,
+                                                   mode)
+            self._last_filter_plan = plan
+            return ids, distances
         if k <= n:
             rows, distances = self._search(snap, queries, k, p, num_threads)
             return snap.ids.to_user(rows), distances
@@ -168,6 +199,19 @@ class Index(Mutations, abc.ABC):
     def _search(self, snap, queries: np.ndarray, k: int, params, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, distances)`` of validated float32 queries (nq, dim) for ``1 <= k <= live points``
         neighbours in snapshot ``snap``; the base maps rows to user ids."""
+
+    def _search_filtered(self, snap, queries: np.ndarray, k: int, params, num_threads: int, filters: list,
+                         filter_of_query: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, distances)`` of the index route of a filtered search: ``filters`` are
+        :class:`annlib.filter.Resolved`, query ``i`` uses ``filters[filter_of_query[i]]`` (all
+        ``filters[0]`` when None); ``1 <= k <= live points``; rows -1 where fewer pass."""
+        raise NotImplementedError(f"{type(self).__name__} has no filtered search")
+
+    def _exact_vectors(self, snap, rows: np.ndarray) -> np.ndarray | None:
+        """Float32 vectors of ``rows`` in the space searches score (unit-normalised for cosine), for
+        the exact route of a filtered search; None when the kind keeps none."""
+        vectors = self._stored_vectors(snap)
+        return None if vectors is None else np.ascontiguousarray(vectors[rows], dtype=np.float32)
 
     def _check_params(self, params) -> None:
         """Checks of search parameters that need the index (the dataclass checks the rest)."""

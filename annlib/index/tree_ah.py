@@ -18,6 +18,7 @@ from annlib import _core, _format_checks, _validate
 from annlib._vectors import normalize_rows
 from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
 from annlib.errors import FormatError, InvalidTypeError, InvalidValueError
+from annlib.filter import core_arguments
 from annlib.index import tree_ah_mutation as _mutation
 from annlib.index.ids import IdMap
 from annlib.index.params import TreeAhSearchParams
@@ -341,19 +342,53 @@ class TreeAhIndex(Index):
         if params.pre_reorder_num_neighbors is not None and self._build_config.reorder is None:
             raise InvalidValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
 
-    def _search(self, snap: _Snapshot, queries: np.ndarray, k: int, params: TreeAhSearchParams, num_threads: int):
-        if self._metric == "cosine":
-            queries = normalize_rows(queries)
-        pre = 0
-        if self._has_reorder:
-            # Never fewer candidates than k, never more than the index holds (bounds the buffers).
-            pre = min(max(params.pre_reorder_num_neighbors or k, k), snap.ids.num_live)
+    def _pre_reorder(self, params: TreeAhSearchParams, k: int, n: int) -> int:
+        """Candidates reordered: never fewer than k, never more than the index holds (bounds the buffers)."""
+        return min(max(params.pre_reorder_num_neighbors or k, k), n) if self._has_reorder else 0
+
+    def _overretrieve_for(self, k: int, pre: int) -> float:
         factor = self._overretrieve
         if self._spilled:
             # A point has at most two entries: keeping 2k entries before de-duplication guarantees k
             # unique points whenever the probed partitions hold them.
             factor = max(factor, min(2.0, 2.0 * k / max(pre, k)))
-        return snap.handle.search(queries, k, params.leaves_to_search, pre, num_threads, factor)
+        return factor
+
+    def _search(self, snap: _Snapshot, queries: np.ndarray, k: int, params: TreeAhSearchParams, num_threads: int):
+        if self._metric == "cosine":
+            queries = normalize_rows(queries)
+        pre = self._pre_reorder(params, k, snap.ids.num_live)
+        return snap.handle.search(queries, k, params.leaves_to_search, pre, num_threads, self._overretrieve_for(k, pre))
+
+    def _search_filtered(self, snap: _Snapshot, queries: np.ndarray, k: int, params: TreeAhSearchParams,
+                         num_threads: int, filters: list, filter_of_query: np.ndarray | None):
+        # The filter is tested in the LUT16 scan where candidates form (after the score threshold),
+        # and each query widens its leaves by its filter's allowed entries per leaf (see
+        # TreeAhParams::leaf_allowed and annlib.index.planner).
+        if self._metric == "cosine":
+            queries = normalize_rows(queries)
+        pre = self._pre_reorder(params, k, snap.ids.num_live)
+        leaf_allowed = np.stack([_leaf_allowed(snap, r) for r in filters])
+        if (leaf_allowed == np.diff(snap.arrays["leaf_offsets"])).all():
+            leaf_allowed = None  # every filter allows (about) every entry: no widening, the plain leaf order
+        return snap.handle.search(queries, k, params.leaves_to_search, pre, num_threads, self._overretrieve_for(k, pre),
+                                  leaf_allowed=leaf_allowed, **core_arguments(filters, snap.ids, filter_of_query))
+
+    def _filter_leaf_counts(self, snap: _Snapshot, resolved) -> np.ndarray:
+        """Entries of each leaf a resolved filter allows (the planner's view of the widened scan)."""
+        return _leaf_allowed(snap, resolved)
+
+    def _exact_vectors(self, snap: _Snapshot, rows: np.ndarray) -> np.ndarray | None:
+        arrays = snap.arrays
+        if "reorder_float" in arrays:
+            return np.ascontiguousarray(arrays["reorder_float"][rows])
+        if "reorder_int8" in arrays:  # the rows reordering scores: offset + q8 * inv_scale
+            vectors = arrays["reorder_int8"][rows].astype(np.float32)
+            vectors *= arrays["reorder_int8_inv_scale"]
+            if "reorder_int8_offset" in arrays:
+                vectors += arrays["reorder_int8_offset"]
+            return vectors
+        return None
 
     @property
     def _arrays(self) -> dict:
@@ -362,7 +397,9 @@ class TreeAhIndex(Index):
 
     @property
     def last_search_counters(self) -> dict:
-        """Work of the last search call: ``entries_scored`` (LUT16) and ``candidates_reordered``."""
+        """Work of the last search call: ``entries_scored`` (LUT16), ``candidates_reordered``,
+        ``leaves_scanned`` (a filtered search widens its leaves; ``last_filter_plan`` has its route)
+        and ``filter_checks`` (entries past the score threshold that the filter was asked about)."""
         return dict(self._snap.handle.last_counters())
 
     @property
@@ -515,6 +552,25 @@ class TreeAhIndex(Index):
         except ValueError as exc:
             raise FormatError(f"{source}: invalid index configuration ({exc})") from None
         return self
+
+
+def _leaf_allowed(snap: _Snapshot, resolved) -> np.ndarray:
+    """Entries of each leaf the filter allows (int64, num_leaves): counted for id lists and bitmaps,
+    the sampled fraction of each leaf's entries for a predicate (cached with the resolution)."""
+    found = resolved.extras.get("leaf_allowed")
+    if found is not None and found[0] is snap:
+        return found[1]
+    offsets = snap.arrays["leaf_offsets"]
+    if resolved.row_mask is not None:
+        cumulative = np.concatenate([[0], np.cumsum(resolved.row_mask[snap.arrays["entry_ids"]], dtype=np.int64)])
+        counts = cumulative[offsets[1:]] - cumulative[offsets[:-1]]
+    else:
+        sizes = np.diff(offsets)
+        fraction = resolved.allowed / max(snap.ids.num_live, 1)
+        counts = np.ceil(sizes * fraction).astype(np.int64)
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    resolved.extras["leaf_allowed"] = (snap, counts)
+    return counts
 
 
 def _owned(data: np.ndarray, source, config: TreeAhConfig, copy: bool) -> np.ndarray:

@@ -10,9 +10,11 @@
 #include <vector>
 
 #include "bindings/array_view.h"
+#include "bindings/filter_args.h"
 #include "core/cpu_limits.h"
 #include "core/exact_search.h"
 #include "core/metric.h"
+#include "core/point_filter.h"
 #include "core/thread_pool.h"
 #include "simd/dispatch.h"
 #include "simd/isa.h"
@@ -60,7 +62,9 @@ FloatArray squared_norms_py(const FloatArray& data) {
 }
 
 py::tuple exact_search_py(const FloatArray& data, const py::object& data_sq_norms, const FloatArray& queries,
-                          size_t k, const std::string& metric, size_t num_threads) {
+                          size_t k, const std::string& metric, size_t num_threads, const py::object& filter_bits,
+                          const py::object& filter_table, const py::object& filter_of_query,
+                          const py::object& row_ids) {
   require_2d(data, "data");
   require_2d(queries, "queries");
   if (data.shape(1) != queries.shape(1)) throw std::invalid_argument("data and queries differ in dimension");
@@ -85,11 +89,35 @@ py::tuple exact_search_py(const FloatArray& data, const py::object& data_sq_norm
   FloatArray distances({static_cast<py::ssize_t>(a.num_queries), static_cast<py::ssize_t>(k)});
   a.out_ids = ids.mutable_data();
   a.out_distances = distances.mutable_data();
+  FilterArgs filters;
+  make_filters(filters, filter_bits, filter_table, filter_of_query, row_ids, a.n, a.num_queries);
+  a.filters = filters.query_filters;
   {
     py::gil_scoped_release release;
     exact_search(a);
   }
   return py::make_tuple(ids, distances);
+}
+
+py::array_t<uint8_t> evaluate_filter_py(const py::object& filter_bits, const py::object& filter_table,
+                                        const py::object& row_ids, const py::array_t<int64_t, py::array::c_style>& rows,
+                                        size_t num_threads) {
+  if (row_ids.is_none()) throw std::invalid_argument("evaluate_filter needs row_ids");
+  const size_t n = static_cast<size_t>(row_ids.cast<py::array>().size());
+  FilterArgs filters;
+  make_filters(filters, filter_bits, filter_table, py::none(), row_ids, n, 0);
+  if (filters.filters.size() != 1) throw std::invalid_argument("evaluate_filter takes one filter");
+  const size_t count = static_cast<size_t>(rows.size());
+  const int64_t* r = rows.data();
+  for (size_t i = 0; i < count; ++i) {
+    if (r[i] < 0 || static_cast<size_t>(r[i]) >= n) throw std::invalid_argument("evaluate_filter: a row outside [0, n)");
+  }
+  py::array_t<uint8_t> out(static_cast<py::ssize_t>(count));
+  {
+    py::gil_scoped_release release;
+    evaluate_filter(filters.filters[0], r, count, num_threads, out.mutable_data());
+  }
+  return out;
 }
 
 FloatArray dot_block_py(const FloatArray& queries, const FloatArray& points, const std::string& isa) {
@@ -148,7 +176,13 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("squared_norms", &squared_norms_py, py::arg("data"));
   m.def("exact_search", &exact_search_py, py::arg("data"), py::arg("data_sq_norms"), py::arg("queries"),
-        py::arg("k"), py::arg("metric"), py::arg("num_threads"));
+        py::arg("k"), py::arg("metric"), py::arg("num_threads"), py::arg("filter_bits") = py::none(),
+        py::arg("filter_table") = py::none(), py::arg("filter_of_query") = py::none(),
+        py::arg("row_ids") = py::none());
+  m.def("evaluate_filter", &evaluate_filter_py, py::arg("filter_bits"), py::arg("filter_table"), py::arg("row_ids"),
+        py::arg("rows"), py::arg("num_threads"),
+        "1 where the one filter allows the row, for each of ``rows`` (int64): predicates run on the "
+        "search threads without the GIL.");
   m.def("dot_block", &dot_block_py, py::arg("queries"), py::arg("points"), py::arg("isa"),
         "Inner products of every query with every point using one SIMD path (for tests).");
   m.def("dot_by_dim", &dot_by_dim_py, py::arg("queries"), py::arg("points"), py::arg("isa"),

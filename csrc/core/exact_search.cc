@@ -76,7 +76,14 @@ void exact_search(const ExactSearchArgs& a) {
       for (size_t i = 0; i < nq; ++i) {
         TopK& heap = heaps[(task.query_begin + i) * shards + shard];
         const float* row = scores + i * kPointTile;
-        if (a.metric == Metric::kDot) {
+        const PointFilter* filter = a.filters.of(task.query_begin + i);
+        if (filter != nullptr) {
+          const float* norms = a.metric == Metric::kDot ? nullptr : a.data_sq_norms + p;
+          for (size_t j = 0; j < np; ++j) {
+            const float score = norms == nullptr ? row[j] : 2.f * row[j] - norms[j];
+            if (score >= heap.threshold() && filter->allows(p + j)) heap.push(score, static_cast<int64_t>(p + j));
+          }
+        } else if (a.metric == Metric::kDot) {
           for (size_t j = 0; j < np; ++j) heap.push(row[j], static_cast<int64_t>(p + j));
         } else {
           const float* norms = a.data_sq_norms + p;

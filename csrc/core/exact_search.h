@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/metric.h"
+#include "core/point_filter.h"
 
 namespace annlib {
 
@@ -20,6 +21,9 @@ struct ExactSearchArgs {
   size_t num_threads = 0;                ///< 0 = all hardware threads
   int64_t* out_ids = nullptr;            ///< num_queries x k; -1 where fewer than k points exist
   float* out_distances = nullptr;        ///< similarity (dot) or squared distance (L2), best first
+  /// Filtered search: a point a query's filter rejects is never kept (asked only for points
+  /// whose score would enter that query's top-k).
+  QueryFilters filters;
 };
 
 /// Blocked exact search: queries in blocks that stay in L2, the data streamed in

@@ -77,7 +77,8 @@ void order_leaves(const TreeAhView& v, size_t count, QueryTables& t) {
   std::sort(keys, keys + count, std::greater<uint64_t>());  // nearest leaves first: the selection fills early
 }
 
-size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryTables& t, TopK& selection) {
+size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryTables& t, TopK& selection,
+                 const PointFilter* filter, size_t* filter_checks) {
   const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
   if (e1 == e0) return 0;
   const int64_t g0 = v.leaf_group_offsets[leaf], g1 = v.leaf_group_offsets[leaf + 1];
@@ -86,16 +87,22 @@ size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryT
   Lut16Args args{v.packed_codes + static_cast<size_t>(g0) * v.num_blocks * 16, static_cast<size_t>(g1 - g0),
                  v.num_blocks, &lut_ptr, 1, &sums};
   kt.lut16(args);
-  return select_from_sums(v, kt, leaf, sums, t.center_dots[leaf], t.inv_m, selection);
+  return select_from_sums(v, kt, leaf, sums, t.center_dots[leaf], t.inv_m, selection, filter, filter_checks);
 }
 
 size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf, const int32_t* sums, float bias,
-                        float inv_m, TopK& selection) {
+                        float inv_m, TopK& selection, const PointFilter* filter, size_t* filter_checks) {
   const int64_t e0 = v.leaf_offsets[leaf], e1 = v.leaf_offsets[leaf + 1];
   const int32_t* ids = v.entry_ids + e0;
   const size_t count = static_cast<size_t>(e1 - e0);
   const uint8_t* live = v.live;
   float threshold = selection.threshold();
+  size_t checks = 0;
+  auto allowed = [&](size_t i) {
+    if (filter == nullptr) return true;
+    ++checks;
+    return filter->allows(static_cast<size_t>(ids[i]));
+  };
   if (v.metric == Metric::kSquaredL2) {
     // Full groups' scores against the threshold, 16 groups per SIMD call; the few that
     // pass are rescored here with the same roundings (l2_mask32's contract) against the
@@ -105,8 +112,9 @@ size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf,
     const float two_inv_m = 2.f * inv_m, two_bias = 2.f * bias;
     auto consider = [&](size_t i) {
       const float score = (two_bias + static_cast<float>(sums[i]) * two_inv_m) - norms[i];
-      // push() breaks ties with the threshold by id; a deleted point is never a candidate.
-      if (score >= threshold && (live == nullptr || live[ids[i]] != 0)) {
+      // push() breaks ties with the threshold by id; a deleted or filtered-out point is never a
+      // candidate (the filter is asked last: only entries that would enter the selection).
+      if (score >= threshold && (live == nullptr || live[ids[i]] != 0) && allowed(i)) {
         selection.push(score, ids[i]);
         threshold = selection.threshold();
       }
@@ -124,6 +132,7 @@ size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf,
       }
     }
     for (size_t i = full_groups * kLut16GroupSize; i < count; ++i) consider(i);
+    if (filter_checks != nullptr) *filter_checks += checks;
     return count;
   }
   // Most entries cannot enter the selection: sums[i] * inv_m + bias > threshold
@@ -144,6 +153,9 @@ size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf,
       mask &= mask - 1;
       if (sums[i] <= cutoff) continue;  // the cutoff rose since this group's mask
       if (live != nullptr && live[ids[i]] == 0) continue;  // deleted: never a candidate
+      // Filtered out: never a candidate either. Asked only here, after the score threshold, so a
+      // predicate runs for the few entries that would enter the selection.
+      if (!allowed(i)) continue;
       selection.push(bias + static_cast<float>(sums[i]) * inv_m, ids[i]);
       if (selection.threshold() != threshold) {
         threshold = selection.threshold();
@@ -151,6 +163,7 @@ size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf,
       }
     }
   }
+  if (filter_checks != nullptr) *filter_checks += checks;
   return count;
 }
 

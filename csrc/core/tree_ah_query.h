@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/point_filter.h"
 #include "core/top_k.h"
 #include "core/tree_ah_search.h"
 #include "simd/dispatch.h"
@@ -52,14 +53,18 @@ inline size_t leaf_at(const QueryTables& t, size_t i) {
 /// LUT16-scores every entry of `leaf` and pushes its approximate ranking score
 /// (larger is better: <q,x~> for dot, 2<q,x~> - ||x~||^2 for L2) into `selection`;
 /// entries that cannot enter are rejected in the integer domain. Returns the entries scored.
-size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryTables& t, TopK& selection);
+/// A point `filter` (if any) rejects never enters, nor does a deleted one.
+/// `filter_checks` (if given) counts the filter's allows() calls.
+size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryTables& t, TopK& selection,
+                 const PointFilter* filter = nullptr, size_t* filter_checks = nullptr);
 
 /// The selection half of scan_leaf, for sums a LUT16 kernel already wrote (several
 /// queries' scans of one leaf share the code reads): pushes the entries of `leaf`
 /// scored `bias + sums[i] / m` (dot) or `2 bias + 2 sums[i] / m - ||x~_i||^2` (L2)
 /// into `selection`, where bias = <q, c_leaf> and inv_m = 1 / m. Returns the entries.
 size_t select_from_sums(const TreeAhView& v, const KernelTable& kt, size_t leaf, const int32_t* sums, float bias,
-                        float inv_m, TopK& selection);
+                        float inv_m, TopK& selection, const PointFilter* filter = nullptr,
+                        size_t* filter_checks = nullptr);
 
 /// Largest leaf, in 32-entry groups (sizes the sums buffer).
 size_t max_leaf_groups(const TreeAhView& v);

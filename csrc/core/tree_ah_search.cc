@@ -79,6 +79,11 @@ size_t selection_size(const TreeAhView& v, const TreeAhParams& p) {
   return v.spilled ? static_cast<size_t>(std::ceil(static_cast<double>(wanted) * p.overretrieve_factor)) : wanted;
 }
 
+/// Probe slots per query in a leaf-major task: every leaf when the call has per-leaf filter counts.
+size_t probe_stride(const TreeAhView& v, const TreeAhParams& p) {
+  return p.leaf_allowed != nullptr ? v.num_leaves : p.leaves_to_search;
+}
+
 /// Steps 4-5 of a query whose AH candidates are in `candidates`: de-duplication,
 /// reordering, output.
 void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q,
@@ -159,17 +164,68 @@ void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams
   }
 }
 
+/// Orders the query's leaves (t.leaf_keys) and returns how many of the best to visit: the
+/// leaves_to_search best, or, for a filter with per-leaf counts (TreeAhParams::leaf_allowed),
+/// as many as it takes to pass as many allowed entries as the leaves_to_search best leaves
+/// hold (at least leaves_to_search leaves). Callers skip visited leaves with no allowed entry.
+size_t choose_leaves(const TreeAhView& v, const TreeAhParams& p, const int64_t* allowed, QueryTables& t) {
+  if (allowed == nullptr) {
+    order_leaves(v, p.leaves_to_search, t);
+    return p.leaves_to_search;
+  }
+  // Order about as many leaves as the filter's overall fraction says the walk needs (a selection,
+  // cheaper than sorting every center); sort them all only if the walk runs past them.
+  int64_t total = 0, total_allowed = 0;
+  for (size_t l = 0; l < v.num_leaves; ++l) {
+    total += v.leaf_offsets[l + 1] - v.leaf_offsets[l];
+    total_allowed += allowed[l];
+  }
+  size_t ordered = v.num_leaves;
+  if (total_allowed > 0) {
+    const double widen = static_cast<double>(total) / static_cast<double>(total_allowed);
+    ordered = std::min(v.num_leaves, static_cast<size_t>(2.0 * widen * static_cast<double>(p.leaves_to_search)) + 1);
+  }
+  ordered = std::max(ordered, p.leaves_to_search);
+  order_leaves(v, ordered, t);
+  int64_t target = 0;
+  for (size_t j = 0; j < p.leaves_to_search; ++j) {
+    const size_t leaf = leaf_at(t, j);
+    target += v.leaf_offsets[leaf + 1] - v.leaf_offsets[leaf];
+  }
+  int64_t passing = 0;
+  size_t j = 0;
+  while (j < v.num_leaves && (j < p.leaves_to_search || passing < target)) {
+    if (j == ordered) {  // the keys are distinct, so the full order begins with the same leaves
+      ordered = v.num_leaves;
+      order_leaves(v, ordered, t);
+    }
+    passing += allowed[leaf_at(t, j++)];
+  }
+  return j;
+}
+
+/// The per-leaf allowed counts of query q's filter, or nullptr.
+const int64_t* leaf_allowed_of(const TreeAhView& v, const TreeAhParams& p, const QueryFilters& filters, size_t q) {
+  const int64_t f = filters.index_of(q);
+  return f < 0 || p.leaf_allowed == nullptr ? nullptr : p.leaf_allowed + static_cast<size_t>(f) * v.num_leaves;
+}
+
 void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q,
-                const float* center_dots, TreeAhSearcher::Scratch& s, int64_t* out_ids, float* out_dist) {
+                const float* center_dots, const PointFilter* filter, const int64_t* allowed,
+                TreeAhSearcher::Scratch& s, int64_t* out_ids, float* out_dist) {
   // 1-2. The lookup table (center scores come from the task's score_centers); the
-  //      leaves_to_search best leaves, best first.
+  //      leaves to visit, best first.
   QueryTables& t = s.tables;
   prepare_query(v, kt, q, center_dots, t);
-  const size_t num_leaves = p.leaves_to_search;
-  order_leaves(v, num_leaves, t);
+  const size_t num_leaves = choose_leaves(v, p, allowed, t);
   // 3. LUT16 scan of the chosen leaves into the candidate selection.
   s.candidates.reset(selection_size(v, p));
-  for (size_t i = 0; i < num_leaves; ++i) s.stats.entries_scored += scan_leaf(v, kt, leaf_at(t, i), t, s.candidates);
+  for (size_t i = 0; i < num_leaves; ++i) {
+    const size_t leaf = leaf_at(t, i);
+    if (allowed != nullptr && allowed[leaf] == 0) continue;
+    s.stats.entries_scored += scan_leaf(v, kt, leaf, t, s.candidates, filter, &s.stats.filter_checks);
+    ++s.stats.leaves_scanned;
+  }
   finish_query(v, kt, p, q, s.candidates, s, out_ids, out_dist);
 }
 
@@ -179,8 +235,10 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
 /// once per task instead of once per query. TopK keeps the best by (score, id) whatever
 /// the push order, so the results are those of search_one.
 void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* queries,
-                       size_t count, TreeAhSearcher::Scratch& s, int64_t* out_ids, float* out_dist) {
-  const size_t lut_bytes = v.num_blocks * 16, per_query = p.leaves_to_search;
+                       size_t count, const QueryFilters& filters, TreeAhSearcher::Scratch& s, int64_t* out_ids,
+                       float* out_dist) {
+  // Probe slots are i * per_query + j: a filtered query may visit every leaf.
+  const size_t lut_bytes = v.num_blocks * 16, per_query = probe_stride(v, p);
   QueryTables& t = s.tables;
   s.probes.clear();
   for (size_t q0 = 0; q0 < count; q0 += kQueriesPerTask) {
@@ -188,17 +246,20 @@ void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhP
     score_centers(v, kt, queries + q0 * v.dim, q1 - q0, s.center_dots.data());
     for (size_t i = q0; i < q1; ++i) {
       prepare_query(v, kt, queries + i * v.dim, s.center_dots.data() + (i - q0) * v.num_leaves, t);
-      order_leaves(v, per_query, t);
+      const int64_t* allowed = leaf_allowed_of(v, p, filters, i);
+      const size_t visits = choose_leaves(v, p, allowed, t);
       std::copy(t.lut_u8.begin(), t.lut_u8.end(), s.chunk_luts.begin() + static_cast<std::ptrdiff_t>(i * lut_bytes));
       s.chunk_inv_m[i] = t.inv_m;
-      for (size_t j = 0; j < per_query; ++j) {
+      for (size_t j = 0; j < visits; ++j) {
         const size_t leaf = leaf_at(t, j), slot = i * per_query + j;
+        if (allowed != nullptr && allowed[leaf] == 0) continue;
         s.chunk_bias[slot] = t.center_dots[leaf];
         s.probes.push_back((static_cast<uint64_t>(leaf) << 32) | slot);
       }
     }
   }
   std::sort(s.probes.begin(), s.probes.end());
+  s.stats.leaves_scanned += s.probes.size();
   const size_t selection = selection_size(v, p);
   for (size_t i = 0; i < count; ++i) s.chunk_candidates[i].reset(selection);
 
@@ -224,7 +285,7 @@ void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhP
       for (size_t r = 0; r < n; ++r) {
         const size_t slot = static_cast<uint32_t>(s.probes[c + r]), i = slot / per_query;
         s.stats.entries_scored += select_from_sums(v, kt, leaf, sums[r], s.chunk_bias[slot], s.chunk_inv_m[i],
-                                                   s.chunk_candidates[i]);
+                                                   s.chunk_candidates[i], filters.of(i), &s.stats.filter_checks);
       }
     }
     a = b;
@@ -350,23 +411,24 @@ void TreeAhSearcher::search(const float* queries, size_t num_queries, const Tree
   std::vector<std::unique_ptr<TreeAhSearcher::Scratch>> scratch(workers);
   for (auto& s : scratch) {
     s = acquire(p);
-    if (leaf_major) s->reserve_leaf_major(view_, per_task, p.leaves_to_search);
+    if (leaf_major) s->reserve_leaf_major(view_, per_task, probe_stride(view_, p));
   }
   auto run = [&](size_t task, size_t worker) {
     Scratch& s = *scratch[worker];
     const size_t q_begin = task * per_task;
     const size_t q_end = std::min(num_queries, q_begin + per_task);
     if (leaf_major) {
-      search_leaf_major(view_, kt, p, queries + q_begin * view_.dim, q_end - q_begin, s, out_ids + q_begin * p.k,
-                        out_distances + q_begin * p.k);
+      search_leaf_major(view_, kt, p, queries + q_begin * view_.dim, q_end - q_begin, p.filters.from(q_begin), s,
+                        out_ids + q_begin * p.k, out_distances + q_begin * p.k);
       return;
     }
     // The task's queries are scored against the centers together: the centers, which
     // the leaf scans evict from L2, are then fetched once per task, not once per query.
     score_centers(view_, kt, queries + q_begin * view_.dim, q_end - q_begin, s.center_dots.data());
     for (size_t q = q_begin; q < q_end; ++q) {
-      search_one(view_, kt, p, queries + q * view_.dim, s.center_dots.data() + (q - q_begin) * view_.num_leaves, s,
-                 out_ids + q * p.k, out_distances + q * p.k);
+      search_one(view_, kt, p, queries + q * view_.dim, s.center_dots.data() + (q - q_begin) * view_.num_leaves,
+                 p.filters.of(q), leaf_allowed_of(view_, p, p.filters, q), s, out_ids + q * p.k,
+                 out_distances + q * p.k);
     }
   };
   if (workers == 1) {
@@ -378,6 +440,8 @@ void TreeAhSearcher::search(const float* queries, size_t num_queries, const Tree
     if (stats != nullptr) {
       stats->entries_scored += s->stats.entries_scored;
       stats->candidates_reordered += s->stats.candidates_reordered;
+      stats->leaves_scanned += s->stats.leaves_scanned;
+      stats->filter_checks += s->stats.filter_checks;
     }
     release(std::move(s));
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/metric.h"
+#include "core/point_filter.h"
 
 namespace annlib {
 
@@ -60,12 +61,23 @@ struct TreeAhParams {
   /// Return the ranking scores (larger is better; squared L2: 2<q,x> - |x|^2) instead of
   /// distances: merging shards by distance would lose order where |q|^2 - score rounds equal.
   bool raw_scores = false;
+  /// Filtered search: a rejected point never enters the candidate selection (checked where
+  /// the LUT16 scan forms candidates, only for entries that pass the score threshold).
+  QueryFilters filters;
+  /// Per filter of `filters`, num_leaves counts (exact or estimated) of the entries it allows in
+  /// each leaf, or nullptr. With them a query scans its leaves best first, skipping those
+  /// with no allowed entry, until it has passed at least leaves_to_search leaves and as many
+  /// allowed entries as its first leaves_to_search leaves hold in all: the number of passing
+  /// candidates of the unfiltered search.
+  const int64_t* leaf_allowed = nullptr;
 };
 
 /// Per-query counters, for the autotuner's cost model and for tests.
 struct TreeAhStats {
   size_t entries_scored = 0;
   size_t candidates_reordered = 0;
+  size_t leaves_scanned = 0;
+  size_t filter_checks = 0;  ///< calls of a filter's allows(): entries that passed the score threshold
 };
 
 /// Rearranges the codebook so that, for every dimension d of block k, the 16
