@@ -113,8 +113,40 @@ def encode_pq(
     originals: npt.ArrayLike,
     threshold: float,
     num_threads: int,
+    isa: str = "",
+    reference: bool = False,
 ) -> _U8:
-    """Anisotropic PQ codes uint8 (n, num_blocks) of ``residuals`` (score-aware loss at ``threshold``)."""
+    """Anisotropic PQ codes uint8 (n, num_blocks) of ``residuals`` (score-aware loss at ``threshold``).
+
+    ``isa`` names the SIMD kernels (empty: the active path); ``reference=True`` runs the scalar double
+    reference encoder instead (tests compare the two)."""
+
+def pq_tables(
+    residual: npt.ArrayLike,
+    original: npt.ArrayLike | None,
+    codebook_by_dim: npt.ArrayLike,
+    dims_per_block: int,
+    inv_norm: float,
+    isa: str,
+) -> tuple[_F32, _F32, _U8]:
+    """One point's encoder tables with one SIMD path's kernel (for tests): residual_norm (B, 16),
+    parallel (B, 16) (zeros when ``original`` is None) and the nearest codeword of each block (B,)."""
+
+def pq_order(residual_norm: npt.ArrayLike, code: npt.ArrayLike, isa: str) -> npt.NDArray[np.uint32]:
+    """Blocks by descending ``residual_norm[k, code[k]]`` (residual_norm (B, 16), all >= 0), ties by block
+    index, with one SIMD path's kernel (for tests)."""
+
+def pq_descent(
+    residual_norm: npt.ArrayLike,
+    parallel: npt.ArrayLike,
+    order: npt.ArrayLike,
+    eta: float,
+    p: float,
+    max_rounds: int,
+    code: npt.ArrayLike,
+    isa: str,
+) -> _U8:
+    """One point's coordinate descent from ``code`` with one SIMD path's kernel (for tests)."""
 
 def decode_pq(centers: npt.ArrayLike, dims_per_block: int, codes: npt.ArrayLike) -> _F32:
     """Reconstructions float32 (n, dim) of uint8 ``codes`` (n, num_blocks)."""

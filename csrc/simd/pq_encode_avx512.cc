@@ -1,0 +1,109 @@
+// AVX-512 kernels of the anisotropic PQ encoder: one zmm holds a block's 16 codewords, so a
+// block's table row, its nearest codeword and a descent step are a handful of vector ops.
+// Separate multiplies and adds (no FMA) keep the scalar path's bits (kernels.h).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "simd/kernels.h"
+
+namespace annlib {
+
+namespace {
+
+/// The lowest lane of `mask` holding the least value of v over the lanes in mask (mask != 0).
+inline unsigned masked_argmin(__m512 v, __mmask16 mask) {
+  const __m512 inf = _mm512_set1_ps(__builtin_inff());
+  const float least = _mm512_reduce_min_ps(_mm512_mask_mov_ps(inf, mask, v));
+  const __mmask16 at = _mm512_mask_cmp_ps_mask(mask, v, _mm512_set1_ps(least), _CMP_EQ_OQ);
+  return at ? static_cast<unsigned>(__builtin_ctz(static_cast<unsigned>(at))) : 0;  // 0: NaN (never in the core)
+}
+
+}  // namespace
+
+void pq_tables_avx512(const PqTablesArgs& a) {
+  for (size_t begin = 0, k = 0; begin < a.dim; begin += a.dims_per_block, ++k) {
+    const size_t end = std::min(begin + a.dims_per_block, a.dim);
+    __m512 norm = _mm512_setzero_ps(), dot = _mm512_setzero_ps();
+    if (a.original) {
+      for (size_t d = begin; d < end; ++d) {
+        const __m512 e = _mm512_sub_ps(_mm512_set1_ps(a.residual[d]), _mm512_loadu_ps(a.codebook_by_dim + d * 16));
+        norm = _mm512_add_ps(norm, _mm512_mul_ps(e, e));
+        dot = _mm512_add_ps(dot, _mm512_mul_ps(e, _mm512_set1_ps(a.original[d])));
+      }
+      _mm512_storeu_ps(a.parallel + 16 * k, _mm512_mul_ps(dot, _mm512_set1_ps(a.inv_norm)));
+    } else {
+      for (size_t d = begin; d < end; ++d) {
+        const __m512 e = _mm512_sub_ps(_mm512_set1_ps(a.residual[d]), _mm512_loadu_ps(a.codebook_by_dim + d * 16));
+        norm = _mm512_add_ps(norm, _mm512_mul_ps(e, e));
+      }
+    }
+    _mm512_storeu_ps(a.residual_norm + 16 * k, norm);
+    a.nearest[k] = static_cast<uint8_t>(masked_argmin(norm, 0xFFFF));
+  }
+}
+
+// The rank of block i is the number of blocks before it in the order: smaller keys, and equal
+// keys at lower indices. 16 keys per compare; n^2 / 16 compares beat a branchy sort at n ~ 200.
+void pq_order_avx512(const PqOrderArgs& a) {
+  const size_t n = a.num_blocks, chunks = (n + 15) / 16;
+  for (size_t k = 0; k < n; ++k) {
+    uint32_t bits;  // a norm is >= 0: its bits order as it does; the complement orders descending
+    std::memcpy(&bits, &a.residual_norm[16 * k + a.code[k]], sizeof bits);
+    a.keys[k] = ~bits;
+  }
+  for (size_t k = n; k < 16 * chunks; ++k) a.keys[k] = 0xFFFFFFFFu;  // padding: never below a key
+  for (size_t i = 0; i < n; ++i) {
+    const __m512i key = _mm512_set1_epi32(static_cast<int>(a.keys[i]));
+    const size_t own = i / 16;
+    unsigned rank = 0;
+    for (size_t c = 0; c < own; ++c) {
+      rank += __builtin_popcount(_mm512_cmple_epu32_mask(_mm512_loadu_si512(a.keys + 16 * c), key));
+    }
+    const __m512i v = _mm512_loadu_si512(a.keys + 16 * own);
+    const __mmask16 below = static_cast<__mmask16>((1u << (i % 16)) - 1);
+    rank += __builtin_popcount(static_cast<unsigned>(_mm512_cmplt_epu32_mask(v, key)) |
+                               static_cast<unsigned>(_mm512_mask_cmpeq_epu32_mask(below, v, key)));
+    for (size_t c = own + 1; c < chunks; ++c) {
+      rank += __builtin_popcount(_mm512_cmplt_epu32_mask(_mm512_loadu_si512(a.keys + 16 * c), key));
+    }
+    a.order[rank] = static_cast<uint32_t>(i);
+  }
+}
+
+void pq_descent_avx512(const PqDescentArgs& a) {
+  const __m512 eta = _mm512_set1_ps(a.eta), zero = _mm512_setzero_ps();
+  float p = a.p;
+  size_t stop = a.num_blocks;  // after a round with moves: the position after its last move
+  for (size_t round = 0; round < a.max_rounds; ++round) {
+    bool changed = false;
+    size_t last = 0;
+    for (size_t i = 0; i < a.num_blocks; ++i) {
+      if (!changed && i == stop) break;  // the rest would repeat the last round's refusals (kernels.h)
+      const size_t k = a.order[i];
+      const float* rn = a.residual_norm + 16 * k;
+      const float* par = a.parallel + 16 * k;
+      const unsigned old = a.code[k];
+      const __m512 p_new = _mm512_add_ps(_mm512_set1_ps(p - par[old]), _mm512_loadu_ps(par));
+      const __m512 d_par = _mm512_sub_ps(_mm512_mul_ps(p_new, p_new), _mm512_set1_ps(p * p));
+      const __m512 d_perp = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(rn), _mm512_set1_ps(rn[old])), d_par);
+      const __m512 delta = _mm512_add_ps(_mm512_mul_ps(eta, d_par), d_perp);
+      // Moves that shrink the parallel error and lower the loss, the current code excluded.
+      const __mmask16 ok = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(d_par, zero, _CMP_LE_OQ), delta, zero,
+                                                   _CMP_LT_OQ) &
+                           static_cast<__mmask16>(~(1u << old));
+      if (ok) {  // rare after the first round: the branch lets the next block start on the old p
+        const unsigned best = masked_argmin(delta, ok);
+        p += par[best] - par[old];
+        a.code[k] = static_cast<uint8_t>(best);
+        changed = true;
+        last = i;
+      }
+    }
+    if (!changed) break;
+    stop = last + 1;
+  }
+}
+
+}  // namespace annlib
