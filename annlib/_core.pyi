@@ -121,6 +121,21 @@ def encode_pq(
     ``isa`` names the SIMD kernels (empty: the active path); ``reference=True`` runs the scalar double
     reference encoder instead (tests compare the two)."""
 
+def encode_pq_entries(
+    centers: npt.ArrayLike,
+    dims_per_block: int,
+    data: npt.ArrayLike,
+    partition_centers: npt.ArrayLike,
+    points: npt.ArrayLike,
+    leaves: npt.ArrayLike,
+    threshold: float,
+    num_threads: int,
+    sq_norms: bool = False,
+) -> tuple[_U8, _F32 | None]:
+    """Codes (m, num_blocks) of index entries: entry i encodes ``data[points[i]] - partition_centers[leaves[i]]``
+    along ``data[points[i]]`` (int64 ``points``, ``leaves``); with ``sq_norms`` also the squared norms of the
+    entries' reconstructions ``partition_centers[leaves[i]] + r~`` (float32 (m,)), else None."""
+
 def pq_tables(
     residual: npt.ArrayLike,
     original: npt.ArrayLike | None,
@@ -198,6 +213,23 @@ class TreeAhHandle:
         ``raw_scores``: the ranking scores (larger is better) instead of distances."""
     def last_counters(self) -> dict[str, int]:
         """Work done by the last search: entries scored by LUT16 and candidates reordered."""
+
+def leaf_append(
+    arrays: dict[str, Any],
+    num_blocks: int,
+    new_ids: npt.ArrayLike,
+    new_leaves: npt.ArrayLike,
+    new_codes: npt.ArrayLike,
+    new_values: npt.ArrayLike | None,
+    num_threads: int,
+) -> dict[str, Any]:
+    """The entry tables of ``arrays`` (leaf_offsets, leaf_group_offsets, entry_ids, packed_codes and, when
+    present, entry_sq_norms) with new entries (int32 ids, int64 leaves, uint8 codes (m, num_blocks), float32
+    values exactly when entry_sq_norms is present) appended to their leaves, as a dict of new arrays."""
+
+def leaf_select(arrays: dict[str, Any], num_blocks: int, renumber: npt.ArrayLike, num_threads: int) -> dict[str, Any]:
+    """The entry tables of ``arrays`` keeping the entries whose point p has ``renumber[p] >= 0`` (int64 (rows,)),
+    renumbered to it, as a dict of new arrays."""
 
 # ---------------------------------------------------------------------------- autotuner (bind_autotune.cc)
 

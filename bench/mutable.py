@@ -17,13 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import time
 
 import numpy as np
 
-from common import DEFAULT_DATASET, load_hdf5
-
 import annlib
+
+DEFAULT_DATASET = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "debian-minilm-384-angular.hdf5"
+
+
+def load_hdf5(path):
+    """(train, test) of an ann-benchmarks file (bench/common.py, which this imported, is gone)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return np.asarray(f["train"], dtype=np.float32), np.asarray(f["test"], dtype=np.float32)
 
 K = 10
 LEAVES, LEAVES_TO_SEARCH, REORDER, THRESHOLD = 224, 20, 100, 0.2

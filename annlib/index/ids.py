@@ -50,7 +50,8 @@ def _refuse_empty_slot_id(ids: np.ndarray) -> None:
 
 def _duplicates(ids: np.ndarray) -> np.ndarray:
     s = np.sort(ids)
-    return np.unique(s[1:][s[1:] == s[:-1]])
+    repeated = s[1:][s[1:] == s[:-1]]  # sorted: each duplicate once per extra copy
+    return repeated[np.concatenate(([True], repeated[1:] != repeated[:-1]))] if repeated.size else repeated
 
 
 class IdMap:

@@ -119,6 +119,40 @@ ByteArray encode_pq_py(const FloatArray& centers, size_t dims_per_block, const F
   return codes;
 }
 
+py::tuple encode_pq_entries_py(const FloatArray& centers, size_t dims_per_block, const FloatArray& data,
+                               const FloatArray& partition_centers, const py::array_t<int64_t, py::array::c_style>& points,
+                               const py::array_t<int64_t, py::array::c_style>& leaves, double threshold,
+                               size_t num_threads, bool sq_norms) {
+  require_2d(data, "data");
+  require_2d(partition_centers, "partition_centers");
+  const PqCodebook cb = codebook_from(centers, dims_per_block);
+  if (static_cast<size_t>(data.shape(1)) != cb.dim || static_cast<size_t>(partition_centers.shape(1)) != cb.dim) {
+    throw std::invalid_argument("data and partition_centers must have " + std::to_string(cb.dim) + " columns, got " +
+                                shape_str(data) + " and " + shape_str(partition_centers));
+  }
+  if (points.ndim() != 1 || leaves.ndim() != 1 || points.size() != leaves.size()) {
+    throw std::invalid_argument("points and leaves must be 1-D of one length");
+  }
+  const size_t m = points.size();
+  for (size_t i = 0; i < m; ++i) {
+    if (points.data()[i] < 0 || points.data()[i] >= data.shape(0)) {
+      throw std::invalid_argument("points[" + std::to_string(i) + "] is not a row of data");
+    }
+    if (leaves.data()[i] < 0 || leaves.data()[i] >= partition_centers.shape(0)) {
+      throw std::invalid_argument("leaves[" + std::to_string(i) + "] is not a row of partition_centers");
+    }
+  }
+  ByteArray codes({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(cb.num_blocks)});
+  std::optional<FloatArray> norms;
+  if (sq_norms) norms.emplace(static_cast<py::ssize_t>(m));
+  {
+    py::gil_scoped_release release;
+    encode_pq_entries(cb, data.data(), partition_centers.data(), points.data(), leaves.data(), m, threshold,
+                      num_threads, codes.mutable_data(), norms ? norms->mutable_data() : nullptr);
+  }
+  return py::make_tuple(codes, norms ? py::object(*norms) : py::object(py::none()));
+}
+
 /// One point's encoder tables with one ISA's pq_tables kernel (for tests).
 py::tuple pq_tables_py(const FloatArray& residual, const std::optional<FloatArray>& original,
                        const FloatArray& codebook_by_dim, size_t dims_per_block, float inv_norm,
@@ -224,6 +258,12 @@ void bind_train(py::module_& m) {
         py::arg("reference") = false,
         "Anisotropic PQ codes uint8 (n, num_blocks); threshold NaN = nearest codeword. isa names the SIMD "
         "kernels (empty = the active path); reference=True runs the scalar double reference encoder (tests).");
+  m.def("encode_pq_entries", &encode_pq_entries_py, py::arg("centers"), py::arg("dims_per_block"), py::arg("data"),
+        py::arg("partition_centers"), py::arg("points"), py::arg("leaves"), py::arg("threshold"),
+        py::arg("num_threads"), py::arg("sq_norms") = false,
+        "(codes uint8 (m, num_blocks), norms) of index entries: entry i encodes data[points[i]] - "
+        "partition_centers[leaves[i]] along data[points[i]] (encode_pq without the residual matrix); norms: "
+        "float32 ||partition_centers[leaves[i]] + reconstruction||^2 when sq_norms, else None.");
   m.def("pq_tables", &pq_tables_py, py::arg("residual"), py::arg("original"), py::arg("codebook_by_dim"),
         py::arg("dims_per_block"), py::arg("inv_norm"), py::arg("isa"),
         "One point's encoder tables (residual_norm (B, 16), parallel (B, 16), nearest (B,)) with one SIMD "

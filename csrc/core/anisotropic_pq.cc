@@ -7,8 +7,10 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "core/kmeans.h"
+#include "core/metric.h"
 #include "core/thread_pool.h"
 #include "simd/dispatch.h"
 
@@ -137,6 +139,7 @@ struct EncodeScratch {
   std::vector<uint32_t> keys;        // pq_order's scratch
   std::vector<uint32_t> order;       // blocks, by descending residual norm of the current code
   std::vector<uint8_t> code;
+  std::vector<float> vector;         // encode_pq_entries: the residual, then the reconstruction
 };
 
 /// ||x||^2 in double, four partial sums (the reference sums in one chain; they differ in the last bits).
@@ -222,8 +225,12 @@ double parallel_cost_multiplier(double threshold, double sq_norm, size_t dim) {
   return std::min(eta, kMaxParallelCostMultiplier);
 }
 
-void encode_pq(const PqCodebook& cb, const float* residuals, const float* originals, size_t n, double threshold,
-               size_t num_threads, uint8_t* codes, const KernelTable& kt) {
+namespace {
+
+/// Runs encode_one over n points in parallel; point(i, scratch) gives point i's (residual, original).
+template <typename PointFn, typename AfterFn>
+void encode_points(const PqCodebook& cb, size_t n, double threshold, size_t num_threads, uint8_t* codes,
+                   const KernelTable& kt, PointFn point, AfterFn after) {
   check_codebook(cb);
   const size_t num_tasks = (n + kPointsPerTask - 1) / kPointsPerTask;
   if (num_tasks == 0) return;
@@ -243,14 +250,52 @@ void encode_pq(const PqCodebook& cb, const float* residuals, const float* origin
     s.keys.resize((cb.num_blocks + 15) / 16 * 16);
     s.order.resize(cb.num_blocks);
     s.code.resize(cb.num_blocks);
+    s.vector.resize(cb.dim);
   }
   ThreadPool::instance().parallel_for(num_tasks, workers, [&](size_t t, size_t worker) {
+    EncodeScratch& s = scratch[worker];
     const size_t end = std::min(n, (t + 1) * kPointsPerTask);
     for (size_t i = t * kPointsPerTask; i < end; ++i) {
-      encode_one(cb, by_dim.data(), kt, residuals + i * cb.dim, originals + i * cb.dim, threshold, scratch[worker],
-                 codes + i * cb.num_blocks);
+      const auto [r, x] = point(i, s);
+      encode_one(cb, by_dim.data(), kt, r, x, threshold, s, codes + i * cb.num_blocks);
+      after(i, s);
     }
   });
+}
+
+}  // namespace
+
+void encode_pq(const PqCodebook& cb, const float* residuals, const float* originals, size_t n, double threshold,
+               size_t num_threads, uint8_t* codes, const KernelTable& kt) {
+  encode_points(
+      cb, n, threshold, num_threads, codes, kt,
+      [&](size_t i, EncodeScratch&) { return std::pair(residuals + i * cb.dim, originals + i * cb.dim); },
+      [](size_t, EncodeScratch&) {});
+}
+
+void encode_pq_entries(const PqCodebook& cb, const float* data, const float* centers, const int64_t* points,
+                       const int64_t* leaves, size_t m, double threshold, size_t num_threads, uint8_t* codes,
+                       float* sq_norms) {
+  const size_t dim = cb.dim;
+  encode_points(
+      cb, m, threshold, num_threads, codes, kernels(),
+      [&](size_t i, EncodeScratch& s) {
+        const float* x = data + points[i] * dim;
+        const float* c = centers + leaves[i] * dim;
+        for (size_t d = 0; d < dim; ++d) s.vector[d] = x[d] - c[d];
+        return std::pair<const float*, const float*>(s.vector.data(), x);
+      },
+      [&](size_t i, EncodeScratch& s) {
+        if (!sq_norms) return;
+        // The reconstruction c + r~, then its norm as squared_norms computes it.
+        const float* c = centers + leaves[i] * dim;
+        const uint8_t* code = codes + i * cb.num_blocks;
+        for (size_t k = 0; k < cb.num_blocks; ++k) {
+          const float* w = cb.codeword(k, code[k]);
+          for (size_t d = cb.block_offset(k), e = 0; e < cb.block_dim(k); ++d, ++e) s.vector[d] = w[e] + c[d];
+        }
+        squared_norms(s.vector.data(), 1, dim, sq_norms + i);
+      });
 }
 
 void encode_pq(const PqCodebook& cb, const float* residuals, const float* originals, size_t n, double threshold,

@@ -83,6 +83,14 @@ void encode_pq(const PqCodebook& cb, const float* residuals, const float* origin
 void encode_pq(const PqCodebook& cb, const float* residuals, const float* originals, size_t n, double threshold,
                size_t num_threads, uint8_t* codes, const KernelTable& kt);
 
+/// encode_pq of m index entries without a residual matrix: entry i encodes r = data[points[i]] -
+/// centers[leaves[i]] along x = data[points[i]] (rows of dim = cb.dim floats; indices unchecked).
+/// When sq_norms is not null, sq_norms[i] = ||centers[leaves[i]] + r~||^2, the squared norm of the
+/// entry's reconstruction (squared_norms of that vector: squared-L2 scoring reads it).
+void encode_pq_entries(const PqCodebook& cb, const float* data, const float* centers, const int64_t* points,
+                       const int64_t* leaves, size_t m, double threshold, size_t num_threads, uint8_t* codes,
+                       float* sq_norms);
+
 /// The same encoding in scalar double, as first written: the reference encode_pq is tested against.
 void encode_pq_reference(const PqCodebook& cb, const float* residuals, const float* originals, size_t n,
                          double threshold, size_t num_threads, uint8_t* codes);
