@@ -218,3 +218,13 @@ def test_adds_to_shallow_copies_do_not_share_rows(sample):
     np.testing.assert_array_equal(twin._arrays["reorder_float"][3500:], sample[4000:4500])
     q = sample[3600:3610]
     assert (index.search_batched(q, 1).ids[:, 0] == np.arange(3600, 3610)).all()
+
+
+def test_stats_count_the_spare_rows(sample):
+    index = _index(sample[:3000], "dot")
+    assert index.stats()["spare_bytes"] == 0
+    index.add(sample[3000:3100])
+    spare = index.stats()["spare_bytes"]
+    assert spare >= 100 * sample.shape[1] * 4  # at least as many spare float rows as were added
+    index.add(sample[3100:3200])  # written into the spare rows
+    assert index.stats()["spare_bytes"] < spare

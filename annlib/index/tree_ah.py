@@ -435,6 +435,8 @@ class TreeAhIndex(Index):
                 "empty": int((sizes == 0).sum()),
             },
             **self._memory({**snap.arrays, "ids": snap.ids.row_ids}),
+            # allocated beyond total_bytes: spare rows behind the per-row arrays, for later adds
+            "spare_bytes": _mutation.spare_bytes(snap.arrays),
             "build_seconds": self._build_seconds,
         }
 

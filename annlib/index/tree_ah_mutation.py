@@ -63,6 +63,16 @@ def rows_appended(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     return buffer[: n + m]
 
 
+def spare_bytes(arrays: dict) -> int:
+    """Bytes of the spare rows that :func:`rows_appended` reserved behind the views in ``arrays``."""
+    bases = {}
+    for a in arrays.values():
+        base = getattr(a, "base", None)
+        if isinstance(base, np.ndarray) and id(base) in _claimed:
+            bases[id(base)] = (base.nbytes, a.nbytes)
+    return int(sum(total - shown for total, shown in bases.values()))
+
+
 def entries(arrays: dict, config: TreeAhConfig, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(point row, leaf, unpacked codes) of every entry, in storage order (grouped by leaf)."""
     lo, go = arrays["leaf_offsets"], arrays["leaf_group_offsets"]

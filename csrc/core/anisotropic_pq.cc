@@ -131,7 +131,6 @@ void encode_one_reference(const PqCodebook& cb, const float* r, const float* x, 
   std::copy(s.code.begin(), s.code.end(), out);
 }
 
-
 /// Per-thread tables of the encoder, kPqCentersPerBlock entries per block.
 struct EncodeScratch {
   std::vector<float> residual_norm;  // ||r_k - c_kj||^2
