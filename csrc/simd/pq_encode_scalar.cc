@@ -35,8 +35,10 @@ void pq_order_scalar(const PqOrderArgs& a) {
     std::memcpy(&bits, &a.residual_norm[16 * k + a.code[k]], sizeof bits);
     a.keys[k] = ~bits;
   }
+  // (key, index) is a total order, so an unstable sort gives the stable order, without a buffer.
   std::iota(a.order, a.order + a.num_blocks, uint32_t{0});
-  std::stable_sort(a.order, a.order + a.num_blocks, [&](uint32_t x, uint32_t y) { return a.keys[x] < a.keys[y]; });
+  std::sort(a.order, a.order + a.num_blocks,
+            [&](uint32_t x, uint32_t y) { return a.keys[x] < a.keys[y] || (a.keys[x] == a.keys[y] && x < y); });
 }
 
 void pq_descent_scalar(const PqDescentArgs& a) {
