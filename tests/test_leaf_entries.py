@@ -221,10 +221,15 @@ def test_adds_to_shallow_copies_do_not_share_rows(sample):
 
 
 def test_stats_count_the_spare_rows(sample):
-    index = _index(sample[:3000], "dot")
-    assert index.stats()["spare_bytes"] == 0
+    row = sample.shape[1] * 4
+    index = _index(sample[:3000], "dot")  # its copy of the float rows has 25% spare rows
+    assert index.stats()["spare_bytes"] == 750 * row
+    before = index._arrays["reorder_float"]
     index.add(sample[3000:3100])
-    spare = index.stats()["spare_bytes"]
-    assert spare >= 100 * sample.shape[1] * 4  # at least as many spare float rows as were added
-    index.add(sample[3100:3200])  # written into the spare rows
-    assert index.stats()["spare_bytes"] < spare
+    after = index._arrays["reorder_float"]
+    assert after.base is before.base and len(before) == 3000  # written in place, the old view unchanged
+    assert after.base.nbytes - after.nbytes == 650 * row
+    shared = _index(sample[:3000], "dot", copy=False)  # the caller's array: nothing reserved, nothing written
+    assert shared.stats()["spare_bytes"] == 0
+    shared.add(sample[3000:3100])
+    assert shared.stats()["spare_bytes"] >= 100 * row

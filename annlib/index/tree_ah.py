@@ -487,7 +487,10 @@ class TreeAhIndex(Index):
 
 
 def _owned(data: np.ndarray, source, config: TreeAhConfig, copy: bool) -> np.ndarray:
-    """Copy the caller's array only when the index would keep it (float32 reordering; cosine copies anyway)."""
+    """Copy the caller's array only when the index would keep it (float32 reordering; cosine copies anyway).
+    The copy has spare rows for adds (tree_ah_mutation.reserved_copy: not resident until written)."""
     keeps = config.reorder is not None and config.reorder.quantize == "float32" and config.metric != "cosine"
+    if keeps and copy and isinstance(source, np.ndarray) and np.may_share_memory(data, source):
+        return _mutation.reserved_copy(data)
     return _validate.owned(data, source, copy) if keeps else data
 

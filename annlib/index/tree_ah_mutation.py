@@ -24,7 +24,8 @@ import numpy as np
 from annlib import _core
 from annlib.config import TreeAhConfig
 
-#: Spare rows a grown buffer gets, as a fraction of its rows (amortised appends).
+#: Spare rows a grown buffer gets, as a fraction of its rows (amortised appends); at least as many
+#: as the append that grew it.
 GROWTH = 0.25
 
 # Rows of each grown buffer (by id) that some view shows: a view may be extended in place only when
@@ -43,7 +44,7 @@ def rows_appended(old: np.ndarray, new: np.ndarray) -> np.ndarray:
 
     When ``old`` is the first rows of a buffer this module grew and no other view shows more of
     it, ``new`` is written into the spare rows after ``old`` and a longer view returned; otherwise
-    the rows go to a fresh buffer with :data:`GROWTH` spare rows.
+    the rows go to a fresh buffer with spare rows (:data:`GROWTH`).
     """
     n, m = len(old), len(new)
     base = old.base
@@ -61,6 +62,18 @@ def rows_appended(old: np.ndarray, new: np.ndarray) -> np.ndarray:
         _claimed[id(buffer)] = n + m
     weakref.finalize(buffer, _claimed.pop, id(buffer), None)
     return buffer[: n + m]
+
+
+def reserved_copy(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` as the first rows of a buffer with :data:`GROWTH` spare rows, so the first
+    add writes in place. The spare rows are never touched before an add writes them: address space,
+    not resident memory, until then."""
+    buffer = np.empty((len(array) + max(1, int(GROWTH * len(array))),) + array.shape[1:], dtype=array.dtype)
+    buffer[: len(array)] = array
+    with _claims_lock:
+        _claimed[id(buffer)] = len(array)
+    weakref.finalize(buffer, _claimed.pop, id(buffer), None)
+    return buffer[: len(array)]
 
 
 def spare_bytes(arrays: dict) -> int:
