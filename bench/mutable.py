@@ -22,9 +22,9 @@ The two harder cases (annlib and ScaNN, the libraries that rebalance):
   rebalance, against a fresh build on the surviving half.
 
 Each reports the add or delete rate, recall@10 at the fixed setting against exact search over
-the live set, and memory after every step: annlib's index bytes (``stats()["total_bytes"]``, plus
-the spare rows reserved for later adds), ScaNN's serialized size (a proxy: its in-memory size is
-not exposed).
+the live set, and memory after every step: annlib's index bytes (``stats()["total_bytes"]``, and
+in parentheses the spare rows reserved for later adds, ``stats()["spare_bytes"]``, not resident
+until an add writes them), ScaNN's serialized size (a proxy: its in-memory size is not exposed).
 """
 
 from __future__ import annotations
@@ -181,14 +181,15 @@ class Hnswlib:
 LIBS = {"annlib": AnnlibTree, "scann": Scann, "faiss": FaissFastScan, "hnswlib": Hnswlib}
 
 
-def memory_mib(lib) -> float:
-    """annlib: index bytes plus reserved spare rows; ScaNN: its serialized size (a proxy)."""
+def memory_mib(lib) -> str:
+    """annlib: index bytes (+ the spare rows reserved for adds, not resident until written);
+    ScaNN: its serialized size (a proxy)."""
     if isinstance(lib, AnnlibTree):
         stats = lib.index.stats()
-        return (stats["total_bytes"] + stats.get("spare_bytes", 0)) / 2**20
+        return f"{stats['total_bytes'] / 2**20:.1f} (+{stats.get('spare_bytes', 0) / 2**20:.1f})"
     with tempfile.TemporaryDirectory() as directory:
         lib.index.serialize(directory)
-        return sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)) / 2**20
+        return f"{sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)) / 2**20:.1f}"
 
 
 def after_writes(lib, key, queries, truth, steps, threads):
@@ -264,7 +265,7 @@ def run_hard_cases(args, data, ids, queries, rng, truth_all):
                 steps.append(("fresh build of the live set", s, recall(fresh.search(queries), truth), memory_mib(fresh)))
                 del fresh
             for step, seconds, r, mib in steps:
-                print(f"| {LIBS[key].name} | {step} | {seconds:.2f} | {'—' if r is None else f'{r:.4f}'} | {mib:.1f} |")
+                print(f"| {LIBS[key].name} | {step} | {seconds:.2f} | {'—' if r is None else f'{r:.4f}'} | {mib} |")
             results.append({"scenario": scenario, "library": LIBS[key].name, "rate_per_s": rate,
                             "steps": [dict(zip(("step", "seconds", "recall", "mib"), row)) for row in steps]})
         what = "add" if scenario == "grow" else "delete"

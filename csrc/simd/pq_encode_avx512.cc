@@ -54,7 +54,38 @@ void pq_order_avx512(const PqOrderArgs& a) {
     a.keys[k] = ~bits;
   }
   for (size_t k = n; k < 16 * chunks; ++k) a.keys[k] = 0xFFFFFFFFu;  // padding: never below a key
-  for (size_t i = 0; i < n; ++i) {
+  // Four blocks per pass over the keys: each chunk is loaded once for four compares, and the four
+  // counts are independent chains. Chunks wholly before / after a block's own compare <= / <.
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    __m512i key[4];
+    unsigned rank[4] = {0, 0, 0, 0};
+    for (int q = 0; q < 4; ++q) key[q] = _mm512_set1_epi32(static_cast<int>(a.keys[i + q]));
+    const size_t first = i / 16, last = (i + 3) / 16;  // the chunks holding blocks i .. i+3
+    for (size_t c = 0; c < chunks; ++c) {
+      const __m512i v = _mm512_loadu_si512(a.keys + 16 * c);
+      if (c < first) {
+        for (int q = 0; q < 4; ++q) rank[q] += __builtin_popcount(_mm512_cmple_epu32_mask(v, key[q]));
+      } else if (c > last) {
+        for (int q = 0; q < 4; ++q) rank[q] += __builtin_popcount(_mm512_cmplt_epu32_mask(v, key[q]));
+      } else {
+        for (int q = 0; q < 4; ++q) {
+          const size_t b = i + q, own = b / 16;
+          if (c < own) {
+            rank[q] += __builtin_popcount(_mm512_cmple_epu32_mask(v, key[q]));
+          } else if (c > own) {
+            rank[q] += __builtin_popcount(_mm512_cmplt_epu32_mask(v, key[q]));
+          } else {
+            const __mmask16 below = static_cast<__mmask16>((1u << (b % 16)) - 1);
+            rank[q] += __builtin_popcount(static_cast<unsigned>(_mm512_cmplt_epu32_mask(v, key[q])) |
+                                          static_cast<unsigned>(_mm512_mask_cmpeq_epu32_mask(below, v, key[q])));
+          }
+        }
+      }
+    }
+    for (int q = 0; q < 4; ++q) a.order[rank[q]] = static_cast<uint32_t>(i + q);
+  }
+  for (; i < n; ++i) {
     const __m512i key = _mm512_set1_epi32(static_cast<int>(a.keys[i]));
     const size_t own = i / 16;
     unsigned rank = 0;
