@@ -24,9 +24,12 @@ import numpy as np
 from annlib import _core
 from annlib.config import TreeAhConfig
 
-#: Spare rows a grown buffer gets, as a fraction of its rows (amortised appends); at least as many
-#: as the append that grew it.
-GROWTH = 0.25
+#: Spare rows a buffer grown by an append gets, as a fraction of its rows (amortised appends); at
+#: least as many as the append that grew it. Spare rows are address space until written.
+GROWTH = 0.5
+
+#: Spare rows of the index's own copy of the float rows at build (:func:`reserved_copy`).
+BUILD_SPARE = 0.25
 
 # Rows of each grown buffer (by id) that some view shows: a view may be extended in place only when
 # it shows all of them (another snapshot, e.g. of a shallow copy of the index, may show more). An
@@ -65,10 +68,10 @@ def rows_appended(old: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 
 def reserved_copy(array: np.ndarray) -> np.ndarray:
-    """A copy of ``array`` as the first rows of a buffer with :data:`GROWTH` spare rows, so the first
-    add writes in place. The spare rows are never touched before an add writes them: address space,
+    """A copy of ``array`` as the first rows of a buffer with :data:`BUILD_SPARE` spare rows, so the
+    first add writes in place. The spare rows are never touched before an add writes them: address space,
     not resident memory, until then."""
-    buffer = np.empty((len(array) + max(1, int(GROWTH * len(array))),) + array.shape[1:], dtype=array.dtype)
+    buffer = np.empty((len(array) + max(1, int(BUILD_SPARE * len(array))),) + array.shape[1:], dtype=array.dtype)
     buffer[: len(array)] = array
     with _claims_lock:
         _claimed[id(buffer)] = len(array)
