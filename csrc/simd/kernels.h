@@ -170,7 +170,8 @@ void pq_order_avx512(const PqOrderArgs& args);
 /// and takes the least delta < 0 (the lowest j on ties), then p += par[j] - par[o]. Stops
 /// after a round without a move. Separate roundings, so every ISA gives the scalar path's codes.
 /// A round that reaches, without a move, the blocks after the last move of the round before
-/// stops there: those blocks already declined to move with this same p and these codes.
+/// stops there: those blocks already declined to move with this same p and these codes
+/// (simd/pq_descent_rounds.h, shared by every ISA).
 struct PqDescentArgs {
   const float* residual_norm;  ///< num_blocks x 16
   const float* parallel;       ///< num_blocks x 16

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #include "simd/kernels.h"
+#include "simd/pq_descent_rounds.h"
 
 namespace annlib {
 
@@ -67,11 +67,7 @@ void pq_tables_avx2(const PqTablesArgs& a) {
 void pq_order_avx2(const PqOrderArgs& a) {
   const size_t n = a.num_blocks, chunks = (n + 7) / 8;
   int32_t* keys = reinterpret_cast<int32_t*>(a.keys);
-  for (size_t k = 0; k < n; ++k) {
-    uint32_t bits;  // a norm is >= 0: its bits order as it does; the complement orders descending
-    std::memcpy(&bits, &a.residual_norm[16 * k + a.code[k]], sizeof bits);
-    keys[k] = static_cast<int32_t>(~bits ^ 0x80000000u);
-  }
+  for (size_t k = 0; k < n; ++k) keys[k] = static_cast<int32_t>(pq_descent::order_key(a, k) ^ 0x80000000u);
   for (size_t k = n; k < 8 * chunks; ++k) keys[k] = INT32_MAX;  // padding: never below a key
   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (size_t i = 0; i < n; ++i) {
@@ -99,49 +95,33 @@ void pq_descent_avx2(const PqDescentArgs& a) {
   const __m256 eta = _mm256_set1_ps(a.eta), zero = _mm256_setzero_ps(), inf = _mm256_set1_ps(__builtin_inff());
   const __m256i lanes_lo = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i lanes_hi = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
-  float p = a.p;
-  size_t stop = a.num_blocks;  // after a round with moves: the position after its last move
-  for (size_t round = 0; round < a.max_rounds; ++round) {
-    bool changed = false;
-    size_t last = 0;
-    for (size_t i = 0; i < a.num_blocks; ++i) {
-      if (!changed && i == stop) break;  // the rest would repeat the last round's refusals (kernels.h)
-      const size_t k = a.order[i];
-      const float* rn = a.residual_norm + 16 * k;
-      const float* par = a.parallel + 16 * k;
-      const unsigned old = a.code[k];
-      const __m256 base = _mm256_set1_ps(p - par[old]), pp = _mm256_set1_ps(p * p), rn_old = _mm256_set1_ps(rn[old]);
-      const __m256 p0 = _mm256_add_ps(base, _mm256_loadu_ps(par));
-      const __m256 p1 = _mm256_add_ps(base, _mm256_loadu_ps(par + 8));
-      const __m256 dp0 = _mm256_sub_ps(_mm256_mul_ps(p0, p0), pp);
-      const __m256 dp1 = _mm256_sub_ps(_mm256_mul_ps(p1, p1), pp);
-      const __m256 q0 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(rn), rn_old), dp0);
-      const __m256 q1 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(rn + 8), rn_old), dp1);
-      const __m256 delta0 = _mm256_add_ps(_mm256_mul_ps(eta, dp0), q0);
-      const __m256 delta1 = _mm256_add_ps(_mm256_mul_ps(eta, dp1), q1);
-      // Moves that shrink the parallel error and lower the loss, the current code excluded.
-      // (p_new of j = o need not round to p exactly: o is masked out by index, not by value.)
-      const __m256i o = _mm256_set1_epi32(static_cast<int>(old));
-      const __m256 ok0 = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(lanes_lo, o)),
-                                          _mm256_and_ps(_mm256_cmp_ps(dp0, zero, _CMP_LE_OQ),
-                                                        _mm256_cmp_ps(delta0, zero, _CMP_LT_OQ)));
-      const __m256 ok1 = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(lanes_hi, o)),
-                                          _mm256_and_ps(_mm256_cmp_ps(dp1, zero, _CMP_LE_OQ),
-                                                        _mm256_cmp_ps(delta1, zero, _CMP_LT_OQ)));
-      const unsigned ok = static_cast<unsigned>(_mm256_movemask_ps(ok0)) |
-                          (static_cast<unsigned>(_mm256_movemask_ps(ok1)) << 8);
-      if (ok) {  // rare after the first round: the branch lets the next block start on the old p
-        const __m256 m0 = _mm256_blendv_ps(inf, delta0, ok0), m1 = _mm256_blendv_ps(inf, delta1, ok1);
-        const unsigned best = static_cast<unsigned>(__builtin_ctz(equal16(m0, m1, min16(m0, m1)) & ok));
-        p += par[best] - par[old];
-        a.code[k] = static_cast<uint8_t>(best);
-        changed = true;
-        last = i;
-      }
-    }
-    if (!changed) break;
-    stop = last + 1;
-  }
+  pq_descent::rounds(a, [&](size_t k, unsigned old, float p) {
+    const float* rn = a.residual_norm + 16 * k;
+    const float* par = a.parallel + 16 * k;
+    const __m256 base = _mm256_set1_ps(p - par[old]), pp = _mm256_set1_ps(p * p), rn_old = _mm256_set1_ps(rn[old]);
+    const __m256 p0 = _mm256_add_ps(base, _mm256_loadu_ps(par));
+    const __m256 p1 = _mm256_add_ps(base, _mm256_loadu_ps(par + 8));
+    const __m256 dp0 = _mm256_sub_ps(_mm256_mul_ps(p0, p0), pp);
+    const __m256 dp1 = _mm256_sub_ps(_mm256_mul_ps(p1, p1), pp);
+    const __m256 q0 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(rn), rn_old), dp0);
+    const __m256 q1 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(rn + 8), rn_old), dp1);
+    const __m256 delta0 = _mm256_add_ps(_mm256_mul_ps(eta, dp0), q0);
+    const __m256 delta1 = _mm256_add_ps(_mm256_mul_ps(eta, dp1), q1);
+    // Moves that shrink the parallel error and lower the loss, the current code excluded.
+    // (p_new of j = o need not round to p exactly: o is masked out by index, not by value.)
+    const __m256i o = _mm256_set1_epi32(static_cast<int>(old));
+    const __m256 ok0 = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(lanes_lo, o)),
+                                        _mm256_and_ps(_mm256_cmp_ps(dp0, zero, _CMP_LE_OQ),
+                                                      _mm256_cmp_ps(delta0, zero, _CMP_LT_OQ)));
+    const __m256 ok1 = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(lanes_hi, o)),
+                                        _mm256_and_ps(_mm256_cmp_ps(dp1, zero, _CMP_LE_OQ),
+                                                      _mm256_cmp_ps(delta1, zero, _CMP_LT_OQ)));
+    const unsigned ok = static_cast<unsigned>(_mm256_movemask_ps(ok0)) |
+                        (static_cast<unsigned>(_mm256_movemask_ps(ok1)) << 8);
+    if (!ok) return old;
+    const __m256 m0 = _mm256_blendv_ps(inf, delta0, ok0), m1 = _mm256_blendv_ps(inf, delta1, ok1);
+    return static_cast<unsigned>(__builtin_ctz(equal16(m0, m1, min16(m0, m1)) & ok));
+  });
 }
 
 }  // namespace annlib

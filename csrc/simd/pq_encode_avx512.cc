@@ -4,9 +4,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "simd/kernels.h"
+#include "simd/pq_descent_rounds.h"
 
 namespace annlib {
 
@@ -48,11 +48,7 @@ void pq_tables_avx512(const PqTablesArgs& a) {
 // keys at lower indices. 16 keys per compare; n^2 / 16 compares beat a branchy sort at n ~ 200.
 void pq_order_avx512(const PqOrderArgs& a) {
   const size_t n = a.num_blocks, chunks = (n + 15) / 16;
-  for (size_t k = 0; k < n; ++k) {
-    uint32_t bits;  // a norm is >= 0: its bits order as it does; the complement orders descending
-    std::memcpy(&bits, &a.residual_norm[16 * k + a.code[k]], sizeof bits);
-    a.keys[k] = ~bits;
-  }
+  for (size_t k = 0; k < n; ++k) a.keys[k] = pq_descent::order_key(a, k);
   for (size_t k = n; k < 16 * chunks; ++k) a.keys[k] = 0xFFFFFFFFu;  // padding: never below a key
   // Four blocks per pass over the keys: each chunk is loaded once for four compares, and the four
   // counts are independent chains. Chunks wholly before / after a block's own compare <= / <.
@@ -105,36 +101,19 @@ void pq_order_avx512(const PqOrderArgs& a) {
 
 void pq_descent_avx512(const PqDescentArgs& a) {
   const __m512 eta = _mm512_set1_ps(a.eta), zero = _mm512_setzero_ps();
-  float p = a.p;
-  size_t stop = a.num_blocks;  // after a round with moves: the position after its last move
-  for (size_t round = 0; round < a.max_rounds; ++round) {
-    bool changed = false;
-    size_t last = 0;
-    for (size_t i = 0; i < a.num_blocks; ++i) {
-      if (!changed && i == stop) break;  // the rest would repeat the last round's refusals (kernels.h)
-      const size_t k = a.order[i];
-      const float* rn = a.residual_norm + 16 * k;
-      const float* par = a.parallel + 16 * k;
-      const unsigned old = a.code[k];
-      const __m512 p_new = _mm512_add_ps(_mm512_set1_ps(p - par[old]), _mm512_loadu_ps(par));
-      const __m512 d_par = _mm512_sub_ps(_mm512_mul_ps(p_new, p_new), _mm512_set1_ps(p * p));
-      const __m512 d_perp = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(rn), _mm512_set1_ps(rn[old])), d_par);
-      const __m512 delta = _mm512_add_ps(_mm512_mul_ps(eta, d_par), d_perp);
-      // Moves that shrink the parallel error and lower the loss, the current code excluded.
-      const __mmask16 ok = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(d_par, zero, _CMP_LE_OQ), delta, zero,
-                                                   _CMP_LT_OQ) &
-                           static_cast<__mmask16>(~(1u << old));
-      if (ok) {  // rare after the first round: the branch lets the next block start on the old p
-        const unsigned best = masked_argmin(delta, ok);
-        p += par[best] - par[old];
-        a.code[k] = static_cast<uint8_t>(best);
-        changed = true;
-        last = i;
-      }
-    }
-    if (!changed) break;
-    stop = last + 1;
-  }
+  pq_descent::rounds(a, [&](size_t k, unsigned old, float p) {
+    const float* rn = a.residual_norm + 16 * k;
+    const float* par = a.parallel + 16 * k;
+    const __m512 p_new = _mm512_add_ps(_mm512_set1_ps(p - par[old]), _mm512_loadu_ps(par));
+    const __m512 d_par = _mm512_sub_ps(_mm512_mul_ps(p_new, p_new), _mm512_set1_ps(p * p));
+    const __m512 d_perp = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(rn), _mm512_set1_ps(rn[old])), d_par);
+    const __m512 delta = _mm512_add_ps(_mm512_mul_ps(eta, d_par), d_perp);
+    // Moves that shrink the parallel error and lower the loss, the current code excluded.
+    const __mmask16 ok =
+        _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(d_par, zero, _CMP_LE_OQ), delta, zero, _CMP_LT_OQ) &
+        static_cast<__mmask16>(~(1u << old));
+    return ok ? masked_argmin(delta, ok) : old;
+  });
 }
 
 }  // namespace annlib
