@@ -130,8 +130,55 @@ def encode_pq(
     originals: npt.ArrayLike,
     threshold: float,
     num_threads: int,
+    isa: str = "",
+    reference: bool = False,
 ) -> _U8:
-    """Anisotropic PQ codes uint8 (n, num_blocks) of ``residuals`` (score-aware loss at ``threshold``)."""
+    """Anisotropic PQ codes uint8 (n, num_blocks) of ``residuals`` (score-aware loss at ``threshold``).
+
+    ``isa`` names the SIMD kernels (empty: the active path); ``reference=True`` runs the scalar double
+    reference encoder instead (tests compare the two)."""
+
+def encode_pq_entries(
+    centers: npt.ArrayLike,
+    dims_per_block: int,
+    data: npt.ArrayLike,
+    partition_centers: npt.ArrayLike,
+    points: npt.ArrayLike,
+    leaves: npt.ArrayLike,
+    threshold: float,
+    num_threads: int,
+    sq_norms: bool = False,
+) -> tuple[_U8, _F32 | None]:
+    """Codes (m, num_blocks) of index entries: entry i encodes ``data[points[i]] - partition_centers[leaves[i]]``
+    along ``data[points[i]]`` (int64 ``points``, ``leaves``); with ``sq_norms`` also the squared norms of the
+    entries' reconstructions ``partition_centers[leaves[i]] + r~`` (float32 (m,)), else None."""
+
+def pq_tables(
+    residual: npt.ArrayLike,
+    original: npt.ArrayLike | None,
+    codebook_by_dim: npt.ArrayLike,
+    dims_per_block: int,
+    inv_norm: float,
+    isa: str,
+) -> tuple[_F32, _F32, _U8]:
+    """One point's encoder tables with one SIMD path's kernel (for tests): residual_norm (B, 16),
+    parallel (B, 16) (zeros when ``original`` is None) and the nearest codeword of each block (B,)."""
+
+def pq_order(residual_norm: npt.ArrayLike, code: npt.ArrayLike, isa: str) -> npt.NDArray[np.uint32]:
+    """Blocks by descending ``residual_norm[k, code[k]]`` (residual_norm (B, 16), all >= 0), ties by block
+    index, with one SIMD path's kernel (for tests)."""
+
+def pq_descent(
+    residual_norm: npt.ArrayLike,
+    parallel: npt.ArrayLike,
+    order: npt.ArrayLike,
+    eta: float,
+    p: float,
+    max_rounds: int,
+    code: npt.ArrayLike,
+    isa: str,
+) -> _U8:
+    """One point's coordinate descent from ``code`` with one SIMD path's kernel (for tests)."""
 
 def decode_pq(centers: npt.ArrayLike, dims_per_block: int, codes: npt.ArrayLike) -> _F32:
     """Reconstructions float32 (n, dim) of uint8 ``codes`` (n, num_blocks)."""
@@ -189,6 +236,23 @@ class TreeAhHandle:
         ``exact_search``; ``leaf_allowed`` int64 (filters, num_leaves): allowed entries per leaf."""
     def last_counters(self) -> dict[str, int]:
         """Work done by the last search: entries scored by LUT16, candidates reordered, leaves scanned."""
+
+def leaf_append(
+    arrays: dict[str, Any],
+    num_blocks: int,
+    new_ids: npt.ArrayLike,
+    new_leaves: npt.ArrayLike,
+    new_codes: npt.ArrayLike,
+    new_values: npt.ArrayLike | None,
+    num_threads: int,
+) -> dict[str, Any]:
+    """The entry tables of ``arrays`` (leaf_offsets, leaf_group_offsets, entry_ids, packed_codes and, when
+    present, entry_sq_norms) with new entries (int32 ids, int64 leaves, uint8 codes (m, num_blocks), float32
+    values exactly when entry_sq_norms is present) appended to their leaves, as a dict of new arrays."""
+
+def leaf_select(arrays: dict[str, Any], num_blocks: int, renumber: npt.ArrayLike, num_threads: int) -> dict[str, Any]:
+    """The entry tables of ``arrays`` keeping the entries whose point p has ``renumber[p] >= 0`` (int64 (rows,)),
+    renumbered to it, as a dict of new arrays."""
 
 # ---------------------------------------------------------------------------- autotuner (bind_autotune.cc)
 

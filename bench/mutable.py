@@ -2,6 +2,7 @@
 
     python bench/mutable.py [--dataset PATH] [--build 40000] [--add 10000] [--delete 10000]
                             [--queries 1000] [--threads 2] [--libs annlib scann faiss hnswlib]
+                            [--scenarios standard grow delete-half] [--grow-batch 5000]
 
 On the MiniLM 50k set (cosine; rows normalised, so every library ranks by inner product):
 build on the first ``--build`` points, add the next ``--add`` points with user ids, delete
@@ -11,19 +12,43 @@ recall@10 against exact search over the live set at one fixed search setting, af
 and after the deletes; annlib also after ``compact()`` and ``rebalance()``, and a fresh
 annlib build on the final live set at the same setting. Every library runs in this process on
 the same data with ``--threads`` threads. Results: bench/RESULTS.md.
+
+The two harder cases (annlib and ScaNN, the libraries that rebalance):
+
+* ``grow``: build on the first 10% of the set and grow it to 100% by adds of ``--grow-batch``
+  points (user ids), then ``compact()`` and ``rebalance()`` (annlib; ScaNN ``rebalance()``),
+  against a fresh build on everything;
+* ``delete-half``: build on the whole set, delete a random 50% in one call, then compact and
+  rebalance, against a fresh build on the surviving half.
+
+Each reports the add or delete rate, recall@10 at the fixed setting against exact search over
+the live set, and memory after every step: annlib's index bytes (``stats()["total_bytes"]``, and
+in parentheses the spare rows reserved for later adds, ``stats()["spare_bytes"]``, not resident
+until an add writes them), ScaNN's serialized size (a proxy: its in-memory size is not exposed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pathlib
+import tempfile
 import time
 
 import numpy as np
 
-from common import DEFAULT_DATASET, load_hdf5
-
 import annlib
+
+DEFAULT_DATASET = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "debian-minilm-384-angular.hdf5"
+
+
+def load_hdf5(path):
+    """(train, test) of an ann-benchmarks file (bench/common.py, which this imported, is gone)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return np.asarray(f["train"], dtype=np.float32), np.asarray(f["test"], dtype=np.float32)
 
 K = 10
 LEAVES, LEAVES_TO_SEARCH, REORDER, THRESHOLD = 224, 20, 100, 0.2
@@ -156,6 +181,100 @@ class Hnswlib:
 LIBS = {"annlib": AnnlibTree, "scann": Scann, "faiss": FaissFastScan, "hnswlib": Hnswlib}
 
 
+def memory_mib(lib) -> str:
+    """annlib: index bytes (+ the spare rows reserved for adds, not resident until written);
+    ScaNN: its serialized size (a proxy)."""
+    if isinstance(lib, AnnlibTree):
+        stats = lib.index.stats()
+        return f"{stats['total_bytes'] / 2**20:.1f} (+{stats.get('spare_bytes', 0) / 2**20:.1f})"
+    with tempfile.TemporaryDirectory() as directory:
+        lib.index.serialize(directory)
+        return f"{sum(os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)) / 2**20:.1f}"
+
+
+def after_writes(lib, key, queries, truth, steps, threads):
+    """compact / rebalance steps after the writes: (step, seconds, recall, MiB) rows."""
+    out = []
+    if key == "annlib":
+        _, s = timed(lib.index.compact)
+        out.append(("compact()", s, recall(lib.search(queries), truth), memory_mib(lib)))
+        _, s = timed(lambda: lib.index.rebalance(num_threads=threads))
+        out.append(("rebalance()", s, recall(lib.search(queries), truth), memory_mib(lib)))
+    elif key == "scann":
+        _, s = timed(lib.rebalance)
+        out.append(("rebalance()", s, recall(lib.search(queries), truth), memory_mib(lib)))
+    return steps + out
+
+
+def scenario_grow(key, data, ids, queries, truth, threads, batch):
+    """Build on the first 10%, add the rest in batches."""
+    lib = LIBS[key](threads)
+    start = len(data) // 10
+    _, build_s = timed(lambda: lib.build(np.ascontiguousarray(data[:start]), ids[:start]))
+    steps = [("build on 10%", build_s, None, memory_mib(lib))]
+    add_s = 0.0
+    for begin in range(start, len(data), batch):
+        end = min(len(data), begin + batch)
+        _, s = timed(lambda: lib.add(np.ascontiguousarray(data[begin:end]), ids[begin:end]))
+        add_s += s
+    rate = (len(data) - start) / add_s
+    steps.append((f"add 90% ({-(-(len(data) - start) // batch)} calls)", add_s, recall(lib.search(queries), truth),
+                  memory_mib(lib)))
+    return lib, rate, after_writes(lib, key, queries, truth, steps, threads)
+
+
+def scenario_delete_half(key, data, ids, queries, truth, threads, dead):
+    """Build on everything, delete half in one call."""
+    lib = LIBS[key](threads)
+    _, build_s = timed(lambda: lib.build(data, ids))
+    steps = [("build on 100%", build_s, None, memory_mib(lib))]
+    _, s = timed(lambda: lib.delete(ids[dead]))
+    rate = len(dead) / s
+    steps.append(("delete 50% (1 call)", s, recall(lib.search(queries), truth), memory_mib(lib)))
+    return lib, rate, after_writes(lib, key, queries, truth, steps, threads)
+
+
+def run_hard_cases(args, data, ids, queries, rng, truth_all):
+    """The grow and delete-half tables (annlib and ScaNN)."""
+    keys = [k for k in args.libs if k in ("annlib", "scann")]
+    dead = np.sort(rng.choice(len(data), len(data) // 2, replace=False))
+    alive = np.setdiff1d(np.arange(len(data)), dead)
+    results = []
+    for scenario in [s for s in args.scenarios if s in ("grow", "delete-half")]:
+        if scenario == "grow":
+            truth, final = truth_all, np.arange(len(data))
+        else:
+            truth = annlib.BruteForce(data[alive], "dot", ids=ids[alive]).search_batched(
+                queries, K, num_threads=args.threads).ids
+            final = alive
+        print(f"\n{scenario}: {len(data)} points, recall@10 at {AnnlibTree.setting} vs exact over the live set; "
+              f"{args.threads} threads")
+        print("| library | step | seconds | recall@10 | MiB |")
+        print("|---|---|---:|---:|---:|")
+        rates = {}
+        for key in keys:
+            if scenario == "grow":
+                lib, rate, steps = scenario_grow(key, data, ids, queries, truth, args.threads, args.grow_batch)
+            else:
+                lib, rate, steps = scenario_delete_half(key, data, ids, queries, truth, args.threads, dead)
+            del lib
+            rates[key] = rate
+            if key == "annlib":
+                fresh = AnnlibTree(args.threads)
+                _, s = timed(lambda: fresh.build(np.ascontiguousarray(data[final]), ids[final]))
+                steps.append(("fresh build of the live set", s, recall(fresh.search(queries), truth), memory_mib(fresh)))
+                del fresh
+            for step, seconds, r, mib in steps:
+                print(f"| {LIBS[key].name} | {step} | {seconds:.2f} | {'—' if r is None else f'{r:.4f}'} | {mib} |")
+            results.append({"scenario": scenario, "library": LIBS[key].name, "rate_per_s": rate,
+                            "steps": [dict(zip(("step", "seconds", "recall", "mib"), row)) for row in steps]})
+        what = "add" if scenario == "grow" else "delete"
+        print(" ".join(f"{LIBS[k].name}: {what} {v:,.0f} points/s." for k, v in rates.items()))
+        if len(rates) == 2:
+            print(f"annlib / ScaNN {what} rate: {rates['annlib'] / rates['scann']:.2f}x")
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default=str(DEFAULT_DATASET))
@@ -165,6 +284,9 @@ def main():
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--libs", nargs="+", default=list(LIBS), choices=list(LIBS))
+    ap.add_argument("--scenarios", nargs="+", default=["standard", "grow", "delete-half"],
+                    choices=["standard", "grow", "delete-half"])
+    ap.add_argument("--grow-batch", type=int, default=5000, help="points per add call in the grow case")
     ap.add_argument("--json", default=None, help="Also write the results here.")
     args = ap.parse_args()
 
@@ -182,7 +304,7 @@ def main():
         queries, K, num_threads=args.threads).ids
 
     rows = []
-    for key in args.libs:
+    for key in args.libs if "standard" in args.scenarios else []:
         lib = LIBS[key](args.threads)
         _, build_s = timed(lambda: lib.build(np.ascontiguousarray(data[first]), ids[first]))
         _, add_s = timed(lambda: lib.add(np.ascontiguousarray(data[rest]), ids[rest]))
@@ -211,12 +333,13 @@ def main():
         print(json.dumps(row), flush=True)
         del lib
 
-    print()
-    print(f"build {args.build}, add {args.add}, delete {args.delete} random; {args.queries} queries, "
-          f"{args.threads} threads; recall@{K} vs exact over the live set")
-    print("| library | setting | add (points/s) | delete (points/s) | recall after add / after delete "
-          "| after compact / rebalance | fresh build |")
-    print("|---|---|---:|---:|---|---|---|")
+    if rows:
+        print()
+        print(f"build {args.build}, add {args.add}, delete {args.delete} random; {args.queries} queries, "
+              f"{args.threads} threads; recall@{K} vs exact over the live set")
+        print("| library | setting | add (points/s) | delete (points/s) | recall after add / after delete "
+              "| after compact / rebalance | fresh build |")
+        print("|---|---|---:|---:|---|---|---|")
     for r in rows:
         extra = ""
         if "recall_after_compact" in r:
@@ -231,9 +354,10 @@ def main():
         a, s = by[AnnlibTree.name], by[Scann.name]
         print(f"\nannlib / ScaNN: add rate {a['add_per_s'] / s['add_per_s']:.2f}x, "
               f"delete rate {a['delete_per_s'] / s['delete_per_s']:.2f}x")
+    hard = run_hard_cases(args, data, ids, queries, rng, truth_all)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"standard": rows, "hard": hard}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def _refuse_empty_slot_id(ids: np.ndarray) -> None:
 
 def _duplicates(ids: np.ndarray) -> np.ndarray:
     s = np.sort(ids)
-    return np.unique(s[1:][s[1:] == s[:-1]])
+    repeated = s[1:][s[1:] == s[:-1]]  # sorted: each duplicate once per extra copy
+    return repeated[np.concatenate(([True], repeated[1:] != repeated[:-1]))] if repeated.size else repeated
 
 
 class IdMap:
@@ -197,9 +198,28 @@ class IdMap:
             raise KeyError(f"ids already in the index: {_listing(present)} (use upsert to replace them)")
 
     def appended(self, ids: np.ndarray) -> IdMap:
-        """The map with new live rows for ``ids`` (checked with :meth:`check_new`) after the existing rows."""
-        live = None if self.live is None else np.concatenate([self.live, np.ones(len(ids), dtype=np.uint8)])
-        return IdMap(np.concatenate([self.row_ids, ids]), live, self.next_id)
+        """The map with new live rows for ``ids`` (checked with :meth:`check_new`) after the existing rows.
+
+        O(n + m log m): the new ids are sorted and merged into the sorted live ids, not all re-sorted.
+        """
+        rows, m = self.rows, len(ids)
+        live = None if self.live is None else np.concatenate([self.live, np.ones(m, dtype=np.uint8)])
+        row_ids = np.concatenate([self.row_ids, ids])
+        out = object.__new__(IdMap)
+        out.row_ids, out.live, out.num_live = row_ids, live, self.num_live + m
+        out.identity = self.identity and bool(np.array_equal(ids, np.arange(rows, rows + m, dtype=np.int64)))
+        new_rows = np.arange(rows, rows + m, dtype=np.int64)
+        if out.identity:
+            out._keys = out._rows = np.arange(rows + m, dtype=np.int64)
+        else:
+            order = np.argsort(ids, kind="stable")
+            at = np.searchsorted(self._keys, ids[order])
+            out._keys = np.insert(self._keys, at, ids[order])
+            out._rows = np.insert(self._rows, at, new_rows[order])
+            if len(out._keys) > 1 and (out._keys[1:] == out._keys[:-1]).any():
+                raise InvalidValueError(f"ids must be unique; repeated: {_listing(_duplicates(out._keys))}")
+        out.next_id = max(self.next_id, int(ids.max()) + 1 if m else 0)
+        return out
 
     def killed(self, rows: np.ndarray) -> IdMap:
         """The map with ``rows`` dead (their slots kept until compaction)."""

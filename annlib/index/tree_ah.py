@@ -26,7 +26,7 @@ from annlib.index.protocol import Index
 from annlib.index.tree_ah_layout import TreeAhLayout
 
 KIND = "tree_ah"
-_ENCODE_CHUNK = 65_536  # points encoded per step: bounds the residual buffer during builds
+_ENCODE_CHUNK = 65_536  # rows int8-quantized per step: bounds the float temporaries during builds
 
 
 def _progress(enabled: bool, total: int, desc: str):
@@ -206,38 +206,36 @@ class TreeAhIndex(Index):
                 del residual_sample
             bar.update()
 
-            # Entries: (point, leaf) pairs, grouped by leaf. Spilled copies come after primaries.
+            # Entries: (point, leaf) pairs; within a leaf, spilled copies come after primaries.
             entry_points = np.arange(n, dtype=np.int64)
             entry_leaves = primary.astype(np.int64)
             if secondary is not None:
                 spilled = np.flatnonzero(secondary >= 0)
                 entry_points = np.concatenate([entry_points, spilled])
                 entry_leaves = np.concatenate([entry_leaves, secondary[spilled].astype(np.int64)])
-            order = np.argsort(entry_leaves, kind="stable")
-            entry_points, entry_leaves = entry_points[order], entry_leaves[order]
-            codes, entry_sq_norms = self._encode(
-                data, centers, codebook, ah, entry_points, entry_leaves, num_threads, config.metric == "squared_l2"
+            # Encoded in point order (rows read in sequence); leaf_append groups them by leaf, stably.
+            # For squared L2 also the squared norm of each entry's reconstruction x~ = c + r~: L2 ranks
+            # entries by 2<q, x~> - ||x~||^2 = ||q||^2 - ||q - x~||^2, the distance to the reconstruction.
+            # Pairing the approximate 2<q, x~> with the exact ||x||^2 instead leaves an error 2<q, x - x~>
+            # that grows with ||q|| (SIFT: ~512), where the reconstructed distance's error
+            # 2<q - x, x - x~> + ||x - x~||^2 shrinks with the distance to the neighbour.
+            centers = np.ascontiguousarray(centers, dtype=np.float32)
+            l2 = config.metric == "squared_l2"
+            codes, entry_sq_norms = _core.encode_pq_entries(
+                codebook, ah.dims_per_block, data, centers, entry_points, entry_leaves, ah.threshold_or_nan,
+                num_threads, l2,
             )
             bar.update()
 
-            counts = np.bincount(entry_leaves, minlength=tree.num_leaves).astype(np.int64)
-            groups = (counts + 31) // 32
-            leaf_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            leaf_group_offsets = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
-            num_blocks = codes.shape[1]
-            packed = np.empty(int(leaf_group_offsets[-1]) * num_blocks * 16, dtype=np.uint8)
-            for leaf in np.flatnonzero(counts):
-                e0, e1 = leaf_offsets[leaf], leaf_offsets[leaf + 1]
-                g0, g1 = leaf_group_offsets[leaf], leaf_group_offsets[leaf + 1]
-                packed[g0 * num_blocks * 16 : g1 * num_blocks * 16] = _core.pack_lut16_codes(codes[e0:e1])
+            # Leaf-major tables: the entries appended, in this order, to an index without any.
+            tables = _mutation.empty_entry_tables(tree.num_leaves, l2)
+            tables.update(_core.leaf_append(tables, codes.shape[1], entry_points.astype(np.int32), entry_leaves, codes,
+                                            entry_sq_norms, num_threads))
             del codes
+            arrays.update(tables)
             arrays.update(
                 centers=np.ascontiguousarray(centers, dtype=np.float32),
                 codebook=np.ascontiguousarray(codebook, dtype=np.float32),
-                leaf_offsets=leaf_offsets,
-                leaf_group_offsets=leaf_group_offsets,
-                entry_ids=entry_points.astype(np.int32),
-                packed_codes=packed,
                 primary_leaf=primary.astype(np.int32),
             )
             if secondary is not None:
@@ -245,37 +243,11 @@ class TreeAhIndex(Index):
             if config.metric == "squared_l2":
                 point_sq_norms = _core.squared_norms(data)
                 arrays["point_sq_norms"] = point_sq_norms
-                arrays["entry_sq_norms"] = entry_sq_norms
                 arrays["center_sq_norms"] = _core.squared_norms(arrays["centers"])
             if config.reorder is not None:
                 arrays.update(self._reorder_arrays(data, config.reorder, config.metric == "squared_l2"))
             bar.update()
         self._setup(config, arrays, dim, build_seconds=time.perf_counter() - start, ids=ids, trained_rows=n, trained_n=n)
-
-    @staticmethod
-    def _encode(data, centers, codebook, ah: AhConfig, entry_points, entry_leaves, num_threads, l2: bool):
-        """Codes of every entry and, for squared L2, the squared norm of each entry's reconstruction.
-
-        L2 ranks entries by 2<q, x~> - ||x~||^2 = ||q||^2 - ||q - x~||^2, the distance to the
-        reconstruction x~ = c + r~. Pairing the approximate 2<q, x~> with the exact ||x||^2 instead
-        leaves an error 2<q, x - x~> that grows with ||q|| (SIFT: ~512), where the reconstructed
-        distance's error 2<q - x, x - x~> + ||x - x~||^2 shrinks with the distance to the neighbour.
-        """
-        num_blocks = -(-data.shape[1] // ah.dims_per_block)
-        codes = np.empty((len(entry_points), num_blocks), dtype=np.uint8)
-        sq_norms = np.empty(len(entry_points), dtype=np.float32) if l2 else None
-        for begin in range(0, len(entry_points), _ENCODE_CHUNK):
-            points = entry_points[begin : begin + _ENCODE_CHUNK]
-            originals = data[points]
-            chunk_centers = centers[entry_leaves[begin : begin + _ENCODE_CHUNK]]
-            residuals = originals - chunk_centers
-            chunk_codes = _core.encode_pq(codebook, ah.dims_per_block, residuals, originals, ah.threshold_or_nan, num_threads)
-            codes[begin : begin + len(points)] = chunk_codes
-            if l2:
-                reconstructions = _core.decode_pq(codebook, ah.dims_per_block, chunk_codes)
-                reconstructions += chunk_centers
-                sq_norms[begin : begin + len(points)] = _core.squared_norms(reconstructions)
-        return codes, sq_norms
 
     @staticmethod
     def _reorder_arrays(data: np.ndarray, reorder: ReorderConfig, l2: bool) -> dict[str, np.ndarray]:
@@ -505,6 +477,8 @@ class TreeAhIndex(Index):
                 "empty": int((sizes == 0).sum()),
             },
             **self._memory({**snap.arrays, "ids": snap.ids.row_ids}),
+            # allocated beyond total_bytes: spare rows behind the per-row arrays, for later adds
+            "spare_bytes": _mutation.spare_bytes(snap.arrays),
             "build_seconds": self._build_seconds,
         }
 
@@ -574,7 +548,10 @@ def _leaf_allowed(snap: _Snapshot, resolved) -> np.ndarray:
 
 
 def _owned(data: np.ndarray, source, config: TreeAhConfig, copy: bool) -> np.ndarray:
-    """Copy the caller's array only when the index would keep it (float32 reordering; cosine copies anyway)."""
+    """Copy the caller's array only when the index would keep it (float32 reordering; cosine copies anyway).
+    The copy has spare rows for adds (tree_ah_mutation.reserved_copy: not resident until written)."""
     keeps = config.reorder is not None and config.reorder.quantize == "float32" and config.metric != "cosine"
+    if keeps and copy and isinstance(source, np.ndarray) and np.may_share_memory(data, source):
+        return _mutation.reserved_copy(data)
     return _validate.owned(data, source, copy) if keeps else data
 

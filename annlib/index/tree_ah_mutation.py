@@ -1,26 +1,92 @@
 """Array surgery behind the tree-AH index's writes: appending points, dropping dead ones.
 
-Each function takes the arrays of one snapshot and returns new arrays, never changing its
-inputs (they may be shared with running searches or memory-mapped from a file; see
+Each function takes the arrays of one snapshot and returns new arrays, never changing what its
+inputs show (they may be shared with running searches or memory-mapped from a file; see
 :mod:`annlib.index.mutable`). New points go to the partitions trained at build time (with a
-SOAR spill when the index spills) and are encoded with the build's codebook; the leaf-major
-entry tables and packed LUT16 codes are then rebuilt, which costs one pass over the codes
-(C++, a few milliseconds per 100k entries) per call.
+SOAR spill when the index spills) and are encoded with the build's codebook in the C++ core
+(``encode_pq_entries``: no residual matrix). The leaf-major entry tables are rewritten by
+``_core.leaf_append`` / ``_core.leaf_select``, which copy untouched leaves' packed codes as bytes
+and repack only a touched leaf's last partial group (append) or a leaf that lost entries (select).
+
+Per-row arrays (the float or int8 vectors, norms, assignments) grow in place: a snapshot is a
+view of the first ``rows`` rows of a buffer with spare rows, and an append writes the rows after
+them, which no earlier snapshot shows, then returns the longer view (:func:`rows_appended`). So an
+add costs what it adds, not a copy of every vector.
 """
 
 from __future__ import annotations
+
+import threading
+import weakref
 
 import numpy as np
 
 from annlib import _core
 from annlib.config import TreeAhConfig
 
-#: Points encoded per step when appending: bounds the residual buffer.
-_CHUNK = 65_536
+#: Spare rows a buffer grown by an append gets, as a fraction of its rows (amortised appends); at
+#: least as many as the append that grew it. Spare rows are address space until written.
+GROWTH = 0.5
+
+#: Spare rows of the index's own copy of the float rows at build (:func:`reserved_copy`).
+BUILD_SPARE = 0.25
+
+# Rows of each grown buffer (by id) that some view shows: a view may be extended in place only when
+# it shows all of them (another snapshot, e.g. of a shallow copy of the index, may show more). An
+# entry leaves with its buffer.
+_claimed: dict[int, int] = {}
+_claims_lock = threading.Lock()
 
 
 def num_blocks(config: TreeAhConfig, dim: int) -> int:
     return -(-dim // config.ah.dims_per_block)
+
+
+def rows_appended(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``old`` followed by ``new`` (same dtype and trailing shape) without changing what ``old`` shows.
+
+    When ``old`` is the first rows of a buffer this module grew and no other view shows more of
+    it, ``new`` is written into the spare rows after ``old`` and a longer view returned; otherwise
+    the rows go to a fresh buffer with spare rows (:data:`GROWTH`).
+    """
+    n, m = len(old), len(new)
+    base = old.base
+    with _claims_lock:
+        if (isinstance(base, np.ndarray) and _claimed.get(id(base)) == n
+                and base.dtype == old.dtype and base.shape[1:] == old.shape[1:] and len(base) >= n + m
+                and old.__array_interface__["data"][0] == base.__array_interface__["data"][0]):
+            _claimed[id(base)] = n + m
+            base[n : n + m] = new
+            return base[: n + m]
+    buffer = np.empty((n + m + max(m, int(GROWTH * (n + m))),) + old.shape[1:], dtype=old.dtype)
+    buffer[:n] = old
+    buffer[n : n + m] = new
+    with _claims_lock:
+        _claimed[id(buffer)] = n + m
+    weakref.finalize(buffer, _claimed.pop, id(buffer), None)
+    return buffer[: n + m]
+
+
+def reserved_copy(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` as the first rows of a buffer with :data:`BUILD_SPARE` spare rows, so the
+    first add writes in place. The spare rows are never touched before an add writes them: address space,
+    not resident memory, until then."""
+    buffer = np.empty((len(array) + max(1, int(BUILD_SPARE * len(array))),) + array.shape[1:], dtype=array.dtype)
+    buffer[: len(array)] = array
+    with _claims_lock:
+        _claimed[id(buffer)] = len(array)
+    weakref.finalize(buffer, _claimed.pop, id(buffer), None)
+    return buffer[: len(array)]
+
+
+def spare_bytes(arrays: dict) -> int:
+    """Bytes of the spare rows that :func:`rows_appended` reserved behind the views in ``arrays``."""
+    bases = {}
+    for a in arrays.values():
+        base = getattr(a, "base", None)
+        if isinstance(base, np.ndarray) and id(base) in _claimed:
+            bases[id(base)] = (base.nbytes, a.nbytes)
+    return int(sum(total - shown for total, shown in bases.values()))
 
 
 def entries(arrays: dict, config: TreeAhConfig, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,40 +105,23 @@ def entries(arrays: dict, config: TreeAhConfig, dim: int) -> tuple[np.ndarray, n
     return np.asarray(arrays["entry_ids"], dtype=np.int64), leaves, codes
 
 
-def leaf_major(points: np.ndarray, leaves: np.ndarray, codes: np.ndarray, num_leaves: int) -> dict:
-    """The entry tables and packed codes of entries (points, leaves, codes), grouped by leaf
-    (stable: within a leaf, entries keep their order)."""
-    order = np.argsort(leaves, kind="stable")
-    points, leaves, codes = points[order], leaves[order], codes[order]
-    counts = np.bincount(leaves, minlength=num_leaves).astype(np.int64)
-    groups = (counts + 31) // 32
-    leaf_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    leaf_group_offsets = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
-    nb = codes.shape[1]
-    packed = np.empty(int(leaf_group_offsets[-1]) * nb * 16, dtype=np.uint8)
-    for leaf in np.flatnonzero(counts):
-        e0, e1 = leaf_offsets[leaf], leaf_offsets[leaf + 1]
-        g0, g1 = leaf_group_offsets[leaf], leaf_group_offsets[leaf + 1]
-        packed[g0 * nb * 16 : g1 * nb * 16] = _core.pack_lut16_codes(np.ascontiguousarray(codes[e0:e1]))
-    return {
-        "leaf_offsets": leaf_offsets,
-        "leaf_group_offsets": leaf_group_offsets,
-        "entry_ids": points.astype(np.int32),
-        "packed_codes": packed,
+def empty_entry_tables(num_leaves: int, l2: bool) -> dict:
+    """Entry tables of an index without entries (what a build appends its entries to)."""
+    tables = {
+        "leaf_offsets": np.zeros(num_leaves + 1, dtype=np.int64),
+        "leaf_group_offsets": np.zeros(num_leaves + 1, dtype=np.int64),
+        "entry_ids": np.zeros(0, dtype=np.int32),
+        "packed_codes": np.zeros(0, dtype=np.uint8),
     }
+    if l2:
+        tables["entry_sq_norms"] = np.zeros(0, dtype=np.float32)
+    return tables
 
 
-def _encode(vectors, centers, codebook, config: TreeAhConfig, points, leaves, num_threads) -> np.ndarray:
-    ah = config.ah
-    codes = np.empty((len(points), num_blocks(config, vectors.shape[1])), dtype=np.uint8)
-    for begin in range(0, len(points), _CHUNK):
-        p = points[begin : begin + _CHUNK]
-        originals = vectors[p]
-        residuals = originals - centers[leaves[begin : begin + _CHUNK]]
-        codes[begin : begin + len(p)] = _core.encode_pq(
-            codebook, ah.dims_per_block, residuals, originals, ah.threshold_or_nan, num_threads
-        )
-    return codes
+def quantize_int8(vectors: np.ndarray, offset: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
+    """int8 rows of the build's per-dimension range code, x ~ offset + q * inv_scale (values beyond the
+    build's range saturate)."""
+    return np.clip(np.rint((vectors - offset) / inv_scale), -127, 127).astype(np.int8)
 
 
 def appended(arrays: dict, config: TreeAhConfig, vectors: np.ndarray, num_threads: int) -> dict:
@@ -83,8 +132,7 @@ def appended(arrays: dict, config: TreeAhConfig, vectors: np.ndarray, num_thread
     centers, codebook = arrays["centers"], arrays["codebook"]
     primary, _ = _core.assign_to_centers(vectors, centers, num_threads)
     primary = np.asarray(primary).astype(np.int64)
-    local = np.arange(m, dtype=np.int64)
-    new_points, new_leaves = local, primary
+    new_points, new_leaves = np.arange(m, dtype=np.int64), primary
     secondary = None
     if "secondary_leaf" in arrays:
         from annlib import soar  # noqa: PLC0415 - optional stage
@@ -93,44 +141,45 @@ def appended(arrays: dict, config: TreeAhConfig, vectors: np.ndarray, num_thread
             vectors, centers, primary.astype(np.int32), config.tree.soar_lambda, config.tree.spill, num_threads
         )
         spilled = np.flatnonzero(secondary >= 0)
-        new_points = np.concatenate([local, spilled])
+        new_points = np.concatenate([new_points, spilled])
         new_leaves = np.concatenate([primary, np.asarray(secondary)[spilled].astype(np.int64)])
-    new_codes = _encode(vectors, centers, codebook, config, new_points, new_leaves, num_threads)
-    old_points, old_leaves, old_codes = entries(arrays, config, dim)
+    l2 = "entry_sq_norms" in arrays
+    ah = config.ah
+    new_codes, new_norms = _core.encode_pq_entries(
+        codebook, ah.dims_per_block, vectors, centers, new_points, new_leaves, ah.threshold_or_nan, num_threads, l2
+    )
     out = dict(arrays)
-    out.update(leaf_major(
-        np.concatenate([old_points, new_points + rows]), np.concatenate([old_leaves, new_leaves]),
-        np.concatenate([old_codes, new_codes]), config.tree.num_leaves,
-    ))
-    out["primary_leaf"] = np.concatenate([arrays["primary_leaf"], primary.astype(np.int32)])
+    out.update(_core.leaf_append(arrays, num_blocks(config, dim), (new_points + rows).astype(np.int32), new_leaves,
+                                 new_codes, new_norms, num_threads))
+    out["primary_leaf"] = rows_appended(arrays["primary_leaf"], primary.astype(np.int32))
     if secondary is not None:
-        out["secondary_leaf"] = np.concatenate([arrays["secondary_leaf"], np.asarray(secondary, dtype=np.int32)])
-    if "point_sq_norms" in arrays:
-        out["point_sq_norms"] = np.concatenate([arrays["point_sq_norms"], _core.squared_norms(vectors)])
-        out["entry_sq_norms"] = np.ascontiguousarray(out["point_sq_norms"][out["entry_ids"]])
+        out["secondary_leaf"] = rows_appended(arrays["secondary_leaf"], np.asarray(secondary, dtype=np.int32))
     if "reorder_float" in arrays:
-        out["reorder_float"] = np.concatenate([arrays["reorder_float"], vectors])
+        out["reorder_float"] = rows_appended(arrays["reorder_float"], vectors)
     if "reorder_int8" in arrays:
-        # The build's per-dimension multipliers; values beyond the build's range saturate.
-        scaled = np.rint(vectors / arrays["reorder_int8_inv_scale"])
-        out["reorder_int8"] = np.concatenate([arrays["reorder_int8"], np.clip(scaled, -127, 127).astype(np.int8)])
+        # The build's per-dimension range code (tree_ah.TreeAhIndex._reorder_arrays).
+        offset = arrays.get("reorder_int8_offset", np.zeros(dim, dtype=np.float32))
+        quantized = quantize_int8(vectors, offset, arrays["reorder_int8_inv_scale"])
+        out["reorder_int8"] = rows_appended(arrays["reorder_int8"], quantized)
+    if "point_sq_norms" in arrays:
+        # As the build: the norms of the rows reordering scores (the dequantized ones for int8).
+        scored = vectors
+        if "reorder_int8" in arrays:
+            scored = quantized.astype(np.float32) * arrays["reorder_int8_inv_scale"] + offset
+        out["point_sq_norms"] = rows_appended(arrays["point_sq_norms"], _core.squared_norms(scored))
     return out
 
 
-def compacted(arrays: dict, config: TreeAhConfig, dim: int, kept: np.ndarray) -> dict:
+def compacted(arrays: dict, config: TreeAhConfig, dim: int, kept: np.ndarray, num_threads: int = 0) -> dict:
     """Arrays holding only rows ``kept`` (sorted), renumbered 0..len(kept)-1, their entries in place."""
     rows = int(arrays["primary_leaf"].shape[0])
     renumber = np.full(rows, -1, dtype=np.int64)
     renumber[kept] = np.arange(len(kept), dtype=np.int64)
-    points, leaves, codes = entries(arrays, config, dim)
-    keep = renumber[points] >= 0
     out = dict(arrays)
-    out.update(leaf_major(renumber[points[keep]], leaves[keep], codes[keep], config.tree.num_leaves))
+    out.update(_core.leaf_select(arrays, num_blocks(config, dim), renumber, num_threads))
     for name in ("primary_leaf", "secondary_leaf", "point_sq_norms", "reorder_float", "reorder_int8"):
         if name in arrays:
             out[name] = np.ascontiguousarray(arrays[name][kept])
-    if "entry_sq_norms" in arrays:
-        out["entry_sq_norms"] = np.ascontiguousarray(out["point_sq_norms"][out["entry_ids"]])
     return out
 
 

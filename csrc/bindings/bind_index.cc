@@ -2,14 +2,17 @@
 // memory-mapped) alive and exposes them to the core as a TreeAhView.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <stdexcept>
 #include <string>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "bindings/array_view.h"
 #include "bindings/filter_args.h"
+#include "core/leaf_entries.h"
 #include "core/tree_ah_search.h"
 
 namespace py = pybind11;
@@ -82,9 +85,114 @@ class TreeAhHandle {
   TreeAhView v_;
 };
 
+/// The entry tables of an index's arrays dict (checked), and their sizes.
+LeafEntries leaf_entries_of(const py::dict& arrays, size_t num_blocks) {
+  if (num_blocks == 0) throw std::invalid_argument("num_blocks must be positive");
+  size_t offsets = 0, entries = 0, bytes = 0;
+  LeafEntries in;
+  in.leaf_offsets = array_of<int64_t>(arrays, "leaf_offsets", true, kAnySize, &offsets);
+  if (offsets == 0) throw std::invalid_argument("leaf_offsets must hold num_leaves + 1 entries");
+  in.num_leaves = offsets - 1;
+  in.num_blocks = num_blocks;
+  in.group_offsets = array_of<int64_t>(arrays, "leaf_group_offsets", true, offsets);
+  in.entry_ids = array_of<int32_t>(arrays, "entry_ids", true, kAnySize, &entries);
+  in.packed = array_of<uint8_t>(arrays, "packed_codes", true, kAnySize, &bytes);
+  in.values = array_of<float>(arrays, "entry_sq_norms", false, entries);
+  const size_t group_bytes = num_blocks * 16;
+  if (bytes % group_bytes != 0) throw std::invalid_argument("packed_codes is not a whole number of groups");
+  check_leaf_entries(in, entries, bytes / group_bytes);
+  return in;
+}
+
+/// Output arrays sized by a plan; returned as the dict of the new tables.
+struct LeafOutputs {
+  py::array_t<int64_t> leaf_offsets, group_offsets;
+  Int32Array entry_ids;
+  ByteArray packed;
+  std::optional<FloatArray> values;
+  LeafEntriesOut out;
+
+  LeafOutputs(const LeafPlan& plan, size_t num_blocks, bool with_values)
+      : leaf_offsets(static_cast<py::ssize_t>(plan.leaf_offsets.size())),
+        group_offsets(static_cast<py::ssize_t>(plan.group_offsets.size())),
+        entry_ids(static_cast<py::ssize_t>(plan.entries())),
+        packed(static_cast<py::ssize_t>(plan.groups() * num_blocks * 16)) {
+    std::copy(plan.leaf_offsets.begin(), plan.leaf_offsets.end(), leaf_offsets.mutable_data());
+    std::copy(plan.group_offsets.begin(), plan.group_offsets.end(), group_offsets.mutable_data());
+    out.entry_ids = entry_ids.mutable_data();
+    out.packed = packed.mutable_data();
+    if (with_values) {
+      values.emplace(static_cast<py::ssize_t>(plan.entries()));
+      out.values = values->mutable_data();
+    }
+  }
+
+  py::dict dict() const {
+    py::dict d;
+    d["leaf_offsets"] = leaf_offsets;
+    d["leaf_group_offsets"] = group_offsets;
+    d["entry_ids"] = entry_ids;
+    d["packed_codes"] = packed;
+    if (values) d["entry_sq_norms"] = *values;
+    return d;
+  }
+};
+
+py::dict leaf_append_py(const py::dict& arrays, size_t num_blocks, const Int32Array& new_ids,
+                        const py::array_t<int64_t, py::array::c_style>& new_leaves, const ByteArray& new_codes,
+                        const std::optional<FloatArray>& new_values, size_t num_threads) {
+  const LeafEntries in = leaf_entries_of(arrays, num_blocks);
+  const size_t m = new_ids.size();
+  if (new_ids.ndim() != 1 || new_leaves.ndim() != 1 || static_cast<size_t>(new_leaves.size()) != m) {
+    throw std::invalid_argument("new_ids and new_leaves must be 1-D of one length");
+  }
+  if (new_codes.ndim() != 2 || static_cast<size_t>(new_codes.shape(0)) != m ||
+      static_cast<size_t>(new_codes.shape(1)) != num_blocks) {
+    throw std::invalid_argument("new_codes must have shape (" + std::to_string(m) + ", " + std::to_string(num_blocks) +
+                                "), got " + shape_str(new_codes));
+  }
+  if (static_cast<bool>(in.values) != static_cast<bool>(new_values) ||
+      (new_values && static_cast<size_t>(new_values->size()) != m)) {
+    throw std::invalid_argument("new_values must be given, one per new entry, exactly when the index has entry_sq_norms");
+  }
+  for (size_t i = 0; i < m; ++i) {
+    if (new_ids.data()[i] < 0) throw std::invalid_argument("new_ids must be >= 0");
+  }
+  LeafPlan plan = plan_append(in, new_leaves.data(), m);
+  LeafOutputs out(plan, num_blocks, in.values != nullptr);
+  {
+    py::gil_scoped_release release;
+    append_entries(in, plan, new_ids.data(), new_codes.data(), new_values ? new_values->data() : nullptr, num_threads,
+                   out.out);
+  }
+  return out.dict();
+}
+
+py::dict leaf_select_py(const py::dict& arrays, size_t num_blocks,
+                        const py::array_t<int64_t, py::array::c_style>& renumber, size_t num_threads) {
+  const LeafEntries in = leaf_entries_of(arrays, num_blocks);
+  if (renumber.ndim() != 1) throw std::invalid_argument("renumber must be 1-D");
+  LeafPlan plan = plan_select(in, renumber.data(), renumber.size());
+  LeafOutputs out(plan, num_blocks, in.values != nullptr);
+  {
+    py::gil_scoped_release release;
+    select_entries(in, plan, renumber.data(), num_threads, out.out);
+  }
+  return out.dict();
+}
+
 }  // namespace
 
 void bind_index(py::module_& m) {
+  m.def("leaf_append", &leaf_append_py, py::arg("arrays"), py::arg("num_blocks"), py::arg("new_ids"),
+        py::arg("new_leaves"), py::arg("new_codes"), py::arg("new_values"), py::arg("num_threads"),
+        "The entry tables of `arrays` (leaf_offsets, leaf_group_offsets, entry_ids, packed_codes and, when "
+        "present, entry_sq_norms) with new entries appended to their leaves: a dict of new arrays. Leaves "
+        "without new entries are copied as bytes; a touched leaf repacks only its last partial group.");
+  m.def("leaf_select", &leaf_select_py, py::arg("arrays"), py::arg("num_blocks"), py::arg("renumber"),
+        py::arg("num_threads"),
+        "The entry tables of `arrays` keeping the entries whose point p has renumber[p] >= 0, renumbered: "
+        "a dict of new arrays. Leaves that lose no entry are copied as bytes.");
   py::class_<TreeAhHandle>(m, "TreeAhHandle")
       .def(py::init<py::dict, const std::string&, size_t, size_t, size_t, size_t, bool>(), py::arg("arrays"),
            py::arg("metric"), py::arg("n"), py::arg("dim"), py::arg("num_leaves"), py::arg("dims_per_block"),

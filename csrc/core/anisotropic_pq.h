@@ -9,6 +9,8 @@
 
 namespace annlib {
 
+struct KernelTable;
+
 /// Number of centers per block: 4-bit codes, as the LUT16 kernel expects.
 constexpr size_t kPqCentersPerBlock = 16;
 
@@ -71,8 +73,27 @@ double parallel_cost_multiplier(double threshold, double sq_norm, size_t dim);
 /// best decrease; at most 10 rounds, stop after a round without change. eta <= 1 (threshold NaN or <= 0,
 /// or small against ||x||: no descent move can lower the loss then)
 /// is plain nearest-codeword encoding. Ties go to the lower codeword. Parallel over points.
+/// Tables and descent run in float in the SIMD kernels pq_tables / pq_descent of the active
+/// ISA (every ISA gives the same codes); they differ from encode_pq_reference's double only where
+/// float rounding flips a near tie (tests/test_encoder.py measures how often on real data).
 void encode_pq(const PqCodebook& cb, const float* residuals, const float* originals, size_t n, double threshold,
                size_t num_threads, uint8_t* codes);
+
+/// encode_pq with the kernels of `kt` (kernels_for(isa); tests compare ISAs).
+void encode_pq(const PqCodebook& cb, const float* residuals, const float* originals, size_t n, double threshold,
+               size_t num_threads, uint8_t* codes, const KernelTable& kt);
+
+/// encode_pq of m index entries without a residual matrix: entry i encodes r = data[points[i]] -
+/// centers[leaves[i]] along x = data[points[i]] (rows of dim = cb.dim floats; indices unchecked).
+/// When sq_norms is not null, sq_norms[i] = ||centers[leaves[i]] + r~||^2, the squared norm of the
+/// entry's reconstruction (squared_norms of that vector: squared-L2 scoring reads it).
+void encode_pq_entries(const PqCodebook& cb, const float* data, const float* centers, const int64_t* points,
+                       const int64_t* leaves, size_t m, double threshold, size_t num_threads, uint8_t* codes,
+                       float* sq_norms);
+
+/// The same encoding in scalar double, as first written: the reference encode_pq is tested against.
+void encode_pq_reference(const PqCodebook& cb, const float* residuals, const float* originals, size_t n,
+                         double threshold, size_t num_threads, uint8_t* codes);
 
 /// Reconstruction r~ (n x dim) from codes (n x num_blocks).
 void decode_pq(const PqCodebook& cb, const uint8_t* codes, size_t n, float* out);

@@ -16,6 +16,9 @@ struct KernelTable {
   L2Mask32Fn l2_mask32;
   QuantizeLutFn quantize_lut;
   BuildLutFn build_lut;
+  PqTablesFn pq_tables;
+  PqOrderFn pq_order;
+  PqDescentFn pq_descent;
 };
 
 /// The table for `isa`; throws std::invalid_argument if the CPU cannot run it.

@@ -118,4 +118,75 @@ void build_lut_scalar(const float* query, const float* codebook_by_dim, size_t d
 void build_lut_avx2(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block, float* lut);
 void build_lut_avx512(const float* query, const float* codebook_by_dim, size_t dim, size_t dims_per_block, float* lut);
 
+/// The tables of the anisotropic PQ encoder for one point (algorithms.md 1.3), in float. For
+/// block k and codeword j, with e_d = residual[d] - codebook_by_dim[16 d + j] over the block's
+/// dimensions d in increasing order:
+///   residual_norm[16 k + j] = sum_d e_d * e_d                       (||r_k - c_kj||^2)
+///   parallel[16 k + j]      = (sum_d e_d * original[d]) * inv_norm   (<r_k - c_kj, x_k> / ||x||)
+///   nearest[k]              = the j of the least residual_norm, the lowest j on ties.
+/// parallel is not written when original is null. Every multiply and add is its own rounding
+/// (no FMA) and each sum runs in increasing d, so every ISA gives the scalar path's bits.
+struct PqTablesArgs {
+  const float* residual;         ///< r, dim floats
+  const float* original;         ///< x, dim floats, or null
+  const float* codebook_by_dim;  ///< dim x 16 (transpose_codebook)
+  size_t dim;
+  size_t dims_per_block;
+  float inv_norm;                ///< 1 / ||x||
+  float* residual_norm;          ///< num_blocks x 16
+  float* parallel;               ///< num_blocks x 16 (unused when original is null)
+  uint8_t* nearest;              ///< num_blocks
+};
+
+using PqTablesFn = void (*)(const PqTablesArgs& args);
+
+void pq_tables_scalar(const PqTablesArgs& args);
+void pq_tables_avx2(const PqTablesArgs& args);
+void pq_tables_avx512(const PqTablesArgs& args);
+
+/// The visiting order of the encoder's descent: order[r] = the block k with the r-th largest
+/// residual_norm[16 k + code[k]], ties to the lower k (a stable sort, descending). keys: scratch
+/// of at least num_blocks rounded up to 16 entries. The order is unique, so every ISA gives the
+/// scalar path's.
+struct PqOrderArgs {
+  const float* residual_norm;  ///< num_blocks x 16, all >= 0
+  const uint8_t* code;         ///< num_blocks
+  size_t num_blocks;
+  uint32_t* keys;              ///< scratch
+  uint32_t* order;             ///< num_blocks
+};
+
+using PqOrderFn = void (*)(const PqOrderArgs& args);
+
+void pq_order_scalar(const PqOrderArgs& args);
+void pq_order_avx2(const PqOrderArgs& args);
+void pq_order_avx512(const PqOrderArgs& args);
+
+/// The coordinate descent of the anisotropic PQ encoder (algorithms.md 1.3) on the tables of
+/// PqTablesArgs, in float. Up to max_rounds rounds; each visits the blocks in `order` and, for
+/// block k with code o, tries every j != o, with p the running <e, x/||x||>:
+///   p_new = (p - par[o]) + par[j];  d_par = p_new * p_new - p * p;  skipped if d_par > 0;
+///   delta = eta * d_par + ((rn[j] - rn[o]) - d_par)
+/// and takes the least delta < 0 (the lowest j on ties), then p += par[j] - par[o]. Stops
+/// after a round without a move. Separate roundings, so every ISA gives the scalar path's codes.
+/// A round that reaches, without a move, the blocks after the last move of the round before
+/// stops there: those blocks already declined to move with this same p and these codes
+/// (simd/pq_descent_rounds.h, shared by every ISA).
+struct PqDescentArgs {
+  const float* residual_norm;  ///< num_blocks x 16
+  const float* parallel;       ///< num_blocks x 16
+  const uint32_t* order;       ///< num_blocks block indices, the visiting order
+  size_t num_blocks;
+  float eta;                   ///< parallel cost multiplier
+  float p;                     ///< <e, x/||x||> of the starting codes
+  size_t max_rounds;
+  uint8_t* code;               ///< num_blocks codes: in, the start; out, the result
+};
+
+using PqDescentFn = void (*)(const PqDescentArgs& args);
+
+void pq_descent_scalar(const PqDescentArgs& args);
+void pq_descent_avx2(const PqDescentArgs& args);
+void pq_descent_avx512(const PqDescentArgs& args);
+
 }  // namespace annlib
