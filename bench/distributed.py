@@ -15,7 +15,6 @@ import argparse
 import json
 import pathlib
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -24,9 +23,7 @@ import annlib
 from annlib.config import TreeAhConfig
 from annlib.metrics import id_recall
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import REPO_ROOT, load_hdf5  # noqa: E402
-
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SIFT = REPO_ROOT.parent / "shared" / "datasets" / "sift-debian-textures-1m-128-euclidean.hdf5"
 
 
@@ -57,7 +54,8 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    train, test, _, _, distance = load_hdf5(args.dataset)
+    dataset = annlib.load_dataset(args.dataset)  # bench/common.py, which this used, is gone
+    train, test, distance = dataset.train, dataset.test, dataset.distance
     metric = {"euclidean": "squared_l2", "angular": "cosine", "dot": "dot"}[distance]
     x = train[: args.subset] if args.subset else train
     q = np.ascontiguousarray(test[: args.queries])
