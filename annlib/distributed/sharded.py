@@ -542,7 +542,9 @@ class ShardedIndex:
         shards = [{"file": _manifest.shard_file(s), "start": self._ranges[s][0], "n": self._ranges[s][1],
                    "sha256": written[s]["sha256"], "bytes": written[s]["bytes"]} for s in range(self.num_shards)]
         _manifest.write(directory, {
-            "kind": self._shard_kind, "metric": self._metric, "n": self._n, "dim": self._dim,
+            "kind": self._shard_kind, "metric": self._metric,
+            "n": sum(size for _, size in self._ranges),  # the rows the shards were built from (start, n each)
+            "live": self._n, "dim": self._dim,
             "shard_config": self._shard_config, "search_defaults": dataclasses.asdict(self._defaults),
             "shards": shards, "shared": _manifest.write_shared(directory, self._shared),
             "global_ids": True,  # shard files hold their points' global ids (older saves: start + row)
