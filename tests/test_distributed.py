@@ -243,3 +243,238 @@ def test_bad_arguments_are_refused_clearly(cosine_sharded, sample):
         import pickle
 
         pickle.dumps(cosine_sharded)
+
+
+# ---------------------------------------------------------------------- filters and writes through the shards
+#
+# Ids are global, so one filter means the same thing on the sharded index and on one index over
+# all rows. Brute-force shards are exact whatever the route, so they equal one BruteForce bit for
+# bit; tree-AH shards equal one tree-AH index on the exact route (filter_route="exact") and are
+# held to the exact ground truth over the allowed live points on the index route.
+
+numba = None
+try:  # the filter extra; the predicate cases skip without it
+    import numba
+    from numba import types as _nt
+except ImportError:  # pragma: no cover
+    pass
+
+FILTER_FORMS = ("ids", "allow", "deny", "bitmap", "predicate", "predicate_data", "callable", "per_query")
+
+if numba is not None:
+    @numba.cfunc(_nt.boolean(_nt.int64))
+    def _every_third(user_id):
+        return user_id % 3 == 1
+
+    @numba.cfunc(_nt.boolean(_nt.int64, _nt.voidptr))
+    def _flag_set(user_id, data):
+        # data: uint8 flags by user id, 1 = allowed (covers ids 0 .. 9999)
+        flags = numba.carray(data, (10000,), dtype=np.uint8)
+        return flags[user_id] != 0
+
+
+def _filter_of(form: str, n: int, nq: int, rng: np.random.Generator):
+    """(filter value, allowed(id) -> bool per query) for ids 0..n-1."""
+    subset = np.sort(rng.choice(n, n // 4, replace=False))
+    if form == "ids":
+        return subset, [set(subset.tolist())] * nq
+    if form == "allow":
+        return annlib.Filter.allow(subset), [set(subset.tolist())] * nq
+    if form == "deny":
+        return annlib.Filter.deny(subset), [set(range(n)) - set(subset.tolist())] * nq
+    if form == "bitmap":
+        mask = np.zeros(n, dtype=bool)
+        mask[subset] = True
+        return annlib.Filter.bitmap(mask), [set(subset.tolist())] * nq
+    if form in ("predicate", "predicate_data"):
+        pytest.importorskip("numba")
+        if form == "predicate":
+            return annlib.Filter.predicate(_every_third), [{i for i in range(n) if i % 3 == 1}] * nq
+        flags = np.zeros(10000, dtype=np.uint8)
+        flags[subset] = 1
+        return annlib.Filter.predicate(_flag_set, flags), [set(subset.tolist())] * nq
+    if form == "callable":
+        return (lambda i: i % 5 == 2), [{i for i in range(n) if i % 5 == 2}] * nq
+    # per query: two shared filters and a None (no filter) alternating
+    a, b = annlib.Filter.allow(subset), annlib.Filter.deny(subset)
+    value = [(a, b, None)[q % 3] for q in range(nq)]
+    allowed = [(set(subset.tolist()), set(range(n)) - set(subset.tolist()), set(range(n)))[q % 3] for q in range(nq)]
+    return value, allowed
+
+
+@pytest.fixture(scope="module")
+def bf_sharded(l2_data):
+    x, _ = l2_data
+    index = ShardedIndex.build(x, 3, "squared_l2", kind="brute_force", num_actors=2, cpus_per_actor=0.25, timeout_s=120)
+    yield index
+    index.close()
+
+
+@pytest.mark.parametrize("form", FILTER_FORMS)
+def test_filtered_brute_force_shards_equal_one_index(bf_sharded, l2_data, form):
+    x, q = l2_data
+    value, allowed = _filter_of(form, len(x), len(q), np.random.default_rng(1))
+    single = annlib.BruteForce(x, "squared_l2")
+    got = bf_sharded.search_batched(q, 10, filter=value)
+    _assert_same(got, single.search_batched(q, 10, filter=value))
+    assert all(set(got.ids[i].tolist()) <= allowed[i] for i in range(len(q)))
+    _assert_same(bf_sharded.search(q[0], 10, filter=value if form != "per_query" else value[0]),
+                 single.search(q[0], 10, filter=value if form != "per_query" else value[0]))
+
+
+def _exact_truth(x, q, allowed_per_query, k):
+    """Exact squared-L2 top-k over each query's allowed ids (by (distance, id))."""
+    out = np.full((len(q), k), -1, dtype=np.int64)
+    for i, allowed in enumerate(allowed_per_query):
+        ids = np.array(sorted(allowed), dtype=np.int64)
+        d = ((x[ids].astype(np.float64) - q[i]) ** 2).sum(axis=1)
+        top = ids[np.lexsort((ids, d))[:k]]
+        out[i, : len(top)] = top
+    return out
+
+
+@pytest.fixture(scope="module")
+def ah_sharded(l2_data):
+    x, _ = l2_data
+    index = ShardedIndex.build(x, 3, "squared_l2", num_actors=2, cpus_per_actor=0.25, timeout_s=120, num_leaves=30,
+                               num_leaves_to_search=4, reorder=40)
+    yield index
+    index.close()
+
+
+@pytest.mark.parametrize("form", FILTER_FORMS)
+def test_filtered_tree_ah_shards(ah_sharded, l2_data, form):
+    x, q = l2_data
+    value, allowed = _filter_of(form, len(x), len(q), np.random.default_rng(2))
+    single = _single_like(ah_sharded, x)
+    # The exact route: every shard's exact top-k over its allowed points, merged = one index's exact route.
+    exact = ah_sharded.search_batched(q, 10, filter=value, filter_route="exact", merge="exact")
+    _assert_same(exact, single.search_batched(q, 10, filter=value, filter_route="exact"))
+    truth = _exact_truth(x, q, allowed, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact.ids, truth)]) > 0.99
+    # The index route (default merge: every shard's filtered search, merged): only allowed ids, k of
+    # them, and at least the recall of one index searching the same way.
+    got = ah_sharded.search_batched(q, 10, filter=value, filter_route="index")
+    assert all(set(got.ids[i].tolist()) <= allowed[i] for i in range(len(q)))
+    assert (got.ids >= 0).all()
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.ids, truth)])
+    one = single.search_batched(q, 10, filter=value, filter_route="index")
+    single_recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(one.ids, truth)])
+    assert recall >= single_recall - 0.02 and recall > 0.8, (recall, single_recall)
+
+
+def test_a_filter_passing_fewer_than_k_returns_exactly_those(ah_sharded, bf_sharded, l2_data):
+    x, q = l2_data
+    few = np.array([5, 1500, 2999])  # one in each shard
+    for index in (ah_sharded, bf_sharded):
+        for route in ("auto", "index", "exact"):
+            got = index.search_batched(q[:5], 10, filter=few, filter_route=route)
+            assert (np.sort(got.ids[:, :3], axis=1) == few).all()
+            assert (got.ids[:, 3:] == -1).all() and np.isinf(got.distances[:, 3:]).all()
+            d = got.distances[:, :3]
+            assert (np.diff(d, axis=1) >= 0).all()
+
+
+def test_the_exact_merge_refuses_a_filter_it_cannot_reproduce(ah_sharded, l2_data):
+    _, q = l2_data
+    with pytest.raises(ValueError, match="merge='exact' cannot reproduce"):
+        ah_sharded.search_batched(q, 5, filter=[1, 2, 3], merge="exact")
+    with pytest.raises(ValueError, match="filter_route must be one of"):
+        ah_sharded.search_batched(q, 5, filter=[1, 2, 3], filter_route="fastest")
+
+
+def test_a_predicate_on_a_raw_address_is_refused(ah_sharded, l2_data):
+    pytest.importorskip("numba")
+    _, q = l2_data
+    flags = np.ones(10000, dtype=np.uint8)
+    with pytest.raises(ValueError, match="raw address"):
+        ah_sharded.search_batched(q, 5, filter=annlib.Filter.predicate(_flag_set, int(flags.ctypes.data)))
+
+
+@pytest.mark.parametrize("kind", ["brute_force", "tree_ah"])
+def test_deletes_and_adds_through_the_shards(l2_data, tmp_path, kind):
+    x, q = l2_data
+    kwargs = {} if kind == "brute_force" else dict(num_leaves=30, num_leaves_to_search=4, reorder=40)
+    index = ShardedIndex.build(x, 3, "squared_l2", kind=kind, num_actors=2, cpus_per_actor=0.25, timeout_s=120,
+                               save_dir=tmp_path / "saved", **kwargs)
+    try:
+        single = annlib.BruteForce(x, "squared_l2") if kind == "brute_force" else _single_like(index, x)
+        # Delete every query's current top 3 (so they would be returned if deletion leaked) and more.
+        before = index.search_batched(q, 3).ids
+        gone = np.unique(np.concatenate([before.ravel(), np.arange(0, 3000, 7)]))
+        assert index.delete(gone) == len(gone) and single.delete(gone) == len(gone)
+        assert index.n == len(x) - len(gone)
+        with pytest.raises(KeyError, match="not in the index"):
+            index.delete(gone[:2])
+        assert index.delete(gone[:2], missing="ignore") == 0
+        allowed = np.arange(0, 3000, 2)  # half of the allowed ids are deleted or not
+        live_allowed = set(allowed.tolist()) - set(gone.tolist())
+        for merge in ("exact", "fast"):
+            plain = index.search_batched(q, 10, merge=merge)
+            assert not np.isin(plain.ids, gone).any()
+            if kind == "brute_force" or merge == "exact":
+                _assert_same(plain, single.search_batched(q, 10))
+        for route in ("auto", "index", "exact"):
+            got = index.search_batched(q, 10, filter=allowed, filter_route=route)
+            assert not np.isin(got.ids, gone).any()
+            assert all(set(row.tolist()) <= live_allowed for row in got.ids)
+        exact = index.search_batched(q, 10, filter=allowed, filter_route="exact")
+        # float32 distances of points ~60 from the origin round near-ties together: the float64
+        # truth may order those differently, so it bounds the recall; one exact index matches exactly.
+        truth = _exact_truth(x, q, [live_allowed] * len(q), 10)
+        assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact.ids, truth)]) > 0.98
+        if kind == "brute_force":
+            _assert_same(exact, single.search_batched(q, 10, filter=allowed))
+
+        # Adds go to shard id % 3 and are found through a filter (and without one).
+        rng = np.random.default_rng(5)
+        new_vectors = q[:20] + rng.standard_normal((20, x.shape[1])).astype(np.float32) * 0.01
+        new_ids = index.add(new_vectors[:10], ids=np.arange(5000, 5010))
+        fresh = index.add(new_vectors[10:])
+        np.testing.assert_array_equal(fresh, np.arange(5010, 5020))
+        single.add(new_vectors[:10], ids=new_ids)
+        single.add(new_vectors[10:], ids=fresh)
+        with pytest.raises(KeyError, match="already in the index"):
+            index.add(new_vectors[:1], ids=[5003])
+        assert index.n == len(x) - len(gone) + 20
+        added = np.concatenate([new_ids, fresh])
+        got = index.search_batched(q[:20], 1, filter=annlib.Filter.allow(added))
+        np.testing.assert_array_equal(got.ids[:, 0], added)
+        got = index.search_batched(q[:20], 25, filter=added)
+        assert (np.sort(got.ids[:, :20], axis=1) == added).all() and (got.ids[:, 20:] == -1).all()
+        bitmap = np.zeros(5020, dtype=bool)
+        bitmap[added[::2]] = True
+        got = index.search_batched(q[:20:2], 1, filter=annlib.Filter.bitmap(bitmap))
+        np.testing.assert_array_equal(got.ids[:, 0], added[::2])
+        if kind == "brute_force":
+            _assert_same(index.search_batched(q, 10), single.search_batched(q, 10))
+            _assert_same(index.search_batched(q, 10, filter=annlib.Filter.deny(added[:5])),
+                         single.search_batched(q, 10, filter=annlib.Filter.deny(added[:5])))
+
+        # A shard written to since its save is not silently restored from the stale file...
+        ray.kill(index.actors[0])
+        with pytest.raises(ShardError, match="changed"):
+            index.search_batched(q, 5)
+    finally:
+        index.close()
+
+
+def test_writes_survive_save_and_load(l2_data, tmp_path):
+    x, q = l2_data
+    index = ShardedIndex.build(x, 3, "squared_l2", num_actors=2, cpus_per_actor=0.25, timeout_s=120, num_leaves=30,
+                               num_leaves_to_search=4, reorder=40)
+    try:
+        index.delete(np.arange(1000, 1100))
+        index.add(q[:4], ids=[9000, 9001, 9002, 9003])
+        expected = index.search_batched(q, 10, filter=np.arange(900, 9004))
+        index.save(tmp_path / "saved")
+        n = index.n
+    finally:
+        index.close()
+    loaded = ShardedIndex.load(tmp_path / "saved", 1, cpus_per_actor=0.25, timeout_s=120)
+    try:
+        assert loaded.n == n
+        _assert_same(loaded.search_batched(q, 10, filter=np.arange(900, 9004)), expected)
+        assert not np.isin(loaded.search_batched(q, 50).ids, np.arange(1000, 1100)).any()
+    finally:
+        loaded.close()

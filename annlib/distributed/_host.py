@@ -2,8 +2,9 @@
 
 Plain Python, no Ray import: :mod:`annlib.distributed.sharded` wraps :class:`ShardHost` in
 ``ray.remote``. An actor may hold several shards (a saved index loaded onto fewer actors than
-wrote it); each shard is an annlib index over rows ``[offset, offset + n)`` of the global data,
-and every id leaving a host is global (offset added).
+wrote it); each shard is an annlib index built over rows ``[offset, offset + n)`` of the global
+data whose points carry their global user ids (``offset + row`` at build, the given ids for
+later adds), so every id in and out of a host, filters included, is global: none is translated.
 
 The two-phase search (``ah_candidates`` then ``rescore``) reproduces, across shards, the one
 candidate list a single tree-AH index would reorder. It reads two arrays a tree index keeps
@@ -20,7 +21,9 @@ import numpy as np
 
 from annlib import _core
 from annlib._vectors import normalize_rows
+from annlib.distributed import _filters
 from annlib.distributed._merge import merge_top_k
+from annlib.index.ids import IdMap
 
 
 def file_sha256(path: str) -> str:
@@ -54,11 +57,18 @@ def _read_rows(source):
     return source
 
 
+def _global_ids(index, offset: int) -> None:
+    """Give a shard built (or saved before shards kept user ids) with rows 0..n-1 the global ids
+    ``offset + row``."""
+    if offset:
+        index._set_ids(IdMap.of(np.arange(offset, offset + index.n, dtype=np.int64), index.n))
+
+
 class ShardHost:
-    """The shards of one actor: {shard_id: (index, offset)}."""
+    """The shards of one actor: {shard_id: index}, each holding its points under global ids."""
 
     def __init__(self, num_threads: int | None = None):
-        self._shards: dict[int, tuple[object, int]] = {}
+        self._shards: dict[int, object] = {}
         self._num_threads = num_threads
 
     def ready(self) -> list[int]:
@@ -68,38 +78,79 @@ class ShardHost:
 
     def build(self, shard_id: int, offset: int, rows, kind: str, metric: str, spec: dict) -> dict:
         index = build_shard(kind, _read_rows(rows), metric, spec, self._num_threads)
-        self._shards[shard_id] = (index, offset)
+        _global_ids(index, offset)
+        self._shards[shard_id] = index
         return {"shard": shard_id, "n": index.n, "stats": index.stats()}
 
-    def load(self, shard_id: int, offset: int, path: str, sha256: str | None) -> int:
+    def load(self, shard_id: int, offset: int, path: str, sha256: str | None, global_ids: bool = False) -> int:
+        """``global_ids``: the file holds the global ids (saved by this version); else (an older
+        save) its rows 0..n-1 are given the ids ``offset + row``."""
         from annlib.index import load_index  # noqa: PLC0415
 
         if sha256 is not None and file_sha256(path) != sha256:
             raise ValueError(f"shard {shard_id}: {path} does not match the manifest's checksum")
         index = load_index(path, mmap=True)
-        self._shards[shard_id] = (index, offset)
+        if not global_ids:
+            _global_ids(index, offset)
+        self._shards[shard_id] = index
         return index.n
 
     def save(self, shard_id: int, path: str) -> dict:
-        index, _ = self._shards[shard_id]
-        index.save(path)
+        self._shards[shard_id].save(path)
         return {"sha256": file_sha256(path), "bytes": os.path.getsize(path)}
 
     def stats(self) -> dict:
-        return {shard_id: index.stats() for shard_id, (index, _) in self._shards.items()}
+        return {shard_id: index.stats() for shard_id, index in self._shards.items()}
 
     def set_search_defaults(self, params: dict) -> None:
-        for index, _ in self._shards.values():
+        for index in self._shards.values():
             index.set_search_defaults(**params)
+
+    # ------------------------------------------------------------------ writes (global user ids)
+
+    def live(self) -> dict:
+        """{shard_id: live points}."""
+        return {shard_id: index.n for shard_id, index in self._shards.items()}
+
+    def next_id(self) -> int:
+        """One past the largest id any of these shards ever held."""
+        return max((index._snap.ids.next_id for index in self._shards.values()), default=0)
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` a shard of this host holds live (bool per id)."""
+        found = np.zeros(len(ids), dtype=bool)
+        for index in self._shards.values():
+            found |= index._snap.ids.rows_of(ids) >= 0
+        return found
+
+    def add(self, shard_id: int, vectors: np.ndarray, ids: np.ndarray) -> int:
+        self._shards[shard_id].add(vectors, ids)
+        return self._shards[shard_id].n
+
+    def delete(self, ids: np.ndarray) -> dict:
+        """Delete whichever of ``ids`` these shards hold: {shard_id: points deleted}."""
+        return {shard_id: index.delete(ids, missing="ignore") for shard_id, index in self._shards.items()}
+
+    def compact(self) -> None:
+        for index in self._shards.values():
+            index.compact()
 
     # ------------------------------------------------------------------ search
 
-    def search(self, queries: np.ndarray, k: int, num_threads: int, params: dict, metric: str):
-        """Each shard's full search (its own reordering), merged; global ids."""
+    def search(self, queries: np.ndarray, k: int, num_threads: int, params: dict, metric: str,
+               filter_wire=None, filter_route: str = "auto"):
+        """Each shard's full search (its own reordering), merged; global ids. ``filter_wire``:
+        a filter as :func:`annlib.distributed._filters.to_wire` sends it, applied by every shard's
+        own filtered search (its planner, its fallback to exact when short of ``k``)."""
         parts = []
-        for index, offset in self._shards.values():
-            ids, distances = index.search_batched(queries, k, num_threads=num_threads, **params)
-            parts.append((np.where(ids >= 0, ids + offset, -1), distances))
+        for index in self._shards.values():
+            if filter_wire is None:
+                ids, distances = index.search_batched(queries, k, num_threads=num_threads, **params)
+            else:
+                value = _filters.from_wire(*filter_wire, index._snap.ids.next_id)
+                ids, distances = index.search_batched(queries, k, num_threads=num_threads, filter=value,
+                                                      filter_route=filter_route, **params)
+            parts.append((ids, distances))
         return merge_top_k(parts, k, metric)
 
     def ah_candidates(self, queries: np.ndarray, depth: int, leaves_to_search: int, num_threads: int, metric: str):
@@ -111,10 +162,16 @@ class ShardHost:
         scores, not distances: |q|^2 - score rounds distinct scores to equal distances.
         """
         parts = []
-        for index, offset in self._shards.values():
-            d = min(depth, index.n)
-            ids, scores = index.layout.ah_candidate_scores(queries, d, leaves_to_search, num_threads)
-            parts.append((np.where(ids >= 0, ids + offset, -1), scores))
+        for index in self._shards.values():
+            snap = index._snap  # one snapshot: its rows, ids and liveness agree
+            d = min(depth, snap.ids.num_live)
+            if d == 0:
+                continue
+            rows, scores = snap.layout.ah_candidate_scores(queries, d, leaves_to_search, num_threads)
+            parts.append((snap.ids.to_user(rows), scores))
+        if not parts:
+            nq = queries.shape[0]
+            return np.full((nq, depth), -1, dtype=np.int64), np.full((nq, depth), -np.inf, dtype=np.float32)
         return merge_top_k(parts, depth, metric, larger_better=True)
 
     def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int, metric: str):
@@ -127,11 +184,12 @@ class ShardHost:
         isa = _core.active_isa()
         nq = queries.shape[0]
         parts = []
-        for index, offset in self._shards.values():
-            vectors = index.layout.reorder_vectors
-            sq_norms = index.layout.point_sq_norms if metric == "squared_l2" else None
-            local = candidates - offset
-            mine = (candidates >= 0) & (local >= 0) & (local < index.n)
+        for index in self._shards.values():
+            snap = index._snap
+            vectors = snap.layout.reorder_vectors
+            sq_norms = snap.layout.point_sq_norms if metric == "squared_l2" else None
+            local = snap.ids.rows_of(candidates.ravel()).reshape(candidates.shape)
+            mine = (candidates >= 0) & (local >= 0)
             width = max(1, int(mine.sum(axis=1).max(initial=0)))
             ids = np.full((nq, width), -1, dtype=np.int64)
             scores = np.full((nq, width), -np.inf, dtype=np.float32)
@@ -140,7 +198,7 @@ class ShardHost:
                 dots = _core.dot_block(prepared[q : q + 1], np.ascontiguousarray(vectors[rows]), isa)[0]
                 if sq_norms is not None:
                     dots = np.float32(2.0) * dots - sq_norms[rows]
-                ids[q, : len(rows)] = rows + offset
+                ids[q, : len(rows)] = candidates[q][mine[q]]
                 scores[q, : len(rows)] = dots
             parts.append((ids, scores))
         return merge_top_k(parts, k, metric, larger_better=True)

@@ -15,13 +15,22 @@ exact top-k. ``merge="fast"`` is one round: every shard runs its own full search
 own candidates) and the driver merges; it rescores more candidates than one index would, so its
 recall is never lower, but results may differ from the single index's.
 
-Later features route through here (notes for issues 13 and filtered search):
+Ids are user ids, global across shards: a shard's points carry their ids (``start + row`` at
+build), so ``add`` routes new points to shard ``id % num_shards`` and ``delete`` goes to every
+actor (each deletes the ids it holds).
 
-* user ids: a host would map its local ids to user ids before returning (the ``+ offset`` in
-  ``ShardHost``), and the driver would keep a user-id -> shard directory (or hash user ids to
-  shards) so ``add``/``remove``/``update`` go to the owning actor only;
-* filters: passed with the search parameters to every host, which applies them in its shards'
-  searches; the merge is unchanged (it only sees (id, score) lists).
+Filters (``filter=``, as on one index: id lists, ``Filter.allow/deny/bitmap``, numba predicates,
+Python callables, or one per query in a batch) apply unchanged on every shard, since ids are
+global; :mod:`annlib.distributed._filters` makes them survive the trip to the actors (a numba
+predicate is compiled again there from its Python function). A filtered search runs every
+shard's own filtered search (its planner, its exact fallback when short of ``k``) and merges:
+results pass the filter, and a query gets ``k`` of them whenever ``k`` live points pass. The
+two-round exact merge does not take a filter: a filtered single index widens its leaves by the
+filter's allowed entries per leaf over the whole index, which no shard sees, so the rounds
+cannot reproduce its candidate list. So ``merge=None`` (the index default) with a filter merges
+the shards' filtered searches ("fast"); an explicit ``merge="exact"`` is refused with a filter
+unless ``filter_route="exact"``, whose result (every shard's exact top-k over its allowed
+points, merged) is the exact filtered top-k, as one index's exact route computes it.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import time
 import numpy as np
 
 from annlib import _validate
-from annlib.distributed import _host, manifest as _manifest
+from annlib.distributed import _filters, _host, manifest as _manifest
 from annlib.distributed._merge import merge_top_k
 from annlib.index import params as _params
 from annlib.result import SearchResult
@@ -46,6 +55,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError('annlib.distributed needs Ray: pip install "annlib[ray]"') from exc
 
 MERGES = ("exact", "fast")
+FILTER_ROUTES = ("auto", "index", "exact")
 _ACTOR_FAILURES = (ray.exceptions.RayActorError,)
 _MAX_ATTEMPTS = 3  # per actor and call: a shard that dies again right after a restart is not retried forever
 
@@ -106,6 +116,8 @@ class ShardedIndex:
         self.timeout_s = timeout_s
         self._merge = merge
         self._saved = saved or {}  # shard id -> (path, sha256)
+        self._dirty: set[int] = set()  # shards written to since their last save (not restartable)
+        self._global_ids = False  # how the saved shard files hold ids (see ShardHost.load)
         self.restarts = 0  # actors restarted so far (observability for tests and ops)
 
     # ------------------------------------------------------------------ construction
@@ -206,9 +218,11 @@ class ShardedIndex:
                    assignment=assignment, defaults=defaults, params_type=params_type,
                    shard_config=m["shard_config"], shared=shared, actor_options=(options, num_threads),
                    restart=restart, timeout_s=timeout_s, merge=merge, saved=saved)
-        refs = [actors[slot].load.remote(s, ranges[s][0], *saved[s]) for slot, ids in assignment.items() for s in ids]
+        self._global_ids = bool(m.get("global_ids", False))
+        refs = [actors[slot].load.remote(s, ranges[s][0], *saved[s], self._global_ids)
+                for slot, ids in assignment.items() for s in ids]
         try:
-            _wait_all(refs, progress, "annlib sharded load", timeout_s)
+            self._n = int(sum(_wait_all(refs, progress, "annlib sharded load", timeout_s)))
         except ValueError as exc:
             from annlib.errors import FormatError  # noqa: PLC0415
 
@@ -220,6 +234,7 @@ class ShardedIndex:
 
     @property
     def n(self) -> int:
+        """Live points over all shards."""
         return self._n
 
     def __len__(self) -> int:
@@ -252,7 +267,8 @@ class ShardedIndex:
 
     @property
     def shard_ranges(self) -> list[tuple[int, int]]:
-        """(start, n) of every shard's global rows."""
+        """(start, n) of the global rows every shard was built from (ids ``start .. start + n - 1``;
+        later adds and deletes do not change them)."""
         return list(self._ranges)
 
     @property
@@ -313,46 +329,124 @@ class ShardedIndex:
                 raise ValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
 
     def search(self, query, k: int | None = None, *, final_num_neighbors: int | None = None,
-               merge: str | None = None, **params) -> SearchResult:
-        """One query (1-D -> 1-D results) or a few (2-D); each shard searches on one thread."""
+               merge: str | None = None, filter=None, filter_route: str = "auto", **params) -> SearchResult:
+        """One query (1-D -> 1-D results) or a few (2-D); each shard searches on one thread.
+
+        ``filter`` / ``filter_route``: as for one index (:meth:`annlib.TreeAhIndex.search`); see the
+        module docs for how they meet ``merge``."""
         queries, single = _validate.queries(query, self._dim, name="query", allow_1d=True)
-        ids, distances = self._run(queries, k, final_num_neighbors, merge, params, 1)
+        ids, distances = self._run(queries, k, final_num_neighbors, merge, params, 1, filter, filter_route)
         return SearchResult(ids[0], distances[0]) if single else SearchResult(ids, distances)
 
     def search_batched(self, queries, k: int | None = None, *, num_threads: int | None = None,
-                       final_num_neighbors: int | None = None, merge: str | None = None,
-                       **params) -> SearchResult:
+                       final_num_neighbors: int | None = None, merge: str | None = None, filter=None,
+                       filter_route: str = "auto", **params) -> SearchResult:
         """A batch (nq, dim), fanned out to every shard; ``num_threads`` per actor (default: the
-        actor's own)."""
+        actor's own). ``filter`` may be one filter or a sequence of one per query."""
         queries, _ = _validate.queries(queries, self._dim)
         threads = self._actor_options[1] if num_threads is None else _validate.num_threads(num_threads)
-        return SearchResult(*self._run(queries, k, final_num_neighbors, merge, params, threads))
+        return SearchResult(*self._run(queries, k, final_num_neighbors, merge, params, threads, filter, filter_route))
 
-    def _run(self, queries, k, final_num_neighbors, merge, overrides, num_threads):
+    def _run(self, queries, k, final_num_neighbors, merge, overrides, num_threads, filter_value=None,
+             filter_route="auto"):
         if final_num_neighbors is not None:
             if k is not None:
                 raise TypeError("give k or final_num_neighbors (ScaNN's name for k), not both")
             k = _validate.k(final_num_neighbors, "final_num_neighbors")
         k = self.num_neighbors if k is None else _validate.k(k)
-        merge = self._merge if merge is None else merge
-        if merge not in MERGES:
+        if filter_route not in FILTER_ROUTES:
+            raise ValueError(f"filter_route must be one of {FILTER_ROUTES}, got {filter_route!r}")
+        if merge is not None and merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+        wire = None
+        if filter_value is not None:
+            wire = _filters.to_wire(filter_value, queries.shape[0])  # checked here, before any actor sees it
+            if merge == "exact" and filter_route != "exact" and self._shard_kind == "tree_ah":
+                raise ValueError(
+                    "merge='exact' cannot reproduce a filtered search of one index (it widens its leaves by the "
+                    "filter's allowed entries per leaf over all shards): use merge='fast' (every shard's own "
+                    "filtered search, merged) or filter_route='exact' (the exact filtered top-k)")
+            merge = "fast"
+        merge = self._merge if merge is None else merge
         p = self._defaults
         if overrides:
             p = _params.override(p, overrides)
             self._check_params(p)
-        found = min(k, self._n)
+        found = max(1, min(k, self._n))
         q_ref = ray.put(queries)
         if self._shard_kind == "tree_ah" and merge == "exact" and self.num_shards > 1:
             ids, distances = self._two_rounds(q_ref, queries, found, p, num_threads)
         else:
             values = dataclasses.asdict(p)
+            w_ref = None if wire is None else ray.put(wire)
             parts = self._gather(lambda slot: self._actors[slot].search.remote(q_ref, found, num_threads, values,
-                                                                                 self._metric))
+                                                                                 self._metric, w_ref, filter_route))
             ids, distances = merge_top_k(parts, found, self._metric)
-        if found < k:
+        if ids.shape[1] != k:
             ids, distances = merge_top_k([(ids, distances)], k, self._metric)
+            ids, distances = ids[:, :k], distances[:, :k]
         return ids, distances
+
+    # ------------------------------------------------------------------ writes
+
+    def add(self, vectors, ids=None) -> np.ndarray:
+        """Add points; returns their ids (``ids``, or fresh ones after the largest id any shard has
+        used). The point with id ``i`` goes to shard ``i % num_shards``. An id already in the index
+        is a KeyError naming it; nothing is added then.
+
+        A shard written to is not restartable from its files until the next :meth:`save`.
+        """
+        from annlib.index.ids import user_ids  # noqa: PLC0415
+
+        array = _validate.database(vectors, "vectors")
+        if array.shape[1] != self._dim:
+            raise ValueError(f"vectors must have shape (m, {self._dim}), got {array.shape}")
+        if ids is None:
+            start = max(self._gather(lambda slot: self._actors[slot].next_id.remote()))
+            new_ids = np.arange(start, start + len(array), dtype=np.int64)
+        else:
+            new_ids = user_ids(ids, len(array))
+            if (new_ids == -1).any():
+                raise ValueError("ids must not hold -1: it is the id of an empty result slot")
+            if len(np.unique(new_ids)) != len(new_ids):
+                raise ValueError("ids given to add must be unique")
+            ids_ref = ray.put(new_ids)
+            held = np.logical_or.reduce(self._gather(lambda slot: self._actors[slot].contains.remote(ids_ref)))
+            if held.any():
+                raise KeyError(f"ids already in the index: {new_ids[held][:5].tolist()}")
+        owner = {s: slot for slot, shards in self._assignment.items() for s in shards}
+        target = np.mod(new_ids, self.num_shards)
+        refs = []
+        for s in np.unique(target).tolist():
+            picked = target == s
+            refs.append(self._actors[owner[s]].add.remote(s, array[picked], new_ids[picked]))
+            self._dirty.add(s)
+        ray.get(refs, timeout=self.timeout_s)
+        self._n += len(new_ids)
+        return new_ids
+
+    def delete(self, ids, missing: str = "raise") -> int:
+        """Delete the points ``ids`` from whichever shards hold them; returns how many were deleted.
+        ``missing="raise"``: an id in no shard is a KeyError naming it and nothing is deleted;
+        ``"ignore"``: such ids are skipped."""
+        from annlib.index.ids import user_ids  # noqa: PLC0415
+
+        if missing not in ("raise", "ignore"):
+            raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}")
+        wanted = np.unique(user_ids(ids))
+        ids_ref = ray.put(wanted)
+        if missing == "raise":
+            held = np.logical_or.reduce(self._gather(lambda slot: self._actors[slot].contains.remote(ids_ref)))
+            if not held.all():
+                raise KeyError(f"ids not in the index: {wanted[~held][:5].tolist()}")
+        deleted = 0
+        for per_shard in self._gather(lambda slot: self._actors[slot].delete.remote(ids_ref)):
+            for s, count in per_shard.items():
+                if count:
+                    self._dirty.add(s)
+                    deleted += count
+        self._n -= deleted
+        return deleted
 
     def _two_rounds(self, q_ref, queries, k, p, num_threads):
         leaves = p.leaves_to_search
@@ -405,13 +499,17 @@ class ShardedIndex:
 
     def _respawn(self, slot: int, deadline: float) -> None:
         shards = self._assignment[slot]
+        changed = [s for s in shards if s in self._dirty]
+        if changed:
+            raise ShardError(f"the actor of shard(s) {shards} died and shard(s) {changed} changed (add/delete) since "
+                             "they were last saved: their files would lose those writes")
         unsaved = [s for s in shards if s not in self._saved]
         if unsaved:
             raise ShardError(f"the actor of shard(s) {shards} died and shard(s) {unsaved} were never saved: "
                              "save(dir) a sharded index (or build it with save_dir=) to make it restartable")
         options, num_threads = self._actor_options
         actor = _ShardActor.options(**options).remote(num_threads)
-        refs = [actor.load.remote(s, self._ranges[s][0], *self._saved[s]) for s in shards]
+        refs = [actor.load.remote(s, self._ranges[s][0], *self._saved[s], self._global_ids) for s in shards]
         try:
             ray.get(refs, timeout=max(0.0, deadline - time.monotonic()))
             if dataclasses.asdict(self._defaults):
@@ -444,11 +542,16 @@ class ShardedIndex:
         shards = [{"file": _manifest.shard_file(s), "start": self._ranges[s][0], "n": self._ranges[s][1],
                    "sha256": written[s]["sha256"], "bytes": written[s]["bytes"]} for s in range(self.num_shards)]
         _manifest.write(directory, {
-            "kind": self._shard_kind, "metric": self._metric, "n": self._n, "dim": self._dim,
+            "kind": self._shard_kind, "metric": self._metric,
+            "n": sum(size for _, size in self._ranges),  # the rows the shards were built from (start, n each)
+            "live": self._n, "dim": self._dim,
             "shard_config": self._shard_config, "search_defaults": dataclasses.asdict(self._defaults),
             "shards": shards, "shared": _manifest.write_shared(directory, self._shared),
+            "global_ids": True,  # shard files hold their points' global ids (older saves: start + row)
         })
         self._saved = {s: (paths[s], written[s]["sha256"]) for s in range(self.num_shards)}
+        self._global_ids = True
+        self._dirty = set()
 
     def close(self) -> None:
         """Stop the actors (their saved files stay)."""
