@@ -130,8 +130,12 @@ def _fresh_venv(path: pathlib.Path) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    pytest.importorskip("build")
-    _run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)], cwd=REPO)
+    # Run from the output folder: in the checkout, the editable install's build/ folder is a
+    # namespace package that shadows pypa's build (and would make an import check pass).
+    probe = subprocess.run([sys.executable, "-c", "import build.__main__"], cwd=out, capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("pypa build is not installed (it is in the [test] extra)")
+    _run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)], cwd=out)
     sdists, wheels = sorted(out.glob("annlib-*.tar.gz")), sorted(out.glob("annlib-*.whl"))
     assert len(sdists) == 1 and len(wheels) == 1, list(out.iterdir())
     return sdists[0], wheels[0]

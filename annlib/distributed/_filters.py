@@ -80,7 +80,9 @@ def _compiled(pyfunc, signature: str):
     import numba  # noqa: PLC0415 - the filter extra, present wherever a predicate was built
     from numba import types  # noqa: PLC0415
 
-    import cloudpickle  # noqa: PLC0415 - a dependency of Ray, which runs this
+    # Ray's vendored copy: a plain `pip install ray` does not install the cloudpickle package
+    # (the wheel's packaging test found this in a fresh venv).
+    from ray import cloudpickle  # noqa: PLC0415 - Ray runs this
 
     key = (cloudpickle.dumps(pyfunc), signature)  # closures over other values compile apart
     found = _COMPILED.get(key)
