@@ -20,6 +20,10 @@ def normalize_rows(rows: np.ndarray) -> np.ndarray:
     """
     with np.errstate(over="ignore", under="ignore"):
         squared = np.einsum("ij,ij->i", rows, rows)
+    if squared.size == 1 and _FLOAT32_SAFE[0] <= squared[0] <= _FLOAT32_SAFE[1]:
+        # One query (a single-query search): scalar compares, and the same float32 sqrt and
+        # division as the rows below, so its bits equal the batched path's.
+        return rows / np.sqrt(squared[0])
     if squared.size and _FLOAT32_SAFE[0] <= squared.min() and squared.max() <= _FLOAT32_SAFE[1]:
         # Every row nonzero and safely scaled (the usual case, and the one a single-query
         # search pays for on every call): one division, no masks.
