@@ -170,6 +170,8 @@ def finite_vector(values, name: str) -> np.ndarray:
 
 def integer(value, name: str, minimum: int = 0, maximum: int = MAX_INT, what: str = "an integer") -> int:
     """Validate an integer argument in ``[minimum, maximum]``: an int (numpy ints too), never a bool or float."""
+    if type(value) is int and minimum <= value <= maximum:  # the common case, without the ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidTypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
     value = int(value)
