@@ -53,11 +53,8 @@ ROUNDS = 2
 
 
 def load(path):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        train = np.asarray(f["train"], dtype=np.float32)
-        test = np.asarray(f["test"], dtype=np.float32)
+    dataset = annlib.load_dataset(path)
+    train, test = dataset.train.copy(), dataset.test.copy()
     train /= np.linalg.norm(train, axis=1, keepdims=True)
     test /= np.linalg.norm(test, axis=1, keepdims=True)
     return np.ascontiguousarray(train), np.ascontiguousarray(test)
