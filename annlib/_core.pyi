@@ -254,6 +254,18 @@ def leaf_select(arrays: dict[str, Any], num_blocks: int, renumber: npt.ArrayLike
     """The entry tables of ``arrays`` keeping the entries whose point p has ``renumber[p] >= 0`` (int64 (rows,)),
     renumbered to it, as a dict of new arrays."""
 
+def leaf_prune(
+    arrays: dict[str, Any],
+    num_blocks: int,
+    live: npt.ArrayLike,
+    candidates: npt.ArrayLike | None,
+    min_dead_fraction: float,
+    num_threads: int,
+) -> dict[str, Any] | None:
+    """The entry tables of ``arrays`` without the entries of dead points (``live[p] == 0``, uint8 (rows,)) in
+    each leaf among ``candidates`` (uint8 (num_leaves,), or None for every leaf) whose dead entries are at
+    least ``min_dead_fraction`` of its entries, as a dict of new arrays; None when no leaf qualifies."""
+
 # ---------------------------------------------------------------------------- autotuner (bind_autotune.cc)
 
 def autotune_ah_ranks(

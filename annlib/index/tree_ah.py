@@ -390,7 +390,10 @@ class TreeAhIndex(Index):
         return self._snapshot(arrays, snap.ids.appended(ids), snap.trained_rows, snap.trained_n)
 
     def _deleted(self, snap: _Snapshot, rows: np.ndarray) -> _Snapshot:
-        return self._snapshot(snap.arrays, snap.ids.killed(rows), snap.trained_rows, snap.trained_n)
+        ids = snap.ids.killed(rows)
+        arrays = _mutation.pruned(snap.arrays, self._build_config, self._dim, ids.live, rows,
+                                  _validate.num_threads(None))
+        return self._snapshot(arrays, ids, snap.trained_rows, snap.trained_n)
 
     def _compacted(self, snap: _Snapshot) -> _Snapshot:
         ids, kept = snap.ids.compacted()
@@ -429,8 +432,12 @@ class TreeAhIndex(Index):
         added = added[-sample:]  # the most recent additions
         build_error = _mutation.relative_quantization_error(arrays, self._build_config, trained)
         added_error = _mutation.relative_quantization_error(arrays, self._build_config, added)
+        dead_entries = _mutation.dead_entries(arrays, ids.live)
         return {
             "trained_n": snap.trained_n,
+            # what the scan still reads of deleted points (pruned per leaf as deletes go, gone after compact)
+            "dead_entries": dead_entries,
+            "dead_entry_fraction": dead_entries / len(arrays["entry_ids"]) if len(arrays["entry_ids"]) else 0.0,
             "growth_since_build": ids.num_live / snap.trained_n if snap.trained_n else None,
             "partition_imbalance_build": at_build,
             "partition_imbalance_now": now,
@@ -462,6 +469,8 @@ class TreeAhIndex(Index):
         offsets = snap.arrays["leaf_offsets"]
         sizes = np.diff(offsets)
         entries = int(offsets[-1])
+        entry_leaves = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
+        spilled = int(np.count_nonzero(snap.arrays["primary_leaf"][snap.arrays["entry_ids"]] != entry_leaves))
         return {
             "n": snap.ids.num_live,
             "dim": self._dim,
@@ -469,7 +478,9 @@ class TreeAhIndex(Index):
             "deleted": snap.ids.num_dead,
             "num_leaves": int(len(sizes)),
             "entries": entries,
-            "spilled_points": entries - snap.ids.rows,
+            "spilled_points": spilled,
+            # entries of deleted points a search still reads (and masks): see tree_ah_mutation.pruned
+            "dead_entries": _mutation.dead_entries(snap.arrays, snap.ids.live),
             "partition_size": {
                 "min": int(sizes.min()),
                 "mean": float(sizes.mean()),
@@ -517,7 +528,7 @@ class TreeAhIndex(Index):
             raise FormatError(f"{source}: invalid index configuration ({exc})") from None
         core = {name: a for name, a in arrays.items() if name not in ("ids", "live")}
         # The core sections first: they prove n against the arrays before the id map is sized by it.
-        _format_checks.check_tree_ah_arrays(source, index_config, core, n, dim)
+        _format_checks.check_tree_ah_arrays(source, index_config, core, n, dim, arrays.get("live"))
         ids = IdMap.from_sections(arrays, n, config.get("next_id"), source)
         arrays = core
         self = cls.__new__(cls)
