@@ -117,8 +117,11 @@ def train_kmeans(
 ) -> _F32:
     """k-means centers (num_centers, dim) of float32 ``sample`` (n, dim)."""
 
-def assign_to_centers(data: npt.ArrayLike, centers: npt.ArrayLike, num_threads: int) -> tuple[_I32, _F32]:
-    """Nearest center of each row: (assignment int32 (n,), squared distance float32 (n,))."""
+def assign_to_centers(
+    data: npt.ArrayLike, centers: npt.ArrayLike, num_threads: int, with_sq_dist: bool = True
+) -> tuple[_I32, _F32 | None]:
+    """Nearest center of each row: (assignment int32 (n,), squared distance float32 (n,), or None without
+    ``with_sq_dist``)."""
 
 def train_pq(residuals: npt.ArrayLike, dims_per_block: int, iterations: int, seed: int, num_threads: int) -> _F32:
     """PQ codebook: 16 centers per block, flattened to float32 (16 * dim,)."""

@@ -192,7 +192,7 @@ class TreeAhIndex(Index):
             else:
                 centers, codebook = trained
             bar.update()
-            primary, _ = _core.assign_to_centers(data, centers, num_threads)
+            primary, _ = _core.assign_to_centers(data, centers, num_threads, with_sq_dist=False)
             secondary = None
             if tree.soar_lambda is not None:
                 secondary = _soar_assign(data, centers, primary, tree.soar_lambda, tree.spill, num_threads)
