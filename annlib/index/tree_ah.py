@@ -75,7 +75,8 @@ class TreeAhIndex(Index):
     The index keeps a copy of ``data`` for float32 reordering unless ``copy=False``.
     ``ids``: a 64-bit user id per point (default 0..n-1); searches return them. ``add``,
     ``upsert`` and ``delete`` (:mod:`annlib.index.mutable`) keep the trained partitions and
-    codebook; deleted points are masked out of the LUT16 scan until :meth:`compact`, and
+    codebook; deleted points are masked out of the LUT16 scan, and dropped from a partition's
+    entries once a tenth of them are dead; :meth:`compact` reclaims their rows, and
     :meth:`rebalance` retrains on the live points.
     Distances follow :class:`annlib.SearchResult`: similarity for "dot" and "cosine",
     squared distance for "squared_l2".
