@@ -117,8 +117,11 @@ def train_kmeans(
 ) -> _F32:
     """k-means centers (num_centers, dim) of float32 ``sample`` (n, dim)."""
 
-def assign_to_centers(data: npt.ArrayLike, centers: npt.ArrayLike, num_threads: int) -> tuple[_I32, _F32]:
-    """Nearest center of each row: (assignment int32 (n,), squared distance float32 (n,))."""
+def assign_to_centers(
+    data: npt.ArrayLike, centers: npt.ArrayLike, num_threads: int, with_sq_dist: bool = True
+) -> tuple[_I32, _F32 | None]:
+    """Nearest center of each row: (assignment int32 (n,), squared distance float32 (n,), or None without
+    ``with_sq_dist``)."""
 
 def train_pq(residuals: npt.ArrayLike, dims_per_block: int, iterations: int, seed: int, num_threads: int) -> _F32:
     """PQ codebook: 16 centers per block, flattened to float32 (16 * dim,)."""
@@ -253,6 +256,18 @@ def leaf_append(
 def leaf_select(arrays: dict[str, Any], num_blocks: int, renumber: npt.ArrayLike, num_threads: int) -> dict[str, Any]:
     """The entry tables of ``arrays`` keeping the entries whose point p has ``renumber[p] >= 0`` (int64 (rows,)),
     renumbered to it, as a dict of new arrays."""
+
+def leaf_prune(
+    arrays: dict[str, Any],
+    num_blocks: int,
+    live: npt.ArrayLike,
+    candidates: npt.ArrayLike | None,
+    min_dead_fraction: float,
+    num_threads: int,
+) -> dict[str, Any] | None:
+    """The entry tables of ``arrays`` without the entries of dead points (``live[p] == 0``, uint8 (rows,)) in
+    each leaf among ``candidates`` (uint8 (num_leaves,), or None for every leaf) whose dead entries are at
+    least ``min_dead_fraction`` of its entries, as a dict of new arrays; None when no leaf qualifies."""
 
 # ---------------------------------------------------------------------------- autotuner (bind_autotune.cc)
 

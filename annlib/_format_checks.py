@@ -132,15 +132,19 @@ def _check_offsets(path, name: str, offsets: np.ndarray, total: int) -> None:
         _fail(path, f"section {name!r} is not non-decreasing")
 
 
-def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: int) -> None:
+def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: int,
+                         live: np.ndarray | None = None) -> None:
     """Check every section of a tree-AH file against ``config``, ``n`` and ``dim``; raise FormatError if any disagrees.
 
     Checked: the set of sections (each one the configuration calls for, no other);
     each section's dtype and shape; the leaf offsets (from 0, non-decreasing, ending
     at the number of entries) and the group offsets (ceil(count / 32) groups per
     leaf, matching the packed codes' size); the entry ids (in ``[0, n)``, every
-    point exactly once in its primary leaf and, when spilled, exactly once in its
-    secondary leaf, nowhere else, so no (point, leaf) pair repeats);
+    live point exactly once in its primary leaf and, when spilled, exactly once in its
+    secondary leaf, nowhere else, so no (point, leaf) pair repeats; a point dead in
+    ``live`` (the file's uint8 liveness section, None when every point is live) at
+    most once in each, since format 3 drops deleted points' entries from the leaves
+    they crowd);
     ``primary_leaf``/``secondary_leaf`` ranges; float sections finite and within
     the magnitudes search data may have (rows' squared norms at most 2**120,
     codewords and int8 scales at most 2**60), norms non-negative, int8 scales
@@ -181,7 +185,12 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
     counts = np.diff(offsets)
     if (np.diff(group_offsets) != (counts + _GROUP - 1) // _GROUP).any():
         _fail(path, "leaf_group_offsets do not hold ceil(entries / 32) groups per leaf")
-    if not n <= num_entries <= (2 * n if spilled else n):
+    if live is not None and (not isinstance(live, np.ndarray) or live.dtype != _U8 or live.shape != (n,)
+                             or (live > 1).any()):
+        _fail(path, f"section 'live' must be uint8 0/1 of shape ({n},)")
+    alive = np.ones(n, dtype=bool) if live is None else live.astype(bool)
+    num_live = int(np.count_nonzero(alive))
+    if not num_live <= num_entries <= (2 * n if spilled else n):
         _fail(path, f"{num_entries} entries for n={n} points ({'spilled' if spilled else 'not spilled'})")
 
     _check_rows(path, "centers", centers)
@@ -192,7 +201,8 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
         _fail(path, f"primary_leaf values outside [0, {leaves})")
     entry_leaf = np.repeat(np.arange(leaves, dtype=np.int32), counts)
     in_primary = primary[entry_ids] == entry_leaf
-    if (np.bincount(entry_ids[in_primary], minlength=n) != 1).any():
+    in_own = np.bincount(entry_ids[in_primary], minlength=n)
+    if (in_own[alive] != 1).any() or (in_own[~alive] > 1).any():
         _fail(path, "entries do not hold every point exactly once in its primary leaf")
     if secondary is None:
         if not in_primary.all():
@@ -203,7 +213,8 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
         others = entry_ids[~in_primary]
         if (secondary[others] != entry_leaf[~in_primary]).any():
             _fail(path, "entries hold points outside their primary and secondary leaves")
-        if (np.bincount(others, minlength=n) != (secondary >= 0)).any():
+        in_other, has_other = np.bincount(others, minlength=n), secondary >= 0
+        if (in_other[alive] != has_other[alive]).any() or (in_other[~alive] > has_other[~alive]).any():
             _fail(path, "entries do not hold every spilled point exactly once in its secondary leaf")
 
     if config.metric == "squared_l2":

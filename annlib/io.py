@@ -62,13 +62,19 @@ from annlib.errors import FormatError
 
 __all__ = ["FORMAT_VERSION", "load_index_file", "read_header", "save_index_file"]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The format version this annlib writes, and the newest it reads.
 
 Version 2 (mutable indexes, issue 13): the same layout; an index may hold ``ids`` (int64 user
 id per row) and ``live`` (uint8 per row, 0 = deleted) sections. Version 1 files have neither
 and load as rows 0..n-1, all live. The bump keeps a version-1 reader, which would ignore the
-``live`` section and return deleted points, from loading a version-2 file."""
+``live`` section and return deleted points, from loading a version-2 file.
+
+Version 3 (issue 13, deletes prune leaves): the same sections; a tree-AH row that ``live``
+marks deleted may have no entries in its leaves (a delete drops them from the leaves it
+leaves crowded with dead entries). Version 1 and 2 files hold every row's entries and load
+unchanged. The bump makes a version-2 reader, whose checks demand every row's entries, say
+that a newer annlib wrote the file instead of calling it corrupt."""
 
 MAGIC = b"ANNL"
 TRAILER_MAGIC = b"LNNA"

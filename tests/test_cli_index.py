@@ -89,10 +89,10 @@ def test_info_index(runner, built):
     path, _ = built
     result = runner.invoke(main, ["info", str(path)])
     assert result.exit_code == 0, result.output
-    for word in ("format v2", "tree_ah", "metric cosine", "num_leaves=100", "partitions", "max/mean", "memory", "reorder_float"):
+    for word in ("format v3", "tree_ah", "metric cosine", "num_leaves=100", "partitions", "max/mean", "memory", "reorder_float"):
         assert word in result.output
     report = strict_loads(runner.invoke(main, ["info", str(path), "--json"]).stdout)
-    assert report["format_version"] == 2 and report["kind"] == "tree_ah"
+    assert report["format_version"] == 3 and report["kind"] == "tree_ah"
     assert report["points"] == 10_000 and report["partitions"] == 100
     sizes = report["partition_size"]
     assert sizes["min"] <= sizes["mean"] == 100.0 <= sizes["max"]

@@ -228,7 +228,7 @@ def test_file_layout_matches_the_documented_format(index_path):
     data = path.read_bytes()
     magic, version, header_len = struct.unpack_from("<4sIQ", data, 0)
     assert magic == b"ANNL"
-    assert version == aio.FORMAT_VERSION == 2
+    assert version == aio.FORMAT_VERSION == 3
     header_bytes = data[16 : 16 + header_len]
     (header_crc,) = struct.unpack_from("<I", data, 16 + header_len)
     assert header_crc == zlib.crc32(data[: 16 + header_len])
@@ -428,13 +428,13 @@ def test_wrong_magic_is_not_an_annlib_file(tmp_path, content):
         aio.read_header(path)
 
 
-@pytest.mark.parametrize("version", [3, 7, 2**32 - 1])
+@pytest.mark.parametrize("version", [4, 7, 2**32 - 1])
 def test_newer_format_version_says_upgrade(index_path, version):
     path, _ = index_path
     data = bytearray(path.read_bytes())
     struct.pack_into("<I", data, 4, version)
     path.write_bytes(bytes(data))
-    message = rf"written by a newer annlib \(format version {version}\); this annlib reads up to 2, upgrade annlib"
+    message = rf"written by a newer annlib \(format version {version}\); this annlib reads up to 3, upgrade annlib"
     with pytest.raises(FormatError, match=message):
         aio.load_index_file(path)
     with pytest.raises(FormatError, match=message):
@@ -444,7 +444,7 @@ def test_newer_format_version_says_upgrade(index_path, version):
 def test_newer_format_version_is_reported_whatever_follows(tmp_path):
     # A newer format may change everything after the 16-byte preamble.
     path = tmp_path / "future.annl"
-    path.write_bytes(struct.pack("<4sIQ", b"ANNL", 3, 10**12) + b"whatever a future annlib writes")
+    path.write_bytes(struct.pack("<4sIQ", b"ANNL", 4, 10**12) + b"whatever a future annlib writes")
     with pytest.raises(FormatError, match="newer annlib"):
         aio.load_index_file(path)
 

@@ -1,4 +1,4 @@
-"""The leaf-major entry tables after builds and writes: _core.leaf_append / leaf_select against a
+"""The leaf-major entry tables after builds and writes: _core.leaf_append / leaf_select / leaf_prune against a
 plain numpy statement, the arrays a build and an add produce, and the in-place row growth."""
 
 from __future__ import annotations
@@ -85,6 +85,57 @@ def test_leaf_select_keeps_and_renumbers_the_live_entries(rng, with_values, dead
     _assert_tables_equal(got, want)
 
 
+@pytest.mark.parametrize("with_values", [False, True])
+@pytest.mark.parametrize("min_dead_fraction", [0.0, 0.1, 0.3, 1.0])
+@pytest.mark.parametrize("all_candidates", [False, True])
+def test_leaf_prune_drops_dead_entries_only_from_crowded_candidate_leaves(rng, with_values, min_dead_fraction,
+                                                                          all_candidates):
+    num_leaves, rows = 13, 900
+    points = np.concatenate([np.arange(rows), rng.choice(rows, 300, replace=False)]).astype(np.int64)
+    leaves = rng.integers(0, num_leaves, len(points)).astype(np.int64)
+    codes = rng.integers(0, 16, (len(points), NB)).astype(np.uint8)
+    values = rng.random(len(points)).astype(np.float32)
+    tables = _tables(points, leaves, codes, num_leaves, values if with_values else None)
+    # leaves differ in how many of their entries are dead: none, a few, many
+    live = np.ones(rows, dtype=np.uint8)
+    share = rng.choice([0.0, 0.05, 0.2, 0.6], num_leaves)
+    for leaf in range(num_leaves):
+        mine = points[leaves == leaf]
+        live[mine[rng.random(len(mine)) < share[leaf]]] = 0
+    candidates = None if all_candidates else (rng.random(num_leaves) < 0.6).astype(np.uint8)
+    got = _core.leaf_prune(tables, NB, live, candidates, min_dead_fraction, 2)
+    # numpy: an entry goes when its point is dead and its leaf is a candidate with >= the fraction dead (and > 0)
+    stored_points = tables["entry_ids"].astype(np.int64)
+    stored_leaves = np.repeat(np.arange(num_leaves), np.diff(tables["leaf_offsets"]))
+    stored_codes = codes[np.argsort(leaves, kind="stable")]
+    dead = live[stored_points] == 0
+    dead_per_leaf = np.bincount(stored_leaves, weights=dead, minlength=num_leaves)
+    size = np.bincount(stored_leaves, minlength=num_leaves)
+    crowded = (dead_per_leaf > 0) & (dead_per_leaf >= min_dead_fraction * size)
+    if candidates is not None:
+        crowded &= candidates.astype(bool)
+    drop = dead & crowded[stored_leaves]
+    if not drop.any():
+        assert got is None
+        return
+    keep = ~drop
+    want = _tables(stored_points[keep], stored_leaves[keep], stored_codes[keep], num_leaves,
+                   tables["entry_sq_norms"][keep] if with_values else None)
+    _assert_tables_equal(got, want)
+
+
+def test_leaf_prune_refuses_bad_input(rng):
+    p, leaves, codes, _ = _entries(rng, 100, 4)
+    tables = _tables(p, leaves, codes, 4)
+    live = np.zeros(100, np.uint8)
+    with pytest.raises(ValueError, match="names point"):
+        _core.leaf_prune(tables, NB, live[:50], None, 0.1, 1)
+    with pytest.raises(ValueError, match="one flag per leaf"):
+        _core.leaf_prune(tables, NB, live, np.ones(3, np.uint8), 0.1, 1)
+    with pytest.raises(ValueError, match="min_dead_fraction"):
+        _core.leaf_prune(tables, NB, live, None, 1.5, 1)
+
+
 def test_leaf_edits_refuse_bad_input(rng):
     p, leaves, codes, _ = _entries(rng, 100, 4)
     tables = _tables(p, leaves, codes, 4)
@@ -162,8 +213,8 @@ def test_compact_keeps_the_reconstruction_norms(sample, rng):
     index = _index(sample[:4000], "squared_l2", soar_lambda=1.0)
     index.add(sample[4000:])
     dead = rng.choice(len(sample), 1500, replace=False)
-    index.delete(dead)
     before = index._arrays
+    index.delete(dead)  # prunes (most of) the dead entries already; compact drops the rest and renumbers
     index.compact()
     alive = np.setdiff1d(np.arange(len(sample)), dead)
     built = int(np.count_nonzero(alive < 4000))

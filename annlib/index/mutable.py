@@ -16,8 +16,10 @@ and run for milliseconds, so a lock would make writes wait for every running sea
 searches wait for writes; epochs need reclamation bookkeeping in the core. Copy-on-write needs
 no change to the core's search but one optional per-point liveness mask, and costs the
 writer O(size of the changed arrays) per call: batch writes (one ``add`` of 10,000 points
-costs about as much as one of 100). Deleted tree-AH points stay in their partitions, marked
-dead in that mask, until :meth:`compact`; the exact kinds drop their rows at once.
+costs about as much as one of 100). Deleted tree-AH points are marked dead in that mask, and a
+delete also drops their entries from every partition it leaves with a tenth or more dead entries
+(``tree_ah_mutation.pruned``: the scan reads every entry of a probed partition, masked or not);
+their rows stay until :meth:`compact`. The exact kinds drop their rows at once.
 
 Policy (advisory, :meth:`health`): ``advice`` lists ``"compact"`` when at least
 :data:`COMPACT_DELETED_FRACTION` of the rows are dead, and ``"rebalance"`` when the partitions

@@ -75,7 +75,8 @@ class TreeAhIndex(Index):
     The index keeps a copy of ``data`` for float32 reordering unless ``copy=False``.
     ``ids``: a 64-bit user id per point (default 0..n-1); searches return them. ``add``,
     ``upsert`` and ``delete`` (:mod:`annlib.index.mutable`) keep the trained partitions and
-    codebook; deleted points are masked out of the LUT16 scan until :meth:`compact`, and
+    codebook; deleted points are masked out of the LUT16 scan, and dropped from a partition's
+    entries once a tenth of them are dead; :meth:`compact` reclaims their rows, and
     :meth:`rebalance` retrains on the live points.
     Distances follow :class:`annlib.SearchResult`: similarity for "dot" and "cosine",
     squared distance for "squared_l2".
@@ -192,7 +193,7 @@ class TreeAhIndex(Index):
             else:
                 centers, codebook = trained
             bar.update()
-            primary, _ = _core.assign_to_centers(data, centers, num_threads)
+            primary, _ = _core.assign_to_centers(data, centers, num_threads, with_sq_dist=False)
             secondary = None
             if tree.soar_lambda is not None:
                 secondary = _soar_assign(data, centers, primary, tree.soar_lambda, tree.spill, num_threads)
@@ -390,7 +391,10 @@ class TreeAhIndex(Index):
         return self._snapshot(arrays, snap.ids.appended(ids), snap.trained_rows, snap.trained_n)
 
     def _deleted(self, snap: _Snapshot, rows: np.ndarray) -> _Snapshot:
-        return self._snapshot(snap.arrays, snap.ids.killed(rows), snap.trained_rows, snap.trained_n)
+        ids = snap.ids.killed(rows)
+        arrays = _mutation.pruned(snap.arrays, self._build_config, self._dim, ids.live, rows,
+                                  _validate.num_threads(None))
+        return self._snapshot(arrays, ids, snap.trained_rows, snap.trained_n)
 
     def _compacted(self, snap: _Snapshot) -> _Snapshot:
         ids, kept = snap.ids.compacted()
@@ -429,8 +433,12 @@ class TreeAhIndex(Index):
         added = added[-sample:]  # the most recent additions
         build_error = _mutation.relative_quantization_error(arrays, self._build_config, trained)
         added_error = _mutation.relative_quantization_error(arrays, self._build_config, added)
+        dead_entries = _mutation.dead_entries(arrays, ids.live)
         return {
             "trained_n": snap.trained_n,
+            # what the scan still reads of deleted points (pruned per leaf as deletes go, gone after compact)
+            "dead_entries": dead_entries,
+            "dead_entry_fraction": dead_entries / len(arrays["entry_ids"]) if len(arrays["entry_ids"]) else 0.0,
             "growth_since_build": ids.num_live / snap.trained_n if snap.trained_n else None,
             "partition_imbalance_build": at_build,
             "partition_imbalance_now": now,
@@ -462,6 +470,8 @@ class TreeAhIndex(Index):
         offsets = snap.arrays["leaf_offsets"]
         sizes = np.diff(offsets)
         entries = int(offsets[-1])
+        entry_leaves = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
+        spilled = int(np.count_nonzero(snap.arrays["primary_leaf"][snap.arrays["entry_ids"]] != entry_leaves))
         return {
             "n": snap.ids.num_live,
             "dim": self._dim,
@@ -469,7 +479,9 @@ class TreeAhIndex(Index):
             "deleted": snap.ids.num_dead,
             "num_leaves": int(len(sizes)),
             "entries": entries,
-            "spilled_points": entries - snap.ids.rows,
+            "spilled_points": spilled,
+            # entries of deleted points a search still reads (and masks): see tree_ah_mutation.pruned
+            "dead_entries": _mutation.dead_entries(snap.arrays, snap.ids.live),
             "partition_size": {
                 "min": int(sizes.min()),
                 "mean": float(sizes.mean()),
@@ -517,7 +529,7 @@ class TreeAhIndex(Index):
             raise FormatError(f"{source}: invalid index configuration ({exc})") from None
         core = {name: a for name, a in arrays.items() if name not in ("ids", "live")}
         # The core sections first: they prove n against the arrays before the id map is sized by it.
-        _format_checks.check_tree_ah_arrays(source, index_config, core, n, dim)
+        _format_checks.check_tree_ah_arrays(source, index_config, core, n, dim, arrays.get("live"))
         ids = IdMap.from_sections(arrays, n, config.get("next_id"), source)
         arrays = core
         self = cls.__new__(cls)

@@ -8,6 +8,12 @@ SOAR spill when the index spills) and are encoded with the build's codebook in t
 ``_core.leaf_append`` / ``_core.leaf_select``, which copy untouched leaves' packed codes as bytes
 and repack only a touched leaf's last partial group (append) or a leaf that lost entries (select).
 
+A delete leaves every per-row array as it is (the row is marked dead in the scan's liveness mask)
+but drops the dead rows' entries from each leaf it pushes to :data:`PRUNE_DEAD_FRACTION` dead
+entries or more (``_core.leaf_prune``, :func:`pruned`): the LUT16 scan reads every entry of a
+probed leaf, so dead entries it only masks still cost their codes' reading. A dead row may
+therefore have no entries (file format 3); :func:`compacted` reclaims its per-row slots.
+
 Per-row arrays (the float or int8 vectors, norms, assignments) grow in place: a snapshot is a
 view of the first ``rows`` rows of a buffer with spare rows, and an append writes the rows after
 them, which no earlier snapshot shows, then returns the longer view (:func:`rows_appended`). So an
@@ -25,8 +31,16 @@ from annlib import _core
 from annlib.config import TreeAhConfig
 
 #: Spare rows a buffer grown by an append gets, as a fraction of its rows (amortised appends); at
-#: least as many as the append that grew it. Spare rows are address space until written.
-GROWTH = 0.5
+#: least as many as the append that grew it. Spare rows are address space until written, so doubling
+#: costs no resident memory and halves the rows copied while an index grows (5k -> 50k by 5k adds:
+#: 25k rows copied instead of 50k).
+GROWTH = 1.0
+
+#: A delete prunes a leaf its deleted rows have entries in once the leaf's dead entries reach this
+#: fraction of its entries: the scan then pays for at most about this share of dead entries per
+#: leaf, while a run of small deletes rewrites the tables (one copy of the packed codes) only once per
+#: 1 / PRUNE_DEAD_FRACTION deletes in a leaf, not on every call.
+PRUNE_DEAD_FRACTION = 0.1
 
 #: Spare rows of the index's own copy of the float rows at build (:func:`reserved_copy`).
 BUILD_SPARE = 0.25
@@ -130,7 +144,7 @@ def appended(arrays: dict, config: TreeAhConfig, vectors: np.ndarray, num_thread
     dim = vectors.shape[1]
     m = vectors.shape[0]
     centers, codebook = arrays["centers"], arrays["codebook"]
-    primary, _ = _core.assign_to_centers(vectors, centers, num_threads)
+    primary, _ = _core.assign_to_centers(vectors, centers, num_threads, with_sq_dist=False)
     primary = np.asarray(primary).astype(np.int64)
     new_points, new_leaves = np.arange(m, dtype=np.int64), primary
     secondary = None
@@ -168,6 +182,30 @@ def appended(arrays: dict, config: TreeAhConfig, vectors: np.ndarray, num_thread
             scored = quantized.astype(np.float32) * arrays["reorder_int8_inv_scale"] + offset
         out["point_sq_norms"] = rows_appended(arrays["point_sq_norms"], _core.squared_norms(scored))
     return out
+
+
+def pruned(arrays: dict, config: TreeAhConfig, dim: int, live: np.ndarray, rows: np.ndarray,
+           num_threads: int = 0) -> dict:
+    """Arrays whose entry tables no longer hold dead rows' entries in the leaves of ``rows`` (just
+    deleted) where they reach :data:`PRUNE_DEAD_FRACTION`; ``arrays`` itself when no leaf does."""
+    candidates = np.zeros(config.tree.num_leaves, dtype=np.uint8)
+    candidates[arrays["primary_leaf"][rows]] = 1
+    if "secondary_leaf" in arrays:
+        secondary = arrays["secondary_leaf"][rows]
+        candidates[secondary[secondary >= 0]] = 1
+    tables = _core.leaf_prune(arrays, num_blocks(config, dim), live, candidates, PRUNE_DEAD_FRACTION, num_threads)
+    if tables is None:
+        return arrays
+    out = dict(arrays)
+    out.update(tables)
+    return out
+
+
+def dead_entries(arrays: dict, live: np.ndarray | None) -> int:
+    """Entries of dead rows still in the entry tables (the scan reads and masks them)."""
+    if live is None:
+        return 0
+    return int(np.count_nonzero(live[arrays["entry_ids"]] == 0))
 
 
 def compacted(arrays: dict, config: TreeAhConfig, dim: int, kept: np.ndarray, num_threads: int = 0) -> dict:

@@ -181,6 +181,26 @@ py::dict leaf_select_py(const py::dict& arrays, size_t num_blocks,
   return out.dict();
 }
 
+py::object leaf_prune_py(const py::dict& arrays, size_t num_blocks, const ByteArray& live,
+                         const std::optional<ByteArray>& candidates, double min_dead_fraction, size_t num_threads) {
+  const LeafEntries in = leaf_entries_of(arrays, num_blocks);
+  if (live.ndim() != 1) throw std::invalid_argument("live must be 1-D");
+  if (candidates && (candidates->ndim() != 1 || static_cast<size_t>(candidates->size()) != in.num_leaves)) {
+    throw std::invalid_argument("candidates must hold one flag per leaf (" + std::to_string(in.num_leaves) + ")");
+  }
+  if (!(min_dead_fraction >= 0.0 && min_dead_fraction <= 1.0)) {
+    throw std::invalid_argument("min_dead_fraction must be in [0, 1]");
+  }
+  LeafPlan plan = plan_prune(in, live.data(), live.size(), candidates ? candidates->data() : nullptr, min_dead_fraction);
+  if (plan.entries() == in.leaf_offsets[in.num_leaves]) return py::none();
+  LeafOutputs out(plan, num_blocks, in.values != nullptr);
+  {
+    py::gil_scoped_release release;
+    prune_entries(in, plan, live.data(), num_threads, out.out);
+  }
+  return out.dict();
+}
+
 }  // namespace
 
 void bind_index(py::module_& m) {
@@ -193,6 +213,12 @@ void bind_index(py::module_& m) {
         py::arg("num_threads"),
         "The entry tables of `arrays` keeping the entries whose point p has renumber[p] >= 0, renumbered: "
         "a dict of new arrays. Leaves that lose no entry are copied as bytes.");
+  m.def("leaf_prune", &leaf_prune_py, py::arg("arrays"), py::arg("num_blocks"), py::arg("live"),
+        py::arg("candidates"), py::arg("min_dead_fraction"), py::arg("num_threads"),
+        "The entry tables of `arrays` without the entries of dead points (live[p] == 0) in each leaf, among "
+        "`candidates` (a uint8 flag per leaf, or None for all), whose dead entries are at least "
+        "min_dead_fraction of its entries: a dict of new arrays, or None when no leaf qualifies. Ids are "
+        "kept; other leaves are copied as bytes, dead entries included.");
   py::class_<TreeAhHandle>(m, "TreeAhHandle")
       .def(py::init<py::dict, const std::string&, size_t, size_t, size_t, size_t, bool>(), py::arg("arrays"),
            py::arg("metric"), py::arg("n"), py::arg("dim"), py::arg("num_leaves"), py::arg("dims_per_block"),

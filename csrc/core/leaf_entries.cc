@@ -28,6 +28,18 @@ void fill_offsets(const std::vector<int64_t>& counts, LeafPlan& plan) {
   }
 }
 
+/// Every entry's point id in [0, rows), else std::invalid_argument.
+void check_entry_ids(const LeafEntries& in, size_t rows) {
+  const int64_t total = in.leaf_offsets[in.num_leaves];
+  for (int64_t e = 0; e < total; ++e) {
+    const int32_t id = in.entry_ids[e];
+    if (id < 0 || static_cast<size_t>(id) >= rows) {
+      throw std::invalid_argument("leaf entries: entry " + std::to_string(e) + " names point " + std::to_string(id) +
+                                  " of " + std::to_string(rows));
+    }
+  }
+}
+
 }  // namespace
 
 void check_leaf_entries(const LeafEntries& in, size_t total_entries, size_t total_groups) {
@@ -104,24 +116,23 @@ void append_entries(const LeafEntries& in, const LeafPlan& plan, const int32_t* 
 }
 
 LeafPlan plan_select(const LeafEntries& in, const int64_t* renumber, size_t rows) {
+  check_entry_ids(in, rows);
   std::vector<int64_t> counts(in.num_leaves, 0);
   for (size_t l = 0; l < in.num_leaves; ++l) {
-    for (int64_t e = in.leaf_offsets[l]; e < in.leaf_offsets[l + 1]; ++e) {
-      const int32_t id = in.entry_ids[e];
-      if (id < 0 || static_cast<size_t>(id) >= rows) {
-        throw std::invalid_argument("leaf entries: entry " + std::to_string(e) + " names point " + std::to_string(id) +
-                                    " of " + std::to_string(rows));
-      }
-      counts[l] += renumber[id] >= 0;
-    }
+    for (int64_t e = in.leaf_offsets[l]; e < in.leaf_offsets[l + 1]; ++e) counts[l] += renumber[in.entry_ids[e]] >= 0;
   }
   LeafPlan plan;
   fill_offsets(counts, plan);
   return plan;
 }
 
-void select_entries(const LeafEntries& in, const LeafPlan& plan, const int64_t* renumber, size_t num_threads,
-                    const LeafEntriesOut& out) {
+namespace {
+
+/// Writes the entries of each leaf for which keep(id) holds, as new_id(id), in their order. A leaf
+/// the plan keeps whole copies its codes as bytes; one that lost entries is unpacked and packed again.
+template <typename Keep, typename NewId>
+void keep_entries(const LeafEntries& in, const LeafPlan& plan, Keep keep, NewId new_id, size_t num_threads,
+                  const LeafEntriesOut& out) {
   const size_t nb = in.num_blocks, group_bytes = nb * kLut16Codewords;
   const bool values = in.values && out.values;
   const size_t workers = std::min(resolve_num_threads(num_threads), std::max<size_t>(in.num_leaves, 1));
@@ -130,31 +141,60 @@ void select_entries(const LeafEntries& in, const LeafPlan& plan, const int64_t* 
     const int64_t old_begin = in.leaf_offsets[l], old_count = in.leaf_offsets[l + 1] - old_begin;
     const int64_t dst = plan.leaf_offsets[l], kept = plan.leaf_offsets[l + 1] - dst;
     if (kept == 0) return;
-    int64_t w = 0;
-    for (int64_t e = 0; e < old_count; ++e) {
-      const int64_t id = renumber[in.entry_ids[old_begin + e]];
-      if (id < 0) continue;
-      out.entry_ids[dst + w] = static_cast<int32_t>(id);
-      if (values) out.values[dst + w] = in.values[old_begin + e];
-      ++w;
-    }
     const uint8_t* from = in.packed + in.group_offsets[l] * group_bytes;
     uint8_t* to = out.packed + plan.group_offsets[l] * group_bytes;
-    if (kept == old_count) {  // nothing dropped: the codes as they are
+    if (kept == old_count) {  // nothing dropped: ids mapped, values and codes as they are
+      for (int64_t e = 0; e < old_count; ++e) out.entry_ids[dst + e] = new_id(in.entry_ids[old_begin + e]);
+      if (values) std::copy(in.values + old_begin, in.values + old_begin + old_count, out.values + dst);
       std::memcpy(to, from, (in.group_offsets[l + 1] - in.group_offsets[l]) * group_bytes);
       return;
     }
     std::vector<uint8_t>& codes = buffers[worker];
     codes.resize(old_count * nb);
     unpack_lut16_codes(from, old_count, nb, codes.data());
-    w = 0;
+    int64_t w = 0;
     for (int64_t e = 0; e < old_count; ++e) {
-      if (renumber[in.entry_ids[old_begin + e]] < 0) continue;
+      const int32_t id = in.entry_ids[old_begin + e];
+      if (!keep(id)) continue;
+      out.entry_ids[dst + w] = new_id(id);
+      if (values) out.values[dst + w] = in.values[old_begin + e];
       if (w != e) std::memmove(codes.data() + w * nb, codes.data() + e * nb, nb);
       ++w;
     }
     pack_lut16_codes(codes.data(), kept, nb, to);
   });
+}
+
+}  // namespace
+
+void select_entries(const LeafEntries& in, const LeafPlan& plan, const int64_t* renumber, size_t num_threads,
+                    const LeafEntriesOut& out) {
+  keep_entries(
+      in, plan, [renumber](int32_t id) { return renumber[id] >= 0; },
+      [renumber](int32_t id) { return static_cast<int32_t>(renumber[id]); }, num_threads, out);
+}
+
+LeafPlan plan_prune(const LeafEntries& in, const uint8_t* live, size_t rows, const uint8_t* candidates,
+                    double min_dead_fraction) {
+  check_entry_ids(in, rows);
+  std::vector<int64_t> counts(in.num_leaves);
+  for (size_t l = 0; l < in.num_leaves; ++l) {
+    const int64_t begin = in.leaf_offsets[l], count = in.leaf_offsets[l + 1] - begin;
+    counts[l] = count;
+    if (candidates && !candidates[l]) continue;
+    int64_t dead = 0;
+    for (int64_t e = begin; e < begin + count; ++e) dead += live[in.entry_ids[e]] == 0;
+    if (dead > 0 && static_cast<double>(dead) >= min_dead_fraction * static_cast<double>(count)) counts[l] -= dead;
+  }
+  LeafPlan plan;
+  fill_offsets(counts, plan);
+  return plan;
+}
+
+void prune_entries(const LeafEntries& in, const LeafPlan& plan, const uint8_t* live, size_t num_threads,
+                   const LeafEntriesOut& out) {
+  keep_entries(
+      in, plan, [live](int32_t id) { return live[id] != 0; }, [](int32_t id) { return id; }, num_threads, out);
 }
 
 }  // namespace annlib

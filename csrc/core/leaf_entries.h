@@ -1,6 +1,6 @@
 // Edits of the tree-AH index's leaf-major entry tables (leaf offsets, entry ids, packed LUT16
-// codes and an optional per-entry float such as entry_sq_norms): appending entries and keeping
-// a subset. Each writes a new copy and touches per leaf only what changes: full 32-entry groups
+// codes and an optional per-entry float such as entry_sq_norms): appending entries, keeping
+// a subset, and pruning dead points' entries from the leaves they crowd. Each writes a new copy and touches per leaf only what changes: full 32-entry groups
 // of codes are copied as bytes, and only a leaf's last partial group and its new entries (append)
 // or a leaf that lost entries (select) are unpacked and packed again. Public within the core.
 #pragma once
@@ -61,5 +61,17 @@ LeafPlan plan_select(const LeafEntries& in, const int64_t* renumber, size_t rows
 /// Writes the kept entries of `in` (renumbered, in their order) by the plan of plan_select.
 void select_entries(const LeafEntries& in, const LeafPlan& plan, const int64_t* renumber, size_t num_threads,
                     const LeafEntriesOut& out);
+
+/// Plan of dropping dead points' entries (live[id] == 0; ids in [0, rows), else std::invalid_argument)
+/// from each leaf l with candidates[l] != 0 (every leaf when candidates is null) whose dead entries
+/// are at least min_dead_fraction of its entries, and at least one; every other leaf keeps all of
+/// its entries, dead ones included (the scan's liveness mask skips them). Ids are not renumbered.
+/// plan.entries() equals in's entry count exactly when no leaf qualifies.
+LeafPlan plan_prune(const LeafEntries& in, const uint8_t* live, size_t rows, const uint8_t* candidates,
+                    double min_dead_fraction);
+
+/// Writes `in` by the plan of plan_prune: a leaf the plan shrank keeps its live entries, in order.
+void prune_entries(const LeafEntries& in, const LeafPlan& plan, const uint8_t* live, size_t num_threads,
+                   const LeafEntriesOut& out);
 
 }  // namespace annlib
