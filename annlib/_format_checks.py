@@ -79,10 +79,12 @@ def _expected_sections(config: TreeAhConfig) -> set[str]:
     if config.metric == "squared_l2":
         names |= {"point_sq_norms", "entry_sq_norms", "center_sq_norms"}
     if config.reorder is not None:
-        if config.reorder.quantize == "float32":
+        if config.reorder.quantize == "float32" or config.reorder.two_stage:
             names.add("reorder_float")
-        else:
+        if config.reorder.quantize == "int8":
             names |= {"reorder_int8", "reorder_int8_inv_scale"}
+            if config.reorder.two_stage and config.metric == "squared_l2":
+                names.add("reorder_int8_sq_norms")
     return names
 
 
@@ -215,9 +217,12 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
         # The norms of the entries' reconstructions (c + r~), not of their points: finite and >= 0.
         _check_finite(path, "entry_sq_norms", entry_norms, non_negative=True)
     if config.reorder is not None:
-        if config.reorder.quantize == "float32":
+        if "reorder_float" in expected:
             _check_rows(path, "reorder_float", _check_array(path, arrays, "reorder_float", _F32, (n, dim)))
-        else:
+        if "reorder_int8_sq_norms" in expected:
+            _check_finite(path, "reorder_int8_sq_norms",
+                          _check_array(path, arrays, "reorder_int8_sq_norms", _F32, (n,)), non_negative=True)
+        if config.reorder.quantize == "int8":
             _check_array(path, arrays, "reorder_int8", _I8, (n, dim))
             scale = _check_array(path, arrays, "reorder_int8_inv_scale", _F32, (dim,))
             _check_finite(path, "reorder_int8_inv_scale", scale, positive=True, maximum=2.0**60)

@@ -23,6 +23,7 @@ import numpy as np
 
 from annlib import _core
 from annlib.config import TreeAhConfig
+from annlib.index import int8_rows
 
 #: Spare rows a buffer grown by an append gets, as a fraction of its rows (amortised appends); at
 #: least as many as the append that grew it. Spare rows are address space until written.
@@ -119,9 +120,9 @@ def empty_entry_tables(num_leaves: int, l2: bool) -> dict:
 
 
 def quantize_int8(vectors: np.ndarray, offset: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
-    """int8 rows of the build's per-dimension range code, x ~ offset + q * inv_scale (values beyond the
+    """int8 rows of the build's per-dimension code, x ~ offset + q * inv_scale (values beyond the
     build's range saturate)."""
-    return np.clip(np.rint((vectors - offset) / inv_scale), -127, 127).astype(np.int8)
+    return int8_rows.quantize(vectors, offset, inv_scale)
 
 
 def appended(arrays: dict, config: TreeAhConfig, vectors: np.ndarray, num_threads: int) -> dict:
@@ -162,11 +163,16 @@ def appended(arrays: dict, config: TreeAhConfig, vectors: np.ndarray, num_thread
         quantized = quantize_int8(vectors, offset, arrays["reorder_int8_inv_scale"])
         out["reorder_int8"] = rows_appended(arrays["reorder_int8"], quantized)
     if "point_sq_norms" in arrays:
-        # As the build: the norms of the rows reordering scores (the dequantized ones for int8).
-        scored = vectors
+        # As the build: the norms of the rows reordering scores (the dequantized ones for int8
+        # alone; with float32 rows too, theirs, and the int8 stage's in reorder_int8_sq_norms).
+        decoded = None
         if "reorder_int8" in arrays:
-            scored = quantized.astype(np.float32) * arrays["reorder_int8_inv_scale"] + offset
-        out["point_sq_norms"] = rows_appended(arrays["point_sq_norms"], _core.squared_norms(scored))
+            decoded = _core.squared_norms(quantized.astype(np.float32) * arrays["reorder_int8_inv_scale"] + offset)
+        if "reorder_int8_sq_norms" in arrays:
+            out["reorder_int8_sq_norms"] = rows_appended(arrays["reorder_int8_sq_norms"], decoded)
+        exact = "reorder_float" in arrays or decoded is None
+        out["point_sq_norms"] = rows_appended(arrays["point_sq_norms"],
+                                              _core.squared_norms(vectors) if exact else decoded)
     return out
 
 
@@ -177,7 +183,8 @@ def compacted(arrays: dict, config: TreeAhConfig, dim: int, kept: np.ndarray, nu
     renumber[kept] = np.arange(len(kept), dtype=np.int64)
     out = dict(arrays)
     out.update(_core.leaf_select(arrays, num_blocks(config, dim), renumber, num_threads))
-    for name in ("primary_leaf", "secondary_leaf", "point_sq_norms", "reorder_float", "reorder_int8"):
+    for name in ("primary_leaf", "secondary_leaf", "point_sq_norms", "reorder_float", "reorder_int8",
+                 "reorder_int8_sq_norms"):
         if name in arrays:
             out[name] = np.ascontiguousarray(arrays[name][kept])
     return out
