@@ -150,7 +150,7 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
     """
     expected = _expected_sections(config)
     present = set(arrays)
-    optional = {"reorder_int8_offset"} if "reorder_int8" in expected else set()
+    optional = {"reorder_int8_offset", "reorder_int8_row_scale"} if "reorder_int8" in expected else set()
     if expected - present:
         _fail(path, f"missing sections {sorted(expected - present)} that the configuration needs")
     if present - expected - optional:
@@ -229,4 +229,7 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
             if "reorder_int8_offset" in arrays:  # range-centred codes; files without it are centred on 0
                 offset = _check_array(path, arrays, "reorder_int8_offset", _F32, (dim,))
                 _check_finite(path, "reorder_int8_offset", offset)
+            if "reorder_int8_row_scale" in arrays:  # row-scaled codes; files without it scale every row by 1
+                row_scale = _check_array(path, arrays, "reorder_int8_row_scale", _F32, (n,))
+                _check_finite(path, "reorder_int8_row_scale", row_scale, positive=True, maximum=2.0**60)
 

@@ -262,11 +262,14 @@ class TreeAhIndex(Index):
         # For L2 the int8 stage scores with the decoded rows' norms, so its score is the distance
         # to that row, not mixed with the exact norm. With float32 rows too, point_sq_norms stay
         # theirs (exact), as every reader of reorder_float expects.
-        offset, inv_scale = int8_rows.fit(data)
-        quantized = int8_rows.quantize(data, offset, inv_scale)
-        arrays = {"reorder_int8": quantized, "reorder_int8_inv_scale": inv_scale, "reorder_int8_offset": offset}
+        code = int8_rows.fit(data, shaped=not l2)
+        quantized, row_scale = code.encode(data)
+        arrays = {"reorder_int8": quantized, "reorder_int8_inv_scale": code.inv_scale,
+                  "reorder_int8_offset": code.offset}
+        if row_scale is not None:
+            arrays["reorder_int8_row_scale"] = row_scale
         if l2:
-            norms = int8_rows.dequantized_sq_norms(quantized, offset, inv_scale)
+            norms = code.sq_norms(quantized, row_scale)
             arrays["reorder_int8_sq_norms" if reorder.two_stage else "point_sq_norms"] = norms
         if reorder.two_stage:
             arrays["reorder_float"] = data
@@ -367,12 +370,10 @@ class TreeAhIndex(Index):
         arrays = snap.arrays
         if "reorder_float" in arrays:
             return np.ascontiguousarray(arrays["reorder_float"][rows])
-        if "reorder_int8" in arrays:  # the rows reordering scores: offset + q8 * inv_scale
-            vectors = arrays["reorder_int8"][rows].astype(np.float32)
-            vectors *= arrays["reorder_int8_inv_scale"]
-            if "reorder_int8_offset" in arrays:
-                vectors += arrays["reorder_int8_offset"]
-            return vectors
+        if "reorder_int8" in arrays:  # the rows reordering scores (int8_rows)
+            scale = arrays.get("reorder_int8_row_scale")
+            return int8_rows.Code.of_arrays(arrays, False).decode(arrays["reorder_int8"][rows],
+                                                                  None if scale is None else scale[rows])
         return None
 
     @property

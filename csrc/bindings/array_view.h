@@ -111,6 +111,7 @@ inline annlib::TreeAhView tree_ah_view(const py::dict& arrays, const std::string
   if (v.reorder_int8 != nullptr) {
     v.reorder_int8_inv_scale = array_of<float>(arrays, "reorder_int8_inv_scale", true, dim);
     v.reorder_int8_offset = array_of<float>(arrays, "reorder_int8_offset", false, dim);
+    v.reorder_int8_row_scale = array_of<float>(arrays, "reorder_int8_row_scale", false, n);
     // With both row sets, point_sq_norms are the float32 rows' norms: the int8 stage needs its own.
     if (l2 && v.reorder_float != nullptr) v.int8_sq_norms = array_of<float>(arrays, "reorder_int8_sq_norms", true, n);
   }

@@ -141,7 +141,7 @@ void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams
   const bool exact_stage = int8 && v.reorder_float != nullptr && p.exact_reorder > 0 && p.pre_reorder > 0;
   s.final_top.reset(exact_stage ? std::max(p.k, p.exact_reorder) : p.k);
   if (p.pre_reorder > 0 && (v.reorder_float != nullptr || int8)) {
-    // <q, offset + q8 * inv_scale> = <q, offset> + <q * inv_scale, q8>: the first term once per query.
+    // <q, offset + s * q8 * inv_scale> = <q, offset> + s <q * inv_scale, q8>: the first term once per query.
     float offset_dot = 0.f;
     if (int8) {
       for (size_t d = 0; d < v.dim; ++d) s.query_scaled[d] = q[d] * v.reorder_int8_inv_scale[d];
@@ -154,7 +154,9 @@ void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams
     prefetched_rows(s.ranked.data(), num_ranked, rows, row_bytes, [&](size_t id) {
       float dot;
       if (int8) {
-        dot = offset_dot + dot_int8(s.query_scaled.data(), v.reorder_int8 + id * v.dim, v.dim);
+        dot = dot_int8(s.query_scaled.data(), v.reorder_int8 + id * v.dim, v.dim);
+        if (v.reorder_int8_row_scale != nullptr) dot *= v.reorder_int8_row_scale[id];
+        dot += offset_dot;
       } else {
         DotBlockArgs args{q, 1, v.reorder_float + id * v.dim, 1, v.dim, &dot, 1};
         kt.dot_block(args);

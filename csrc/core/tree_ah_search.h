@@ -39,13 +39,15 @@ struct TreeAhView {
   const uint8_t* packed_codes = nullptr;        ///< all leaves' packed LUT16 codes
   size_t packed_bytes = 0;                      ///< length of packed_codes
   const float* entry_sq_norms = nullptr;        ///< ||x~||^2 of each entry's reconstruction c + r~ (kSquaredL2)
-  // Reordering data: float32 rows, or int8 rows with per-dimension scales and offsets
-  // (x ~ offset + q8 * inv_scale), or both: int8 rescores the candidates, then the float32
+  // Reordering data: float32 rows, or int8 rows with per-dimension scales and offsets and
+  // optionally per-row scales (x ~ offset + row_scale * q8 * inv_scale), or both: int8 rescores the candidates, then the float32
   // rows (typically memory-mapped from the index file) rescore the best few exactly.
   const float* reorder_float = nullptr;         ///< n x dim, or nullptr
   const int8_t* reorder_int8 = nullptr;         ///< n x dim, or nullptr
   const float* reorder_int8_inv_scale = nullptr;  ///< dim: 1 / multiplier
   const float* reorder_int8_offset = nullptr;   ///< dim, or nullptr for 0 (files written before offsets)
+  /// n: x ~ offset + row_scale[i] * q8 * inv_scale, or nullptr for 1 (per-dimension codes)
+  const float* reorder_int8_row_scale = nullptr;
   const float* point_sq_norms = nullptr;        ///< n: ||x||^2 of the reordering rows (dequantized for int8 alone), kSquaredL2
   /// n: ||x||^2 of the dequantized int8 rows when the view has float32 rows too (kSquaredL2),
   /// whose exact norms are then point_sq_norms.
