@@ -233,12 +233,16 @@ class TreeAhHandle:
         filter_of_query: npt.ArrayLike | None = None,
         row_ids: npt.ArrayLike | None = None,
         leaf_allowed: npt.ArrayLike | None = None,
+        exact_reorder: int = 0,
     ) -> tuple[_I64, _F32]:
         """Search float32 ``queries`` (nq, dim): (ids int64 (nq, k), distances float32 (nq, k));
         ``raw_scores``: the ranking scores (larger is better) instead of distances. Filters as for
-        ``exact_search``; ``leaf_allowed`` int64 (filters, num_leaves): allowed entries per leaf."""
+        ``exact_search``; ``leaf_allowed`` int64 (filters, num_leaves): allowed entries per leaf.
+        ``exact_reorder``: with int8 and float32 rows, the best this many of the int8 rescoring are
+        rescored with the float32 rows (0: int8 only)."""
     def last_counters(self) -> dict[str, int]:
-        """Work done by the last search: entries scored by LUT16, candidates reordered, leaves scanned."""
+        """Work done by the last search: entries scored by LUT16, candidates reordered (and rescored
+        exactly by a two-stage reordering), leaves scanned."""
 
 def leaf_append(
     arrays: dict[str, Any],

@@ -79,10 +79,12 @@ def _expected_sections(config: TreeAhConfig) -> set[str]:
     if config.metric == "squared_l2":
         names |= {"point_sq_norms", "entry_sq_norms", "center_sq_norms"}
     if config.reorder is not None:
-        if config.reorder.quantize == "float32":
+        if config.reorder.quantize == "float32" or config.reorder.two_stage:
             names.add("reorder_float")
-        else:
+        if config.reorder.quantize == "int8":
             names |= {"reorder_int8", "reorder_int8_inv_scale"}
+            if config.reorder.two_stage and config.metric == "squared_l2":
+                names.add("reorder_int8_sq_norms")
     return names
 
 
@@ -152,7 +154,7 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
     """
     expected = _expected_sections(config)
     present = set(arrays)
-    optional = {"reorder_int8_offset"} if "reorder_int8" in expected else set()
+    optional = {"reorder_int8_offset", "reorder_int8_row_scale"} if "reorder_int8" in expected else set()
     if expected - present:
         _fail(path, f"missing sections {sorted(expected - present)} that the configuration needs")
     if present - expected - optional:
@@ -226,13 +228,19 @@ def check_tree_ah_arrays(path, config: TreeAhConfig, arrays: dict, n: int, dim: 
         # The norms of the entries' reconstructions (c + r~), not of their points: finite and >= 0.
         _check_finite(path, "entry_sq_norms", entry_norms, non_negative=True)
     if config.reorder is not None:
-        if config.reorder.quantize == "float32":
+        if "reorder_float" in expected:
             _check_rows(path, "reorder_float", _check_array(path, arrays, "reorder_float", _F32, (n, dim)))
-        else:
+        if "reorder_int8_sq_norms" in expected:
+            _check_finite(path, "reorder_int8_sq_norms",
+                          _check_array(path, arrays, "reorder_int8_sq_norms", _F32, (n,)), non_negative=True)
+        if config.reorder.quantize == "int8":
             _check_array(path, arrays, "reorder_int8", _I8, (n, dim))
             scale = _check_array(path, arrays, "reorder_int8_inv_scale", _F32, (dim,))
             _check_finite(path, "reorder_int8_inv_scale", scale, positive=True, maximum=2.0**60)
             if "reorder_int8_offset" in arrays:  # range-centred codes; files without it are centred on 0
                 offset = _check_array(path, arrays, "reorder_int8_offset", _F32, (dim,))
                 _check_finite(path, "reorder_int8_offset", offset)
+            if "reorder_int8_row_scale" in arrays:  # row-scaled codes; files without it scale every row by 1
+                row_scale = _check_array(path, arrays, "reorder_int8_row_scale", _F32, (n,))
+                _check_finite(path, "reorder_int8_row_scale", row_scale, positive=True, maximum=2.0**60)
 

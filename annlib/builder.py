@@ -97,10 +97,14 @@ class Builder:
         self._recall_target = recall_target
         return self
 
-    def reorder(self, num_neighbors: int, quantize: str = "float32") -> Builder:
-        """Rescore the best ``num_neighbors`` approximate candidates with float32 or int8 vectors."""
+    def reorder(self, num_neighbors: int, quantize: str = "float32", exact_num_neighbors: int | None = None) -> Builder:
+        """Rescore the best ``num_neighbors`` approximate candidates with float32 or int8 vectors.
+
+        ``exact_num_neighbors`` (int8 only): keep the float32 vectors too and rescore the best this
+        many of the int8 rescoring with them; they can stay in the index file (:class:`ReorderConfig`).
+        """
         self._once("reorder", self._reorder)
-        self._reorder = ReorderConfig(num_neighbors, quantize)
+        self._reorder = ReorderConfig(num_neighbors, quantize, exact_num_neighbors)
         return self
 
     def build(self, num_threads: int | None = None, progress: bool = False, copy: bool = True):

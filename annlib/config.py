@@ -90,14 +90,30 @@ class AhConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ReorderConfig:
-    """Exact rescoring of the best ``num_neighbors`` AH candidates (float32, or int8 with per-dimension scales)."""
+    """Exact rescoring of the best ``num_neighbors`` AH candidates (float32, or int8 with per-dimension scales).
+
+    ``exact_num_neighbors`` (int8 only): the index keeps the float32 rows too, and the best this
+    many of the int8 rescoring are rescored again with them (a two-stage reordering). Saved and
+    loaded with ``mmap=False``, the int8 rows are read into memory and the float32 rows stay
+    memory-mapped from the file: only the few rows the second stage reads come from disk.
+    """
 
     num_neighbors: int
     quantize: str = "float32"
+    exact_num_neighbors: int | None = None
 
     def __post_init__(self):
         _positive(self.num_neighbors, "reorder num_neighbors", _validate.MAX_INT)  # clamped by the search
         _validate.choice(self.quantize, "reorder quantize", REORDER_QUANTIZE)
+        if self.exact_num_neighbors is not None:
+            _positive(self.exact_num_neighbors, "reorder exact_num_neighbors", _validate.MAX_INT)
+            if self.quantize != "int8":
+                raise InvalidValueError("reorder exact_num_neighbors needs quantize='int8' (float32 rows are exact)")
+
+    @property
+    def two_stage(self) -> bool:
+        """int8 rows rescore the candidates, float32 rows the best of them."""
+        return self.exact_num_neighbors is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +138,12 @@ class TreeAhConfig:
             raise InvalidTypeError(f"reorder must be a ReorderConfig or None, got {type(self.reorder).__name__}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["reorder"] is not None and d["reorder"]["exact_num_neighbors"] is None:
+            # Absent unless used: files of single-stage indexes stay readable by older annlib,
+            # which refuses (FormatError) a key it does not know.
+            del d["reorder"]["exact_num_neighbors"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> TreeAhConfig:

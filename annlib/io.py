@@ -548,7 +548,8 @@ def read_header(path) -> dict:
     }
 
 
-def load_index_file(path, mmap: bool = True, verify: bool = True) -> tuple[str, dict, dict[str, np.ndarray]]:
+def load_index_file(path, mmap: bool = True, verify: bool = True,
+                    mapped=None) -> tuple[str, dict, dict[str, np.ndarray]]:
     """Read an index file written by :func:`save_index_file`.
 
     Parameters
@@ -564,6 +565,10 @@ def load_index_file(path, mmap: bool = True, verify: bool = True) -> tuple[str, 
         the whole file once; with ``mmap=True`` it is done in chunks over the map,
         without copies. Magic, version, header checksum, sizes and trailer are
         checked either way.
+    mapped : callable, optional
+        With ``mmap=False``: ``mapped(kind, config)`` names the sections to memory-map
+        anyway (an index's float32 rows that only a final rescoring reads). It sees the
+        header's config before any check of its meaning, so it must accept any JSON.
 
     Returns
     -------
@@ -590,12 +595,13 @@ def load_index_file(path, mmap: bool = True, verify: bool = True) -> tuple[str, 
     with f:
         parsed = _parse(f, path_str)
         sections = parsed.sections
-        if mmap and any(s["nbytes"] for s in sections):
+        on_disk = set(mapped(parsed.kind, parsed.config)) if mapped is not None and not mmap else set()
+        to_map = [s for s in sections if s["nbytes"] and (mmap or s["name"] in on_disk)]
+        arrays = _read_into_memory(f, [s for s in sections if s not in to_map], verify, path_str, writable=not mmap)
+        if to_map:
             buffer = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
-            arrays = _from_map(buffer, sections, verify, path_str)
-        else:
-            arrays = _read_into_memory(f, sections, verify, path_str, writable=not mmap)
-    return parsed.kind, parsed.config, arrays
+            arrays.update(_from_map(buffer, to_map, verify, path_str))
+    return parsed.kind, parsed.config, {s["name"]: arrays[s["name"]] for s in sections}
 
 
 def _check_section_crc(crc: int, section: dict, path: str) -> None:

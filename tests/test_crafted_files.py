@@ -288,9 +288,10 @@ def _handle(arrays, config, n=None):
                               ic["ah"]["dims_per_block"], ic["tree"]["soar_lambda"] is not None)
 
 
-def test_the_core_view_refuses_both_reorder_representations(saved):
+def test_the_core_view_checks_a_float_section_next_to_int8_rows(saved):
+    # int8 and float32 rows together are a two-stage index; a short float section must not be read past its end.
     _, config, arrays = saved["cosine_int8"]
-    with pytest.raises(ValueError, match="both"):
+    with pytest.raises(ValueError, match="reorder_float"):
         _handle({**arrays, "reorder_float": np.ones((3, 12), np.float32)}, config)
 
 

@@ -11,6 +11,7 @@ import pytest
 import annlib
 from annlib import _core
 from annlib.index import tree_ah_mutation as mutation
+from annlib.index import int8_rows
 
 NB = 5
 
@@ -223,17 +224,20 @@ def test_compact_keeps_the_reconstruction_norms(sample, rng):
     assert len(index._arrays["entry_sq_norms"]) < len(before["entry_sq_norms"])
 
 
-def test_added_int8_rows_use_the_build_range_code(sample):
+def test_added_int8_rows_use_the_build_code(sample):
     index = _index(sample[:4000], "squared_l2", reorder_quantize="int8")
     index.add(sample[4000:])
     a = index._arrays
-    offset, inv_scale = a["reorder_int8_offset"], a["reorder_int8_inv_scale"]
-    assert np.abs(offset).max() > 0  # the range-centred code: a plain scale would be off by offset
-    want = mutation.quantize_int8(sample[4000:], offset, inv_scale)
+    offset, inv_scale, row_scale = a["reorder_int8_offset"], a["reorder_int8_inv_scale"], a["reorder_int8_row_scale"]
+    assert np.abs(offset).max() > 0  # the centred code: a plain scale would be off by offset
+    code = int8_rows.Code.of_arrays(a, shaped=False)
+    want, want_scale = code.encode(sample[4000:])
     np.testing.assert_array_equal(a["reorder_int8"][4000:], want)
-    # the build's own rows agree with the helper up to rounding ties of (x - o) * m vs (x - o) / (1 / m)
-    assert np.mean(mutation.quantize_int8(sample[:4000], offset, inv_scale) == a["reorder_int8"][:4000]) > 0.999
-    dequantized = want.astype(np.float32) * inv_scale + offset
+    np.testing.assert_array_equal(row_scale[4000:], want_scale)
+    # the build's own rows are the same code
+    built, built_scale = code.encode(sample[:4000])
+    np.testing.assert_array_equal(a["reorder_int8"][:4000], built)
+    dequantized = want.astype(np.float32) * want_scale[:, None] * inv_scale + offset
     np.testing.assert_allclose(a["point_sq_norms"][4000:], np.einsum("ij,ij->i", dequantized, dequantized), rtol=1e-5)
 
 

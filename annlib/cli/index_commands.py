@@ -204,6 +204,13 @@ def _params_text(params: dict[str, Any]) -> str:
     help="tree_ah: candidates rescored exactly, pre_reorder_num_neighbors (default: the index's; raised to k, capped at the index size).",
 )
 @click.option(
+    "--exact-reorder",
+    type=click.IntRange(min=0),
+    default=None,
+    help="tree_ah with two-stage reordering: of the int8-rescored candidates, the best rescored again with "
+    "float32 rows, exact_reorder_num_neighbors (default: the index's; 0: int8 only).",
+)
+@click.option(
     "--recall-target",
     type=click.FloatRange(0, 1, min_open=True),
     default=None,
@@ -223,6 +230,7 @@ def search(
     k: int,
     leaves_to_search: int | None,
     reorder: int | None,
+    exact_reorder: int | None,
     recall_target: float | None,
     threads: int | None,
     out: str | None,
@@ -252,6 +260,7 @@ def search(
         {
             "--leaves-to-search": ("leaves_to_search", leaves_to_search),
             "--reorder": ("pre_reorder_num_neighbors", reorder),
+            "--exact-reorder": ("exact_reorder_num_neighbors", exact_reorder),
             "--recall-target": ("recall_target", recall_target),
         },
     )

@@ -47,12 +47,22 @@ def load_index(path, mmap: bool = True) -> Index:
     """Load an index file of any kind written by ``index.save(path)``.
 
     Arrays are memory-mapped when ``mmap`` (the default), so loading is fast and pages are
-    read on demand. A corrupt, truncated, crafted or newer-version file raises
-    :class:`annlib.FormatError`.
+    read on demand. With ``mmap=False`` they are read into memory, except the float32 rows of
+    a tree-AH index with two-stage reordering (int8, then float32: ``exact_num_neighbors``),
+    which stay memory-mapped: only its final rescoring reads them, a few rows per query.
+    A corrupt, truncated, crafted or newer-version file raises :class:`annlib.FormatError`.
     """
     path = os.fspath(path)
-    kind, config, arrays = _io.load_index_file(path, mmap=mmap)
+    kind, config, arrays = _io.load_index_file(path, mmap=mmap, mapped=_sections_on_disk)
     return index_class(kind)._from_state(config, arrays, path)
+
+
+def _sections_on_disk(kind, config) -> tuple[str, ...]:
+    try:
+        cls = index_class(kind)
+    except FormatError:
+        return ()  # load_index_file's caller reports the unknown kind
+    return cls._sections_on_disk(config)
 
 
 def __getattr__(name):

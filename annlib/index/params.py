@@ -27,15 +27,22 @@ class TreeAhSearchParams:
     ``leaves_to_search``: partitions probed per query (ScaNN's ``leaves_to_search``).
     ``pre_reorder_num_neighbors``: AH candidates rescored exactly; ``None`` for an index built
     without reordering. A search raises it to at least ``k`` and caps it at the index size.
+    ``exact_reorder_num_neighbors``: for an index with two-stage reordering (int8, then float32:
+    ``reorder(..., quantize="int8", exact_num_neighbors=...)``), the best of the int8 rescoring
+    rescored again with the float32 rows; raised to at least ``k``, capped at the candidates
+    reordered; 0 returns the int8 scores. ``None`` for other indexes.
     """
 
     leaves_to_search: int
     pre_reorder_num_neighbors: int | None = None
+    exact_reorder_num_neighbors: int | None = None
 
     def __post_init__(self):
         _validate.positive_int(self.leaves_to_search, "leaves_to_search")
         if self.pre_reorder_num_neighbors is not None:
             _validate.positive_int(self.pre_reorder_num_neighbors, "pre_reorder_num_neighbors")
+        if self.exact_reorder_num_neighbors is not None:
+            _validate.non_negative_int(self.exact_reorder_num_neighbors, "exact_reorder_num_neighbors")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -272,14 +272,23 @@ class Index(Mutations, abc.ABC):
 
     @classmethod
     def load(cls, path, mmap: bool = True):
-        """Load an index of this kind saved by :meth:`save` (arrays memory-mapped when ``mmap``).
+        """Load an index of this kind saved by :meth:`save` (arrays memory-mapped when ``mmap``;
+        see :func:`annlib.load_index` for the sections that stay mapped with ``mmap=False``).
 
         :func:`annlib.load_index` loads a file of any kind.
         """
-        kind, config, arrays = _io.load_index_file(os.fspath(path), mmap=mmap)
+        kind, config, arrays = _io.load_index_file(
+            os.fspath(path), mmap=mmap, mapped=lambda kind, config: cls._sections_on_disk(config) if kind == cls.kind
+            else ())
         if kind != cls.kind:
             raise FormatError(f"{path}: holds a {kind!r} index, not {cls.kind!r} (annlib.load_index reads any kind)")
         return cls._from_state(config, arrays, os.fspath(path))
+
+    @classmethod
+    def _sections_on_disk(cls, config) -> tuple[str, ...]:
+        """Sections a load with ``mmap=False`` leaves memory-mapped, given the file's header
+        config (untrusted JSON: anything malformed names none, and the load's checks report it)."""
+        return ()
 
     def __reduce__(self):
         # By arrays, not by file bytes: numpy arrays pickle without a copy through protocol 5,

@@ -19,6 +19,7 @@ from annlib._vectors import normalize_rows
 from annlib.config import AhConfig, ReorderConfig, TreeAhConfig, TreeConfig
 from annlib.errors import FormatError, InvalidTypeError, InvalidValueError
 from annlib.filter import core_arguments
+from annlib.index import int8_rows
 from annlib.index import tree_ah_mutation as _mutation
 from annlib.index.ids import IdMap
 from annlib.index.params import TreeAhSearchParams
@@ -26,7 +27,6 @@ from annlib.index.protocol import Index
 from annlib.index.tree_ah_layout import TreeAhLayout
 
 KIND = "tree_ah"
-_ENCODE_CHUNK = 65_536  # rows int8-quantized per step: bounds the float temporaries during builds
 
 
 def _progress(enabled: bool, total: int, desc: str):
@@ -73,6 +73,11 @@ class TreeAhIndex(Index):
     candidates instead of refusing; candidate counts are capped at the number of points.
 
     The index keeps a copy of ``data`` for float32 reordering unless ``copy=False``.
+    ``reorder_quantize="int8"`` keeps int8 rows instead (a quarter of the memory); with
+    ``reorder_exact_num_neighbors`` it keeps both, and rescores the best of the int8 rescoring
+    with the float32 rows: with ``copy=False`` over a memory-mapped array, or after a save and
+    ``annlib.load_index(path, mmap=False)``, those rows stay in the file and only the few the
+    second stage reads are paged in, while everything else is in memory.
     ``ids``: a 64-bit user id per point (default 0..n-1); searches return them. ``add``,
     ``upsert`` and ``delete`` (:mod:`annlib.index.mutable`) keep the trained partitions and
     codebook; deleted points are masked out of the LUT16 scan, and dropped from a partition's
@@ -103,6 +108,7 @@ class TreeAhIndex(Index):
         anisotropic_quantization_threshold: float | None = 0.2,
         reorder: int | None = 100,
         reorder_quantize: str = "float32",
+        reorder_exact_num_neighbors: int | None = None,
         num_threads: int | None = None,
         progress: bool = False,
         copy: bool = True,
@@ -129,7 +135,7 @@ class TreeAhIndex(Index):
                 spill=spill,
             ),
             ah=AhConfig(dims_per_block=dims_per_block, anisotropic_quantization_threshold=anisotropic_quantization_threshold),
-            reorder=ReorderConfig(reorder, reorder_quantize) if reorder else None,
+            reorder=ReorderConfig(reorder, reorder_quantize, reorder_exact_num_neighbors) if reorder else None,
         )
         self._init_built(_owned(data, source, config, copy), config, _validate.num_threads(num_threads), progress,
                          id_map)
@@ -254,26 +260,20 @@ class TreeAhIndex(Index):
     def _reorder_arrays(data: np.ndarray, reorder: ReorderConfig, l2: bool) -> dict[str, np.ndarray]:
         if reorder.quantize == "float32":
             return {"reorder_float": data}
-        # int8 scalar quantization per dimension over the range [min_j, max_j]: x ~ offset_j + q8 / m_j
-        # with offset_j the middle of the range and m_j = 127 / its half-width. Scaling by max |x_j|
-        # alone (algorithms.md 2.6) leaves half the codes unused on non-negative data (SIFT: steps of 2
-        # where 1 would do) and lost 0.02 recall@10 there. For L2 the rows' norms are the dequantized
-        # rows' too, so the score is the distance to that row, not mixed with the exact norm.
-        lo, hi = data.min(axis=0), data.max(axis=0)
-        offset = ((lo.astype(np.float64) + hi) / 2).astype(np.float32)
-        half = (hi.astype(np.float64) - lo) / 2
-        multipliers = np.where(half > 0, 127.0 / np.where(half > 0, half, 1.0), 1.0).astype(np.float32)
-        inv_scale = (1.0 / multipliers).astype(np.float32)
-        quantized = np.empty(data.shape, dtype=np.int8)
-        sq_norms = np.empty(len(data), dtype=np.float32) if l2 else None
-        for begin in range(0, len(data), _ENCODE_CHUNK):  # chunks bound the float temporaries
-            rows = np.clip(np.rint((data[begin : begin + _ENCODE_CHUNK] - offset) * multipliers), -127, 127)
-            quantized[begin : begin + len(rows)] = rows
-            if l2:
-                sq_norms[begin : begin + len(rows)] = _core.squared_norms(rows.astype(np.float32) * inv_scale + offset)
-        arrays = {"reorder_int8": quantized, "reorder_int8_inv_scale": inv_scale, "reorder_int8_offset": offset}
+        # For L2 the int8 stage scores with the decoded rows' norms, so its score is the distance
+        # to that row, not mixed with the exact norm. With float32 rows too, point_sq_norms stay
+        # theirs (exact), as every reader of reorder_float expects.
+        code = int8_rows.fit(data, shaped=not l2)
+        quantized, row_scale = code.encode(data)
+        arrays = {"reorder_int8": quantized, "reorder_int8_inv_scale": code.inv_scale,
+                  "reorder_int8_offset": code.offset}
+        if row_scale is not None:
+            arrays["reorder_int8_row_scale"] = row_scale
         if l2:
-            arrays["point_sq_norms"] = sq_norms
+            norms = code.sq_norms(quantized, row_scale)
+            arrays["reorder_int8_sq_norms" if reorder.two_stage else "point_sq_norms"] = norms
+        if reorder.two_stage:
+            arrays["reorder_float"] = data
         return arrays
 
     def _setup(self, config: TreeAhConfig, arrays: dict, dim: int, build_seconds: float | None, ids: IdMap,
@@ -283,13 +283,16 @@ class TreeAhIndex(Index):
         self._num_neighbors = config.num_neighbors
         self._dim = dim
         self._build_seconds = build_seconds
+        reorder = config.reorder
         defaults = TreeAhSearchParams(
-            config.tree.num_leaves_to_search, config.reorder.num_neighbors if config.reorder else None
+            config.tree.num_leaves_to_search, reorder.num_neighbors if reorder else None,
+            reorder.exact_num_neighbors if reorder else None,
         )
         self._check_params(defaults)
         self._defaults = defaults
         # Read on every search: kept as plain attributes.
         self._has_reorder = config.reorder is not None
+        self._two_stage = config.reorder is not None and config.reorder.two_stage
         self._spilled = "secondary_leaf" in arrays
         self._overretrieve = float(config.tree.overretrieve_factor)
         self._snap = self._snapshot(arrays, ids, trained_rows, trained_n)
@@ -314,10 +317,21 @@ class TreeAhIndex(Index):
             raise InvalidValueError(f"leaves_to_search ({params.leaves_to_search}) cannot exceed num_leaves ({num_leaves})")
         if params.pre_reorder_num_neighbors is not None and self._build_config.reorder is None:
             raise InvalidValueError("pre_reorder_num_neighbors needs an index built with reorder(...)")
+        reorder = self._build_config.reorder
+        if params.exact_reorder_num_neighbors is not None and (reorder is None or not reorder.two_stage):
+            raise InvalidValueError(
+                "exact_reorder_num_neighbors needs an index built with reorder(..., quantize='int8', "
+                "exact_num_neighbors=...)"
+            )
 
     def _pre_reorder(self, params: TreeAhSearchParams, k: int, n: int) -> int:
         """Candidates reordered: never fewer than k, never more than the index holds (bounds the buffers)."""
         return min(max(params.pre_reorder_num_neighbors or k, k), n) if self._has_reorder else 0
+
+    def _exact_reorder(self, params: TreeAhSearchParams, k: int, pre: int) -> int:
+        """Candidates the float32 rows rescore after the int8 stage: 0 (none), or in [k, pre]."""
+        wanted = params.exact_reorder_num_neighbors if self._two_stage else 0
+        return min(max(wanted, k), pre) if wanted else 0
 
     def _overretrieve_for(self, k: int, pre: int) -> float:
         factor = self._overretrieve
@@ -331,7 +345,8 @@ class TreeAhIndex(Index):
         if self._metric == "cosine":
             queries = normalize_rows(queries)
         pre = self._pre_reorder(params, k, snap.ids.num_live)
-        return snap.handle.search(queries, k, params.leaves_to_search, pre, num_threads, self._overretrieve_for(k, pre))
+        return snap.handle.search(queries, k, params.leaves_to_search, pre, num_threads, self._overretrieve_for(k, pre),
+                                  exact_reorder=self._exact_reorder(params, k, pre))
 
     def _search_filtered(self, snap: _Snapshot, queries: np.ndarray, k: int, params: TreeAhSearchParams,
                          num_threads: int, filters: list, filter_of_query: np.ndarray | None):
@@ -345,7 +360,8 @@ class TreeAhIndex(Index):
         if (leaf_allowed == np.diff(snap.arrays["leaf_offsets"])).all():
             leaf_allowed = None  # every filter allows (about) every entry: no widening, the plain leaf order
         return snap.handle.search(queries, k, params.leaves_to_search, pre, num_threads, self._overretrieve_for(k, pre),
-                                  leaf_allowed=leaf_allowed, **core_arguments(filters, snap.ids, filter_of_query))
+                                  leaf_allowed=leaf_allowed, exact_reorder=self._exact_reorder(params, k, pre),
+                                  **core_arguments(filters, snap.ids, filter_of_query))
 
     def _filter_leaf_counts(self, snap: _Snapshot, resolved) -> np.ndarray:
         """Entries of each leaf a resolved filter allows (the planner's view of the widened scan)."""
@@ -355,12 +371,10 @@ class TreeAhIndex(Index):
         arrays = snap.arrays
         if "reorder_float" in arrays:
             return np.ascontiguousarray(arrays["reorder_float"][rows])
-        if "reorder_int8" in arrays:  # the rows reordering scores: offset + q8 * inv_scale
-            vectors = arrays["reorder_int8"][rows].astype(np.float32)
-            vectors *= arrays["reorder_int8_inv_scale"]
-            if "reorder_int8_offset" in arrays:
-                vectors += arrays["reorder_int8_offset"]
-            return vectors
+        if "reorder_int8" in arrays:  # the rows reordering scores (int8_rows)
+            scale = arrays.get("reorder_int8_row_scale")
+            return int8_rows.Code.of_arrays(arrays, False).decode(arrays["reorder_int8"][rows],
+                                                                  None if scale is None else scale[rows])
         return None
 
     @property
@@ -457,6 +471,8 @@ class TreeAhIndex(Index):
         reorder = c.reorder
         if reorder is not None and d.pre_reorder_num_neighbors is not None:
             reorder = dataclasses.replace(reorder, num_neighbors=d.pre_reorder_num_neighbors)
+        if reorder is not None and reorder.two_stage and d.exact_reorder_num_neighbors:
+            reorder = dataclasses.replace(reorder, exact_num_neighbors=d.exact_reorder_num_neighbors)
         return dataclasses.replace(c, tree=tree, reorder=reorder)
 
     @property
@@ -499,6 +515,8 @@ class TreeAhIndex(Index):
         parts = [f"num_leaves={c.tree.num_leaves}", f"leaves_to_search={d.leaves_to_search}"]
         if c.reorder is not None:
             parts.append(f"pre_reorder_num_neighbors={d.pre_reorder_num_neighbors} ({c.reorder.quantize})")
+            if c.reorder.two_stage:
+                parts.append(f"exact_reorder_num_neighbors={d.exact_reorder_num_neighbors} (float32)")
         if c.tree.soar_lambda is not None:
             parts.append(f"soar_lambda={c.tree.soar_lambda}")
         return ", ".join(parts)
@@ -515,6 +533,15 @@ class TreeAhIndex(Index):
         if sections or snap.trained_rows != snap.ids.rows or snap.trained_n != snap.ids.rows:
             config.update(next_id=snap.ids.next_id, trained_rows=snap.trained_rows, trained_n=snap.trained_n)
         return config, {**snap.arrays, **sections}
+
+    @classmethod
+    def _sections_on_disk(cls, config) -> tuple[str, ...]:
+        # Two-stage reordering reads the float32 rows only for its last few candidates.
+        index = config.get("index") if isinstance(config, dict) else None
+        reorder = index.get("reorder") if isinstance(index, dict) else None
+        if isinstance(reorder, dict) and reorder.get("exact_num_neighbors") is not None:
+            return ("reorder_float",)
+        return ()
 
     @classmethod
     def _from_state(cls, config: dict, arrays: dict, source: str) -> TreeAhIndex:
@@ -562,7 +589,8 @@ def _leaf_allowed(snap: _Snapshot, resolved) -> np.ndarray:
 def _owned(data: np.ndarray, source, config: TreeAhConfig, copy: bool) -> np.ndarray:
     """Copy the caller's array only when the index would keep it (float32 reordering; cosine copies anyway).
     The copy has spare rows for adds (tree_ah_mutation.reserved_copy: not resident until written)."""
-    keeps = config.reorder is not None and config.reorder.quantize == "float32" and config.metric != "cosine"
+    keeps = (config.reorder is not None and (config.reorder.quantize == "float32" or config.reorder.two_stage)
+             and config.metric != "cosine")
     if keeps and copy and isinstance(source, np.ndarray) and np.may_share_memory(data, source):
         return _mutation.reserved_copy(data)
     return _validate.owned(data, source, copy) if keeps else data

@@ -29,6 +29,7 @@ import numpy as np
 
 from annlib import _core
 from annlib.config import TreeAhConfig
+from annlib.index import int8_rows
 
 #: Spare rows a buffer grown by an append gets, as a fraction of its rows (amortised appends); at
 #: least as many as the append that grew it. Spare rows are address space until written, so doubling
@@ -132,10 +133,9 @@ def empty_entry_tables(num_leaves: int, l2: bool) -> dict:
     return tables
 
 
-def quantize_int8(vectors: np.ndarray, offset: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
-    """int8 rows of the build's per-dimension range code, x ~ offset + q * inv_scale (values beyond the
-    build's range saturate)."""
-    return np.clip(np.rint((vectors - offset) / inv_scale), -127, 127).astype(np.int8)
+def quantize_int8(arrays: dict, config: TreeAhConfig, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """int8 rows (and row scales, or None) of ``vectors`` in the build's code (int8_rows)."""
+    return int8_rows.Code.of_arrays(arrays, shaped=config.metric != "squared_l2").encode(vectors)
 
 
 def appended(arrays: dict, config: TreeAhConfig, vectors: np.ndarray, num_threads: int) -> dict:
@@ -171,16 +171,22 @@ def appended(arrays: dict, config: TreeAhConfig, vectors: np.ndarray, num_thread
     if "reorder_float" in arrays:
         out["reorder_float"] = rows_appended(arrays["reorder_float"], vectors)
     if "reorder_int8" in arrays:
-        # The build's per-dimension range code (tree_ah.TreeAhIndex._reorder_arrays).
-        offset = arrays.get("reorder_int8_offset", np.zeros(dim, dtype=np.float32))
-        quantized = quantize_int8(vectors, offset, arrays["reorder_int8_inv_scale"])
+        # The build's code (tree_ah.TreeAhIndex._reorder_arrays).
+        quantized, row_scale = quantize_int8(arrays, config, vectors)
         out["reorder_int8"] = rows_appended(arrays["reorder_int8"], quantized)
+        if row_scale is not None:
+            out["reorder_int8_row_scale"] = rows_appended(arrays["reorder_int8_row_scale"], row_scale)
     if "point_sq_norms" in arrays:
-        # As the build: the norms of the rows reordering scores (the dequantized ones for int8).
-        scored = vectors
+        # As the build: the norms of the rows reordering scores (the dequantized ones for int8
+        # alone; with float32 rows too, theirs, and the int8 stage's in reorder_int8_sq_norms).
+        decoded = None
         if "reorder_int8" in arrays:
-            scored = quantized.astype(np.float32) * arrays["reorder_int8_inv_scale"] + offset
-        out["point_sq_norms"] = rows_appended(arrays["point_sq_norms"], _core.squared_norms(scored))
+            decoded = int8_rows.Code.of_arrays(arrays, False).sq_norms(quantized, row_scale)
+        if "reorder_int8_sq_norms" in arrays:
+            out["reorder_int8_sq_norms"] = rows_appended(arrays["reorder_int8_sq_norms"], decoded)
+        exact = "reorder_float" in arrays or decoded is None
+        out["point_sq_norms"] = rows_appended(arrays["point_sq_norms"],
+                                              _core.squared_norms(vectors) if exact else decoded)
     return out
 
 
@@ -215,7 +221,8 @@ def compacted(arrays: dict, config: TreeAhConfig, dim: int, kept: np.ndarray, nu
     renumber[kept] = np.arange(len(kept), dtype=np.int64)
     out = dict(arrays)
     out.update(_core.leaf_select(arrays, num_blocks(config, dim), renumber, num_threads))
-    for name in ("primary_leaf", "secondary_leaf", "point_sq_norms", "reorder_float", "reorder_int8"):
+    for name in ("primary_leaf", "secondary_leaf", "point_sq_norms", "reorder_float", "reorder_int8",
+                 "reorder_int8_sq_norms", "reorder_int8_row_scale"):
         if name in arrays:
             out[name] = np.ascontiguousarray(arrays[name][kept])
     return out

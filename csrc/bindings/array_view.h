@@ -76,8 +76,8 @@ inline size_t checked_product(size_t n, size_t m, const char* what) {
 /// A TreeAhView over the arrays of a saved or built index (the dict must outlive the view).
 ///
 /// Takes only the arrays the configuration names: the squared norms for squared_l2 only,
-/// and one reordering representation (an index carrying both float and int8 rows is
-/// refused, since the two would disagree about which to trust). Every array's size is
+/// and the reordering rows: float32, int8, or both (int8 first, float32 for the exact
+/// stage; squared_l2 then needs the int8 rows' own norms). Every array's size is
 /// checked against n, dim and num_leaves here; the value invariants (offsets, entry ids)
 /// are checked by TreeAhSearcher's constructor.
 inline annlib::TreeAhView tree_ah_view(const py::dict& arrays, const std::string& metric, size_t n, size_t dim,
@@ -107,14 +107,13 @@ inline annlib::TreeAhView tree_ah_view(const py::dict& arrays, const std::string
     v.point_sq_norms = array_of<float>(arrays, "point_sq_norms", true, n);
   }
   v.reorder_int8 = array_of<int8_t>(arrays, "reorder_int8", false, n_by_dim);
+  v.reorder_float = array_of<float>(arrays, "reorder_float", false, n_by_dim);
   if (v.reorder_int8 != nullptr) {
-    if (arrays.contains("reorder_float") && !arrays["reorder_float"].is_none()) {
-      throw std::invalid_argument("tree-AH index carries both 'reorder_int8' and 'reorder_float'");
-    }
     v.reorder_int8_inv_scale = array_of<float>(arrays, "reorder_int8_inv_scale", true, dim);
     v.reorder_int8_offset = array_of<float>(arrays, "reorder_int8_offset", false, dim);
-  } else {
-    v.reorder_float = array_of<float>(arrays, "reorder_float", false, n_by_dim);
+    v.reorder_int8_row_scale = array_of<float>(arrays, "reorder_int8_row_scale", false, n);
+    // With both row sets, point_sq_norms are the float32 rows' norms: the int8 stage needs its own.
+    if (l2 && v.reorder_float != nullptr) v.int8_sq_norms = array_of<float>(arrays, "reorder_int8_sq_norms", true, n);
   }
   v.live = array_of<uint8_t>(arrays, "live", false, n);
   return v;

@@ -33,7 +33,7 @@ class TreeAhHandle {
   py::tuple search(const py::array_t<float, py::array::c_style>& queries, size_t k, size_t leaves_to_search,
                    size_t pre_reorder, size_t num_threads, double overretrieve_factor, bool raw_scores,
                    const py::object& filter_bits, const py::object& filter_table, const py::object& filter_of_query,
-                   const py::object& row_ids, const py::object& leaf_allowed) {
+                   const py::object& row_ids, const py::object& leaf_allowed, size_t exact_reorder) {
     if (queries.ndim() != 2 || static_cast<size_t>(queries.shape(1)) != v_.dim) {
       throw std::invalid_argument("queries must have shape (nq, dim)");
     }
@@ -44,6 +44,7 @@ class TreeAhHandle {
     p.k = k;
     p.leaves_to_search = leaves_to_search;
     p.pre_reorder = pre_reorder;
+    p.exact_reorder = exact_reorder;
     p.num_threads = num_threads;
     p.overretrieve_factor = overretrieve_factor;
     p.raw_scores = raw_scores;
@@ -73,6 +74,7 @@ class TreeAhHandle {
     py::dict counters;
     counters["entries_scored"] = last_stats_.entries_scored;
     counters["candidates_reordered"] = last_stats_.candidates_reordered;
+    counters["candidates_rescored_exactly"] = last_stats_.candidates_rescored_exactly;
     counters["leaves_scanned"] = last_stats_.leaves_scanned;
     counters["filter_checks"] = last_stats_.filter_checks;
     return counters;
@@ -227,7 +229,7 @@ void bind_index(py::module_& m) {
            py::arg("pre_reorder"), py::arg("num_threads"), py::arg("overretrieve_factor") = 1.5,
            py::arg("raw_scores") = false, py::arg("filter_bits") = py::none(), py::arg("filter_table") = py::none(),
            py::arg("filter_of_query") = py::none(), py::arg("row_ids") = py::none(),
-           py::arg("leaf_allowed") = py::none())
+           py::arg("leaf_allowed") = py::none(), py::arg("exact_reorder") = 0)
       .def("last_counters", &TreeAhHandle::last_counters,
            "Work done by the last search: entries scored by LUT16, candidates reordered, leaves scanned.");
 }

@@ -84,6 +84,24 @@ size_t probe_stride(const TreeAhView& v, const TreeAhParams& p) {
   return p.leaf_allowed != nullptr ? v.num_leaves : p.leaves_to_search;
 }
 
+/// Calls score(id) for the ids of candidates[0 .. count), whose rows (row_bytes each, at
+/// rows + id * row_bytes) are scattered in memory: a few rows are fetched ahead, so the
+/// loads (or, for memory-mapped rows, the page reads) overlap instead of paying one latency
+/// per candidate.
+template <typename Score>
+void prefetched_rows(const ScoredId* candidates, size_t count, const char* rows, size_t row_bytes, Score&& score) {
+  constexpr size_t kPrefetchAhead = 4;
+  auto prefetch_row = [&](size_t i) {
+    const char* row = rows + static_cast<size_t>(candidates[i].id) * row_bytes;
+    for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(row + off);
+  };
+  for (size_t i = 0; i < std::min(count, kPrefetchAhead); ++i) prefetch_row(i);
+  for (size_t i = 0; i < count; ++i) {
+    if (i + kPrefetchAhead < count) prefetch_row(i + kPrefetchAhead);
+    score(static_cast<size_t>(candidates[i].id));
+  }
+}
+
 /// Steps 4-5 of a query whose AH candidates are in `candidates`: de-duplication,
 /// reordering, output.
 void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& p, const float* q,
@@ -115,41 +133,49 @@ void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams
     num_ranked = wanted;
   }
 
-  // 5. Reorder with exact (float) or int8 scores, or return the AH scores.
+  // 5. Reorder with exact (float) or int8 scores, or return the AH scores; with both, the
+  //    int8 scores pick the best exact_reorder, which the float32 rows rescore (5b).
   float q_norm = 0.f;
   if (l2) q_norm = dot_scalar(q, q, v.dim);
-  s.final_top.reset(p.k);
-  if (p.pre_reorder > 0 && (v.reorder_float != nullptr || v.reorder_int8 != nullptr)) {
-    // <q, offset + q8 * inv_scale> = <q, offset> + <q * inv_scale, q8>: the first term once per query.
+  const bool int8 = v.reorder_int8 != nullptr;
+  const bool exact_stage = int8 && v.reorder_float != nullptr && p.exact_reorder > 0 && p.pre_reorder > 0;
+  s.final_top.reset(exact_stage ? std::max(p.k, p.exact_reorder) : p.k);
+  if (p.pre_reorder > 0 && (v.reorder_float != nullptr || int8)) {
+    // <q, offset + s * q8 * inv_scale> = <q, offset> + s <q * inv_scale, q8>: the first term once per query.
     float offset_dot = 0.f;
-    if (v.reorder_int8 != nullptr) {
+    if (int8) {
       for (size_t d = 0; d < v.dim; ++d) s.query_scaled[d] = q[d] * v.reorder_int8_inv_scale[d];
       if (v.reorder_int8_offset != nullptr) offset_dot = dot_scalar(q, v.reorder_int8_offset, v.dim);
     }
-    // Candidate rows are scattered in memory: fetch a few rows ahead so the
-    // loads overlap instead of paying one memory latency per candidate.
-    constexpr size_t kPrefetchAhead = 4;
-    const size_t row_bytes = v.dim * (v.reorder_float != nullptr ? sizeof(float) : sizeof(int8_t));
-    const char* rows = v.reorder_float != nullptr ? reinterpret_cast<const char*>(v.reorder_float)
-                                                  : reinterpret_cast<const char*>(v.reorder_int8);
-    auto prefetch_row = [&](size_t i) {
-      const char* row = rows + static_cast<size_t>(s.ranked[i].id) * row_bytes;
-      for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(row + off);
-    };
-    for (size_t i = 0; i < std::min(num_ranked, kPrefetchAhead); ++i) prefetch_row(i);
-    for (size_t i = 0; i < num_ranked; ++i) {
-      if (i + kPrefetchAhead < num_ranked) prefetch_row(i + kPrefetchAhead);
-      const size_t id = static_cast<size_t>(s.ranked[i].id);
+    const float* norms = int8 && v.int8_sq_norms != nullptr ? v.int8_sq_norms : v.point_sq_norms;
+    const size_t row_bytes = v.dim * (int8 ? sizeof(int8_t) : sizeof(float));
+    const char* rows = int8 ? reinterpret_cast<const char*>(v.reorder_int8)
+                            : reinterpret_cast<const char*>(v.reorder_float);
+    prefetched_rows(s.ranked.data(), num_ranked, rows, row_bytes, [&](size_t id) {
       float dot;
-      if (v.reorder_float != nullptr) {
+      if (int8) {
+        dot = dot_int8(s.query_scaled.data(), v.reorder_int8 + id * v.dim, v.dim);
+        if (v.reorder_int8_row_scale != nullptr) dot *= v.reorder_int8_row_scale[id];
+        dot += offset_dot;
+      } else {
         DotBlockArgs args{q, 1, v.reorder_float + id * v.dim, 1, v.dim, &dot, 1};
         kt.dot_block(args);
-      } else {
-        dot = offset_dot + dot_int8(s.query_scaled.data(), v.reorder_int8 + id * v.dim, v.dim);
       }
-      s.final_top.push(l2 ? 2.f * dot - v.point_sq_norms[id] : dot, static_cast<int64_t>(id));
-    }
+      s.final_top.push(l2 ? 2.f * dot - norms[id] : dot, static_cast<int64_t>(id));
+    });
     s.stats.candidates_reordered += num_ranked;
+    if (exact_stage) {  // 5b.
+      const size_t best = s.final_top.unordered(s.ranked.data());
+      s.final_top.reset(p.k);
+      prefetched_rows(s.ranked.data(), best, reinterpret_cast<const char*>(v.reorder_float), v.dim * sizeof(float),
+                      [&](size_t id) {
+                        float dot;
+                        DotBlockArgs args{q, 1, v.reorder_float + id * v.dim, 1, v.dim, &dot, 1};
+                        kt.dot_block(args);
+                        s.final_top.push(l2 ? 2.f * dot - v.point_sq_norms[id] : dot, static_cast<int64_t>(id));
+                      });
+      s.stats.candidates_rescored_exactly += best;
+    }
   } else {
     for (size_t i = 0; i < num_ranked; ++i) s.final_top.push(s.ranked[i].score, s.ranked[i].id);
   }
@@ -440,6 +466,7 @@ void TreeAhSearcher::search(const float* queries, size_t num_queries, const Tree
     if (stats != nullptr) {
       stats->entries_scored += s->stats.entries_scored;
       stats->candidates_reordered += s->stats.candidates_reordered;
+      stats->candidates_rescored_exactly += s->stats.candidates_rescored_exactly;
       stats->leaves_scanned += s->stats.leaves_scanned;
       stats->filter_checks += s->stats.filter_checks;
     }

@@ -39,13 +39,19 @@ struct TreeAhView {
   const uint8_t* packed_codes = nullptr;        ///< all leaves' packed LUT16 codes
   size_t packed_bytes = 0;                      ///< length of packed_codes
   const float* entry_sq_norms = nullptr;        ///< ||x~||^2 of each entry's reconstruction c + r~ (kSquaredL2)
-  // Reordering data: float32 rows, or int8 rows with per-dimension scales and offsets
-  // (x ~ offset + q8 * inv_scale).
+  // Reordering data: float32 rows, or int8 rows with per-dimension scales and offsets and
+  // optionally per-row scales (x ~ offset + row_scale * q8 * inv_scale), or both: int8 rescores the candidates, then the float32
+  // rows (typically memory-mapped from the index file) rescore the best few exactly.
   const float* reorder_float = nullptr;         ///< n x dim, or nullptr
   const int8_t* reorder_int8 = nullptr;         ///< n x dim, or nullptr
   const float* reorder_int8_inv_scale = nullptr;  ///< dim: 1 / multiplier
   const float* reorder_int8_offset = nullptr;   ///< dim, or nullptr for 0 (files written before offsets)
-  const float* point_sq_norms = nullptr;        ///< n: ||x||^2 of the reordering rows (dequantized for int8), kSquaredL2
+  /// n: x ~ offset + row_scale[i] * q8 * inv_scale, or nullptr for 1 (per-dimension codes)
+  const float* reorder_int8_row_scale = nullptr;
+  const float* point_sq_norms = nullptr;        ///< n: ||x||^2 of the reordering rows (dequantized for int8 alone), kSquaredL2
+  /// n: ||x||^2 of the dequantized int8 rows when the view has float32 rows too (kSquaredL2),
+  /// whose exact norms are then point_sq_norms.
+  const float* int8_sq_norms = nullptr;
   bool spilled = false;                         ///< a point may appear in two leaves
   /// n bytes, 0 = deleted point, or nullptr when every point is live. Read only where the LUT16
   /// scan forms candidates, so a deleted point never takes a slot a live one could fill.
@@ -56,6 +62,9 @@ struct TreeAhParams {
   size_t k = 10;                    ///< final_num_neighbors
   size_t leaves_to_search = 1;
   size_t pre_reorder = 100;         ///< unique candidates rescored; 0 = return AH scores
+  /// Views with int8 and float32 rows: the best this many (at least k) of the int8 rescoring
+  /// are rescored again with the float32 rows; 0 = int8 scores only.
+  size_t exact_reorder = 0;
   size_t num_threads = 0;
   double overretrieve_factor = 1.5;  ///< spilled indexes: candidates kept before de-duplication, x pre_reorder
   /// Return the ranking scores (larger is better; squared L2: 2<q,x> - |x|^2) instead of
@@ -76,6 +85,7 @@ struct TreeAhParams {
 struct TreeAhStats {
   size_t entries_scored = 0;
   size_t candidates_reordered = 0;
+  size_t candidates_rescored_exactly = 0;  ///< second stage: float32 rows read (int8 + float32 views)
   size_t leaves_scanned = 0;
   size_t filter_checks = 0;  ///< calls of a filter's allows(): entries that passed the score threshold
 };
