@@ -204,8 +204,7 @@ class ShardWrites:
         centers_ref = ray.put(spec["centers"])
         leaves = self._gather(lambda slot: [self._actors[slot].live_leaves.remote(s, centers_ref, self._metric)
                                             for s in self._assignment[slot]])
-        held = {s: ray.get(ref, timeout=self.timeout_s)
-                for slot, refs in enumerate(leaves) for s, ref in zip(self._assignment[slot], refs)}
+        held = {s: found for slot, per_slot in enumerate(leaves) for s, found in zip(self._assignment[slot], per_slot)}
         all_leaves = np.concatenate([held[s][1] for s in range(self.num_shards)])
         sizes = np.bincount(all_leaves, minlength=len(spec["centers"]))
         leaf_owner = _routing.place_partitions(spec["centers"], sizes, self.num_shards, self._metric, seed=seed)

@@ -322,7 +322,7 @@ class ShardedIndex(ShardWrites):
     def config(self) -> dict:
         return {"kind": self.kind, "shard_kind": self._shard_kind, "metric": self._metric,
                 "num_shards": self.num_shards, "shards": [list(r) for r in self._ranges],
-                "index": self._shard_config, "search_defaults": dataclasses.asdict(self._defaults)}
+                "sharding": self._shard_by, "route": self.route, "index": self._shard_config, "search_defaults": dataclasses.asdict(self._defaults)}
 
     def stats(self) -> dict:
         per_actor = self._gather(lambda slot: self._actors[slot].stats.remote())
@@ -380,6 +380,31 @@ class ShardedIndex(ShardWrites):
         queries, _ = _validate.queries(queries, self._dim)
         threads = self._actor_options[1] if num_threads is None else _validate.num_threads(num_threads)
         return SearchResult(*self._run(queries, k, final_num_neighbors, merge, params, threads, filter, filter_route))
+
+    def search_dataset(self, dataset, k: int | None = None, *, column: str = "vector", ids_column: str = "neighbors",
+                       distances_column: str = "distances", batch_size: int = 1024, num_threads: int | None = None,
+                       concurrency: int | None = None, **search_kwargs):
+        """Search every row of a ``ray.data.Dataset`` of queries (vectors in ``column``) with
+        ``map_batches``; returns the dataset (lazy, as Ray Data is) with ``ids_column`` and
+        ``distances_column`` added, (k,) arrays per row, equal to :meth:`search_batched` of the
+        same queries. ``search_kwargs``: ``merge``, ``filter`` and search parameters, as for
+        :meth:`search_batched`. Workers never restart dead actors (see
+        :mod:`annlib.distributed._offline`)."""
+        from annlib.distributed import _offline  # noqa: PLC0415
+
+        if not _is_ray_dataset(dataset):
+            raise TypeError(f"search_dataset takes a ray.data.Dataset, got {type(dataset).__name__}")
+        batch_size = _validate.positive_int(batch_size, "batch_size")
+        k = None if k is None else _validate.k(k)
+        if search_kwargs.get("filter") is not None:
+            _filters.to_wire(search_kwargs["filter"], 1)  # a filter the actors cannot take fails here, not in a worker
+        names = dataset.schema().names
+        if column not in names:
+            raise ValueError(f"the query dataset has no column {column!r} (columns: {sorted(names)})")
+        fn = _offline.DatasetSearch(type(self), _offline.client_state(self), k, column, ids_column, distances_column,
+                                    num_threads, search_kwargs)
+        options = {} if concurrency is None else {"concurrency": concurrency}
+        return dataset.map_batches(fn, batch_format="numpy", batch_size=batch_size, **options)
 
     def _run(self, queries, k, final_num_neighbors, merge, overrides, num_threads, filter_value=None,
              filter_route="auto"):
