@@ -7,8 +7,10 @@ Plain Python, no Ray import. A *piece* is a picklable description of some rows:
   ``.bvecs``, ``.hdf5``/``.h5`` with the ann-benchmarks ``train`` matrix), all its rows
   (``rows=None``) or the given ascending row numbers;
 * ``("array", array, rows)``: an array (the driver's, shipped through the object store);
-* ``("dataset", dataset, column, ids_column, rows)``: a materialised split of a
-  ``ray.data.Dataset`` (duck-typed: anything with ``iter_batches``), rows of its vector column.
+* ``("block", ref, column, ids_column, rows)``: one block of a materialised
+  ``ray.data.Dataset`` (an object ref of an Arrow table), rows of its vector column and, when
+  ``ids_column`` is given, their user ids. Fetching a block by its ref in the actor that builds
+  a shard skips Ray Data's streaming executor, which costs seconds per call to start.
 
 Files are opened lazily (memory-mapped, or HDF5 slices), so a probe reads only the header and a
 sample only its rows: the driver learns sizes and trains on a sample; the shards read the rest.
@@ -104,14 +106,17 @@ def probe(piece) -> tuple[int, int]:
             getattr(matrix, "close", lambda: None)()
     if piece[0] == "array":
         return (piece[1].shape[0] if piece[2] is None else len(piece[2])), int(piece[1].shape[1])
+    if piece[0] == "block":
+        vectors, _ = read(piece)
+        return vectors.shape[0], (vectors.shape[1] if vectors.shape[0] else 0)
     raise ValueError(f"unknown piece kind {piece[0]!r}")
 
 
 def read(piece, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(float32 rows, user ids or None) of a piece; ``rows``: only those (ascending) of it."""
     kind = piece[0]
-    if kind == "dataset":
-        return _read_dataset(piece, rows)
+    if kind == "block":
+        return _read_block(piece, rows)
     selected = piece[2]
     if rows is not None:
         selected = rows if selected is None else np.asarray(selected)[rows]
@@ -138,26 +143,26 @@ def read_all(pieces: list) -> tuple[np.ndarray, np.ndarray | None]:
     return vectors, (ids[0] if len(ids) == 1 else np.concatenate(ids))
 
 
-def _read_dataset(piece, rows):
-    _, dataset, column, ids_column, selected = piece
-    vectors, ids = [], []
-    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
-        if column not in batch:
-            raise ValueError(f"the dataset has no column {column!r} (columns: {sorted(batch)})")
-        vectors.append(_column_matrix(batch[column], column))
-        if ids_column is not None:
-            if ids_column not in batch:
-                raise ValueError(f"the dataset has no ids column {ids_column!r} (columns: {sorted(batch)})")
-            ids.append(np.asarray(batch[ids_column], dtype=np.int64).reshape(-1))
-    if not vectors:
-        raise ValueError("a dataset split holds no rows")
-    matrix = np.concatenate(vectors)
-    id_array = np.concatenate(ids) if ids_column is not None else None
+def _read_block(piece, rows):
+    import ray  # noqa: PLC0415 - only a dataset's blocks need it, and Ray runs this
+    from ray.data.block import BlockAccessor  # noqa: PLC0415
+
+    _, ref, column, ids_column, selected = piece
+    block = BlockAccessor.for_block(ray.get(ref))
+    names = block.column_names()
+    for name in (column, ids_column):
+        if name is not None and name not in names:
+            raise ValueError(f"the dataset has no column {name!r} (columns: {sorted(names)})")
+    if block.num_rows() == 0:
+        return np.empty((0, 0), dtype=np.float32), None
+    matrix = _column_matrix(block.to_numpy(column), column)
+    ids = None if ids_column is None else np.asarray(block.to_numpy(ids_column), dtype=np.int64).reshape(-1)
     for pick in (selected, rows):
         if pick is not None:
+            pick = np.asarray(pick)
             matrix = matrix[pick]
-            id_array = None if id_array is None else id_array[pick]
-    return np.ascontiguousarray(matrix, dtype=np.float32), id_array
+            ids = None if ids is None else ids[pick]
+    return np.ascontiguousarray(matrix, dtype=np.float32), ids
 
 
 def _column_matrix(values, column: str) -> np.ndarray:

@@ -787,19 +787,18 @@ class _Parts:
                 raise ValueError("a data file holds no rows")
             return cls(pieces, [n for n, _ in shapes], dims.pop(), default_shards=len(pieces))
         if _is_ray_dataset(data):
-            splits = data.split(num_shards or 1)
-            sizes = [int(split.count()) for split in splits]
-            if not any(sizes):
+            refs = data.materialize().to_arrow_refs()
+            pieces = [("block", ref, column, ids_column, None) for ref in refs]
+            shapes = _run_tasks([_probe_task.remote(piece) for piece in pieces], progress, "annlib probe blocks",
+                                timeout_s, unit="block")
+            keep = [i for i, (n, _) in enumerate(shapes) if n]
+            if not keep:
                 raise ValueError("the dataset holds no rows")
-            first = data.take(1)[0]
-            if column not in first:
-                raise ValueError(f"the dataset has no column {column!r} (columns: {sorted(first)})")
-            if ids_column is not None and ids_column not in first:
-                raise ValueError(f"the dataset has no ids column {ids_column!r} (columns: {sorted(first)})")
-            dim = int(np.asarray(first[column]).reshape(-1).shape[0])
-            pieces = [("dataset", split, column, ids_column, None) for split in splits]
-            keep = [i for i, n in enumerate(sizes) if n]
-            return cls([pieces[i] for i in keep], [sizes[i] for i in keep], dim, ids_carried=ids_column is not None)
+            dims = {shapes[i][1] for i in keep}
+            if len(dims) != 1:
+                raise ValueError(f"the vectors of column {column!r} must have one length, got {sorted(dims)}")
+            return cls([pieces[i] for i in keep], [shapes[i][0] for i in keep], dims.pop(),
+                       default_shards=1, ids_carried=ids_column is not None)
         array = _validate.database(data)
         return cls([("array", array, None)], [array.shape[0]], int(array.shape[1]), array=array)
 
