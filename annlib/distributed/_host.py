@@ -127,13 +127,6 @@ class ShardHost:
         """One past the largest id any of these shards ever held."""
         return max((index._snap.ids.next_id for index in self._shards.values()), default=0)
 
-    def contains(self, ids: np.ndarray) -> np.ndarray:
-        """Which of ``ids`` a shard of this host holds live (bool per id)."""
-        found = np.zeros(len(ids), dtype=bool)
-        for index in self._shards.values():
-            found |= index._snap.ids.rows_of(ids) >= 0
-        return found
-
     def add(self, shard_id: int, vectors: np.ndarray, ids: np.ndarray) -> int:
         self._shards[shard_id].add(vectors, ids)
         return self._shards[shard_id].n

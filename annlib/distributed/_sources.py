@@ -86,14 +86,38 @@ def _float32(matrix, rows) -> np.ndarray:
     out = np.empty((n, matrix.shape[1]), dtype=np.float32)
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
-        if rows is None:
-            picked = slice(start, stop)
-        elif isinstance(rows, range):  # contiguous: a slice reads faster than a fancy index
-            picked = slice(rows[start], rows[start] + (stop - start))
-        else:
-            picked = np.asarray(rows[start:stop])
-        out[start:stop] = matrix[picked]
+        out[start:stop] = _rows_of(matrix, rows, start, stop)
     return out
+
+
+def _rows_of(matrix, rows, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the selection ``rows`` (None: all; a range; ascending row numbers)."""
+    if rows is None:
+        return matrix[start:stop]
+    if isinstance(rows, range):  # contiguous: a slice reads faster than a fancy index
+        return matrix[rows[start] : rows[start] + (stop - start)]
+    picked = np.asarray(rows[start:stop], dtype=np.int64)
+    lo, hi = int(picked[0]), int(picked[-1]) + 1
+    if hi - lo <= 4 * len(picked):
+        # Dense enough: one contiguous read, then a pick in memory (HDF5 point selections and
+        # scattered memory-map reads are far slower than a span read).
+        return np.asarray(matrix[lo:hi])[picked - lo]
+    return matrix[picked]
+
+
+def chunks(piece):
+    """The float32 rows of a piece in chunks of at most :data:`_CHUNK` rows (bounded memory)."""
+    if piece[0] == "block":
+        yield read(piece)[0]
+        return
+    matrix = open_rows(piece[1]) if piece[0] == "file" else piece[1]
+    rows = piece[2]
+    try:
+        n = matrix.shape[0] if rows is None else len(rows)
+        for start in range(0, n, _CHUNK):
+            yield np.ascontiguousarray(_rows_of(matrix, rows, start, min(n, start + _CHUNK)), dtype=np.float32)
+    finally:
+        getattr(matrix, "close", lambda: None)()
 
 
 def probe(piece) -> tuple[int, int]:

@@ -1,9 +1,23 @@
-"""A sharded index on Ray: shards held by actors, fan-out search, exact merge, restart of lost actors.
+"""A sharded index on Ray: shards held by actors, fan-out or routed search, exact merge, restart of lost actors.
 
-The database is split into contiguous row ranges (shards); each shard is an annlib index held
-by a Ray actor (:class:`annlib.distributed._host.ShardHost`), and an actor may hold several
-shards. Ids are global row ids: a shard over rows ``[start, start + n)`` adds ``start`` to its
-ids.
+The database is split into shards; each shard is an annlib index held by a Ray actor
+(:class:`annlib.distributed._host.ShardHost`), and an actor may hold several shards. With
+``shard_by="rows"`` a shard holds contiguous global rows ``[start, start + n)`` and its points
+get the ids ``start + row``; with ``shard_by="partition"`` (tree-AH) it holds whole partitions
+(:mod:`annlib.distributed._routing` places them) and its points keep their global row ids. A
+``ray.data.Dataset`` with an ids column gives its points those ids instead.
+
+Inputs (:mod:`annlib.distributed._sources`): an array (the driver's, put in the object store
+once per shard), data files or Dataset blocks. Files and blocks are read by Ray tasks (sizes,
+the training sample, the partition of every row for ``shard_by="partition"``) and by the
+actors that build shards, never in bulk by the driver, which holds only the sample and, for
+partition sharding, one partition number per row.
+
+Routing (``route=True``, the default with ``shard_by="partition"``): the driver ranks the
+partitions of each query against the shared centers and asks only the shards holding entries
+of its ``leaves_to_search`` best ones; a shard not asked would have found nothing, so routed
+results are the fan-out results. Filtered searches fan out (a filter widens the leaves a
+search visits by counts no driver-side ranking knows).
 
 Tree-AH shards share one set of partition centers and one PQ codebook, trained once on a sample
 of the whole database, so AH scores compare across shards. With ``merge="exact"`` (the default)
@@ -15,9 +29,8 @@ exact top-k. ``merge="fast"`` is one round: every shard runs its own full search
 own candidates) and the driver merges; it rescores more candidates than one index would, so its
 recall is never lower, but results may differ from the single index's.
 
-Ids are user ids, global across shards: a shard's points carry their ids (``start + row`` at
-build), so ``add`` routes new points to shard ``id % num_shards`` and ``delete`` goes to every
-actor (each deletes the ids it holds).
+Ids are user ids, global across shards: a shard's points carry their ids, so writes route by
+id (see :mod:`annlib.distributed._writes`).
 
 Filters (``filter=``, as on one index: id lists, ``Filter.allow/deny/bitmap``, numba predicates,
 Python callables, or one per query in a batch) apply unchanged on every shard, since ids are
@@ -87,8 +100,10 @@ def _row_ranges(n: int, num_shards: int) -> list[tuple[int, int]]:
 class ShardedIndex(ShardWrites):
     """An index split into shards held by Ray actors; search, save and load like one index.
 
-    Build with :meth:`build` (from an array or a list of ``.npy`` files, one per shard) or
-    :meth:`load` a saved one. ``search`` and ``search_batched`` take the protocol's arguments
+    Build with :meth:`build` (from an array, a list of data files or a ``ray.data.Dataset``) or
+    :meth:`load` a saved one; write with ``add``, ``upsert``, ``delete``, ``compact``,
+    ``rebalance`` (:mod:`annlib.distributed._writes`); search a Dataset of queries with
+    :meth:`search_dataset`. ``search`` and ``search_batched`` take the protocol's arguments
     (``k``, ``final_num_neighbors``, keyword search parameters of the shard kind) plus
     ``merge=`` ("exact" or "fast", see the module docs).
 
@@ -754,8 +769,8 @@ def _read_task(piece, rows):
 
 @ray.remote
 def _leaves_task(piece, centers, metric):
-    vectors, _ = _sources.read(piece)
-    return _routing.nearest_leaf(vectors, centers, metric)
+    parts = [_routing.nearest_leaf(chunk, centers, metric) for chunk in _sources.chunks(piece)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
 
 
 class _Parts:
