@@ -160,7 +160,7 @@ def test_routed_squared_l2_far_from_the_origin_equals_one_index(tmp_path):
         for k in (1, 10):
             _assert_same(index.search_batched(q, k), single.search_batched(q, k))
         # The placement survives save -> load on another actor count; routing stays on.
-        loaded = ShardedIndex.load(tmp_path / "saved", 1, cpus_per_actor=0.25)
+        loaded = ShardedIndex.load(tmp_path / "saved", 3, cpus_per_actor=0.25)
         try:
             assert loaded.route and loaded.config["sharding"] == "partition"
             _assert_same(loaded.search_batched(q, 10), single.search_batched(q, 10))

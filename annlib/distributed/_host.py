@@ -252,12 +252,16 @@ class ShardHost:
             return np.full((nq, depth), -1, dtype=np.int64), np.full((nq, depth), -np.inf, dtype=np.float32)
         return merge_top_k(parts, depth, metric, larger_better=True)
 
-    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int, metric: str):
+    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int, metric: str, rows: np.ndarray | None = None):
         """Phase 2: exact scores of the given global candidate ids this host holds; the best
         ``k`` per query as (ids, scores) with scores larger-better (2<q,x> - |x|^2 for L2).
+        ``rows``: the queries (of those phase 1 got) the candidate rows belong to; None: all.
+        The queries are phase 1's object again, so they cross the network once.
 
         Scores come from the core's own dot kernel, the one a search reorders with.
         """
+        if rows is not None:
+            queries = queries[rows]
         prepared = normalize_rows(queries) if metric == "cosine" else queries
         isa = _core.active_isa()
         nq = queries.shape[0]

@@ -467,8 +467,8 @@ class ShardedIndex(ShardWrites):
 
     def _routed_slots(self, queries, p) -> np.ndarray | None:
         """(nq, num_actors) bool, the actors a routed search asks about each query; None: all."""
-        if not self.route or self._shard_kind != "tree_ah" or self._leaf_shards is None:
-            return None
+        if not self.route or self._shard_kind != "tree_ah" or self._leaf_shards is None or len(self._actors) == 1:
+            return None  # (one actor gets every query anyway: ranking partitions would only cost)
         scores = _routing.center_scores(queries, self._shared["centers"], self._metric)
         chosen = _routing.chosen_leaves(scores, p.leaves_to_search)
         shards = _routing.shards_of_queries(chosen, self._leaf_shards)
@@ -541,17 +541,19 @@ class ShardedIndex(ShardWrites):
             second_sent = {}
             for j, slot in enumerate(order):
                 mine = source == j
-                rows = np.flatnonzero(mine.any(axis=1))
-                if len(rows):
-                    candidates = np.where(mine[rows], ids[rows], -1)
-                    payload += candidates.nbytes
-                    q_ref, asked = sent[slot]
-                    if not np.array_equal(rows, np.arange(nq) if asked is None else asked):
-                        q_ref = ray.put(np.ascontiguousarray(queries[rows]))
-                        payload += rows.size * queries.shape[1] * 4
-                    second_sent[slot] = (q_ref, ray.put(candidates), rows)
+                q_ref, asked = sent[slot]
+                local = np.flatnonzero(mine.any(axis=1) if asked is None else mine[asked].any(axis=1))
+                if len(local):
+                    rows = local if asked is None else asked[local]
+                    # Only this actor's candidates, moved to the front of their rows (order kept).
+                    width = int(mine[rows].sum(axis=1).max())
+                    front = np.argsort(~mine[rows], axis=1, kind="stable")[:, :width]
+                    candidates = np.take_along_axis(np.where(mine[rows], ids[rows], -1), front, axis=1)
+                    payload += candidates.nbytes + 4 * local.size
+                    local = local.astype(np.int32)
+                    second_sent[slot] = (q_ref, ray.put(candidates), rows, ray.put(local))
             second = self._gather(lambda slot: self._actors[slot].rescore.remote(
-                second_sent[slot][0], second_sent[slot][1], k, self._metric), list(second_sent))
+                second_sent[slot][0], second_sent[slot][1], k, self._metric, second_sent[slot][3]), list(second_sent))
             payload += _nbytes(second)
             second = [_scatter(part, second_sent[slot][2], nq, larger_better=True) for slot, part in second.items()]
             ids, scores = merge_top_k(second or [_empty(nq, k, self._metric, larger_better=True)], k, self._metric,
