@@ -47,7 +47,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--reorder", type=int, default=100)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--placement-only", type=int, default=None, metavar="LEAVES",
+                    help="no Ray, no timing: build one plain index and report the shards a query's LEAVES best "
+                         "partitions fall on, for --placement-shards (cheap enough for the full 1M set)")
     args = ap.parse_args()
+    if args.placement_only is not None:
+        placement_only(args)
+        return
 
     dataset = annlib.load_dataset(args.dataset)
     metric = {"euclidean": "squared_l2", "angular": "cosine", "dot": "dot"}[dataset.distance]
@@ -106,6 +112,7 @@ def main() -> None:
                 run[f"{name}_vs_plain"] = run[f"{name}_qps"] / run["plain_qps"]
                 run[f"{name}_shards_per_query"] = stats[name]["shards_per_query"]
                 run[f"{name}_payload_bytes_per_query"] = stats[name]["payload_bytes_per_query"]
+                run[f"{name}_routing_us_per_query"] = stats[name]["routing_us_per_query"]
         for merge in ("exact", "fast"):
             run[f"routed_vs_fanout_{merge}"] = run[f"routed_{merge}_qps"] / run[f"fanout_{merge}_qps"]
             run[f"routed_equals_fanout_{merge}"] = bool(
@@ -119,24 +126,46 @@ def main() -> None:
         sharded.close()
     ray.shutdown()
 
-    # Shards a query touches at larger counts, from the placement alone (what routing would send).
-    centers = plain.layout.centers
+    report["placement"] = placement(plain, q, metric, params["leaves_to_search"], args.placement_shards)
+    print(json.dumps(report, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+def placement(plain, q, metric, leaves, shard_counts) -> dict:
+    """Shards a query's best partitions fall on at each shard count, from the placement alone
+    (what routing would send), and how even the placement is."""
+    centers = np.asarray(plain.layout.centers)
     sizes = np.asarray(plain.layout.leaf_sizes)
-    chosen = _routing.chosen_leaves(_routing.center_scores(q, np.asarray(centers), metric), params["leaves_to_search"])
+    num_leaves = len(centers)
+    chosen = _routing.chosen_leaves(_routing.center_scores(q, centers, metric), leaves)
     placed = {}
-    for s in args.placement_shards:
-        owner = _routing.place_partitions(np.asarray(centers), sizes, s, metric)
+    for s in shard_counts:
+        start = time.perf_counter()
+        owner = _routing.place_partitions(centers, sizes, s, metric)
+        seconds = time.perf_counter() - start
         held = np.zeros((num_leaves, s), dtype=bool)
         held[np.arange(num_leaves), owner] = True
         per_query = _routing.shards_of_queries(chosen, held).sum(axis=1)
         load = np.bincount(owner, weights=sizes, minlength=s)
         placed[s] = {"mean_shards_per_query": float(per_query.mean()), "p99": float(np.percentile(per_query, 99)),
-                     "largest_shard_over_mean": float(load.max() / load.mean())}
-    report["placement"] = placed
+                     "largest_shard_over_mean": float(load.max() / load.mean()), "placement_s": seconds}
+    return placed
+
+
+def placement_only(args) -> None:
+    dataset = annlib.load_dataset(args.dataset)
+    metric = {"euclidean": "squared_l2", "angular": "cosine", "dot": "dot"}[dataset.distance]
+    x = dataset.train[: args.subset] if args.subset else dataset.train
+    q = np.ascontiguousarray(dataset.test[: args.queries])
+    num_leaves = int(round(np.sqrt(len(x))))
+    start = time.perf_counter()
+    plain = annlib.TreeAhIndex(x, metric, num_threads=args.cpus, num_leaves=num_leaves, reorder=args.reorder)
+    report = {"n": len(x), "num_leaves": num_leaves, "leaves_to_search": args.placement_only,
+              "build_s": time.perf_counter() - start,
+              "placement": placement(plain, q, metric, args.placement_only, args.placement_shards)}
     print(json.dumps(report, indent=1))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=1)
 
 
 if __name__ == "__main__":

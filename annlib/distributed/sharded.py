@@ -143,6 +143,7 @@ class ShardedIndex(ShardWrites):
             raise ValueError("route=True needs tree-AH shards (routing goes by partition)")
         self.route = (shard_by == "partition") if route is None else bool(route)
         self._leaf_shards = None  # (num_leaves, num_shards) bool: which shards hold entries of a leaf
+        self._routing_s = 0.0
         #: Figures of the last search: queries, shards and actors asked per query, payload bytes per
         #: query (queries, candidate lists and results; Ray's framing excluded).
         self.last_search_stats: dict = {}
@@ -447,7 +448,9 @@ class ShardedIndex(ShardWrites):
             p = _params.override(p, overrides)
             self._check_params(p)
         found = max(1, min(k, self._n))
+        start = time.perf_counter()
         slots = self._routed_slots(queries, p) if wire is None else None
+        self._routing_s = time.perf_counter() - start
         if self._shard_kind == "tree_ah" and merge == "exact" and self.num_shards > 1:
             ids, distances = self._two_rounds(queries, slots, found, p, num_threads)
         else:
@@ -503,6 +506,7 @@ class ShardedIndex(ShardWrites):
             "queries": nq, "shards_per_query": float(np.mean(self._shards_asked)) if nq else 0.0,
             "actors_per_query": asked / nq if nq else 0.0,
             "payload_bytes_per_query": total / nq if nq else 0.0,
+            "routing_us_per_query": 1e6 * self._routing_s / nq if nq else 0.0,  # the driver ranking partitions
         }
 
     def _refresh_leaves(self, slots=None) -> None:
