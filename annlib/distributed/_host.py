@@ -2,9 +2,11 @@
 
 Plain Python, no Ray import: :mod:`annlib.distributed.sharded` wraps :class:`ShardHost` in
 ``ray.remote``. An actor may hold several shards (a saved index loaded onto fewer actors than
-wrote it); each shard is an annlib index built over rows ``[offset, offset + n)`` of the global
-data whose points carry their global user ids (``offset + row`` at build, the given ids for
-later adds), so every id in and out of a host, filters included, is global: none is translated.
+wrote it); each shard is an annlib index whose points carry their global user ids (``offset +
+row`` for a shard of contiguous rows, the ids given at build for a shard of whole partitions or
+of a Dataset with an ids column, the given ids for later adds), so every id in and out of a
+host, filters included, is global: none is translated. A shard's rows come from an array, a
+.npy path or pieces of files and Dataset blocks (:mod:`annlib.distributed._sources`), read here.
 
 The two-phase search (``ah_candidates`` then ``rescore``) reproduces, across shards, the one
 candidate list a single tree-AH index would reorder. It reads two arrays a tree index keeps

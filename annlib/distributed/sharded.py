@@ -317,8 +317,10 @@ class ShardedIndex(ShardWrites):
 
     @property
     def shard_ranges(self) -> list[tuple[int, int]]:
-        """(start, n) of the global rows every shard was built from (ids ``start .. start + n - 1``;
-        later adds and deletes do not change them)."""
+        """(start, n) of every shard's build: with ``shard_by="rows"`` and no ids column, the global
+        rows it was built from (ids ``start .. start + n - 1``); otherwise ``n`` points whose ids
+        are their own, ``start`` only their running count. Later adds and deletes do not change
+        them; :meth:`rebalance` does."""
         return list(self._ranges)
 
     @property
