@@ -2,9 +2,11 @@
 
 Plain Python, no Ray import: :mod:`annlib.distributed.sharded` wraps :class:`ShardHost` in
 ``ray.remote``. An actor may hold several shards (a saved index loaded onto fewer actors than
-wrote it); each shard is an annlib index built over rows ``[offset, offset + n)`` of the global
-data whose points carry their global user ids (``offset + row`` at build, the given ids for
-later adds), so every id in and out of a host, filters included, is global: none is translated.
+wrote it); each shard is an annlib index whose points carry their global user ids (``offset +
+row`` for a shard of contiguous rows, the ids given at build for a shard of whole partitions or
+of a Dataset with an ids column, the given ids for later adds), so every id in and out of a
+host, filters included, is global: none is translated. A shard's rows come from an array, a
+.npy path or pieces of files and Dataset blocks (:mod:`annlib.distributed._sources`), read here.
 
 The two-phase search (``ah_candidates`` then ``rescore``) reproduces, across shards, the one
 candidate list a single tree-AH index would reorder. It reads two arrays a tree index keeps
@@ -21,7 +23,7 @@ import numpy as np
 
 from annlib import _core
 from annlib._vectors import normalize_rows
-from annlib.distributed import _filters
+from annlib.distributed import _filters, _sources
 from annlib.distributed._merge import merge_top_k
 from annlib.index.ids import IdMap
 
@@ -50,11 +52,15 @@ def build_shard(kind: str, data, metric: str, spec: dict, num_threads: int | Non
     raise ValueError(f"sharding supports the kinds 'tree_ah' and 'brute_force', not {kind!r}")
 
 
-def _read_rows(source):
-    """A shard's rows: an array, or the path of a .npy file (read where the shard lives)."""
+def _read_rows(source) -> tuple[np.ndarray, np.ndarray | None]:
+    """A shard's rows and, when its source carries them, their user ids: an array, the path of
+    a .npy file, or a list of pieces (:mod:`annlib.distributed._sources`), read here, where the
+    shard lives."""
     if isinstance(source, (str, os.PathLike)):
-        return np.load(os.fspath(source), mmap_mode="r")
-    return source
+        return np.load(os.fspath(source), mmap_mode="r"), None
+    if isinstance(source, list):
+        return _sources.read_all(source)
+    return source, None
 
 
 def _global_ids(index, offset: int) -> None:
@@ -76,11 +82,18 @@ class ShardHost:
 
     # ------------------------------------------------------------------ building and loading
 
-    def build(self, shard_id: int, offset: int, rows, kind: str, metric: str, spec: dict) -> dict:
-        index = build_shard(kind, _read_rows(rows), metric, spec, self._num_threads)
-        _global_ids(index, offset)
+    def build(self, shard_id: int, offset: int, rows, kind: str, metric: str, spec: dict, ids=None) -> dict:
+        """Build shard ``shard_id`` from ``rows`` (see :func:`_read_rows`); its points get the
+        ids ``ids``, else those the source carries, else ``offset + row``."""
+        vectors, carried = _read_rows(rows)
+        ids = carried if ids is None else ids
+        index = build_shard(kind, vectors, metric, spec, self._num_threads)
+        if ids is None:
+            _global_ids(index, offset)
+        else:
+            index._set_ids(IdMap.of(np.asarray(ids, dtype=np.int64), index.n))
         self._shards[shard_id] = index
-        return {"shard": shard_id, "n": index.n, "stats": index.stats()}
+        return {"shard": shard_id, "n": index.n}
 
     def load(self, shard_id: int, offset: int, path: str, sha256: str | None, global_ids: bool = False) -> int:
         """``global_ids``: the file holds the global ids (saved by this version); else (an older
@@ -116,13 +129,6 @@ class ShardHost:
         """One past the largest id any of these shards ever held."""
         return max((index._snap.ids.next_id for index in self._shards.values()), default=0)
 
-    def contains(self, ids: np.ndarray) -> np.ndarray:
-        """Which of ``ids`` a shard of this host holds live (bool per id)."""
-        found = np.zeros(len(ids), dtype=bool)
-        for index in self._shards.values():
-            found |= index._snap.ids.rows_of(ids) >= 0
-        return found
-
     def add(self, shard_id: int, vectors: np.ndarray, ids: np.ndarray) -> int:
         self._shards[shard_id].add(vectors, ids)
         return self._shards[shard_id].n
@@ -131,9 +137,83 @@ class ShardHost:
         """Delete whichever of ``ids`` these shards hold: {shard_id: points deleted}."""
         return {shard_id: index.delete(ids, missing="ignore") for shard_id, index in self._shards.items()}
 
-    def compact(self) -> None:
-        for index in self._shards.values():
+    def upsert(self, shard_id: int, vectors: np.ndarray, ids: np.ndarray) -> int:
+        self._shards[shard_id].upsert(ids, vectors)
+        return self._shards[shard_id].n
+
+    def owners(self, ids: np.ndarray) -> np.ndarray:
+        """The shard holding each of ``ids`` live, -1 where none of these shards does."""
+        owner = np.full(len(ids), -1, dtype=np.int64)
+        for shard_id, index in self._shards.items():
+            owner[index._snap.ids.rows_of(ids) >= 0] = shard_id
+        return owner
+
+    def compact(self) -> dict:
+        """Compact every shard: {shard_id: whether it had dead rows to reclaim}."""
+        out = {}
+        for shard_id, index in self._shards.items():
+            out[shard_id] = bool(index._snap.ids.num_dead)
             index.compact()
+        return out
+
+    def health(self) -> dict:
+        return {shard_id: index.health() for shard_id, index in self._shards.items()}
+
+    def leaf_masks(self) -> dict:
+        """{shard_id: (num_leaves,) bool, which partitions hold a live entry of the shard}
+        (tree-AH; primary and spilled entries alike): what routing sends queries by."""
+        out = {}
+        for shard_id, index in self._shards.items():
+            snap = index._snap
+            layout = snap.layout
+            live = snap.ids.live_rows()
+            mask = np.zeros(layout.num_leaves, dtype=bool)
+            mask[np.asarray(layout.primary_leaf)[live]] = True
+            if layout.secondary_leaf is not None:
+                secondary = np.asarray(layout.secondary_leaf)[live]
+                mask[secondary[secondary >= 0]] = True
+            out[shard_id] = mask
+        return out
+
+    def sample_vectors(self, fraction: float, seed: int) -> np.ndarray:
+        """About ``fraction`` of the live stored vectors (unit-normalised for cosine)."""
+        rng = np.random.default_rng(seed)
+        parts = []
+        for index in self._shards.values():
+            ids = index.ids
+            picked = ids[rng.random(len(ids)) < fraction]
+            if len(picked):
+                parts.append(index.get_vectors(picked))
+        return np.concatenate(parts) if parts else np.empty((0, 0), dtype=np.float32)
+
+    def live_vectors(self, shard_id: int, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, ids) of the live points of a shard (those whose id is in ``keep`` when given)."""
+        index = self._shards[shard_id]
+        ids = index.ids
+        if keep is not None:
+            ids = ids[np.isin(ids, keep)]
+        return index.get_vectors(ids), ids
+
+    def live_leaves(self, shard_id: int, centers: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, primary partition under ``centers``) of the live points of a shard."""
+        from annlib.distributed._routing import nearest_leaf  # noqa: PLC0415
+
+        vectors, ids = self.live_vectors(shard_id)
+        return ids, nearest_leaf(vectors, centers, metric)
+
+    def rebuild(self, shard_id: int, spec: dict) -> int:
+        """Rebuild a tree-AH shard from its live stored vectors with new centers and codebook."""
+        vectors, ids = self.live_vectors(shard_id)
+        return self.build_from_parts(shard_id, "tree_ah", self._shards[shard_id].metric, spec, (vectors, ids))
+
+    def build_from_parts(self, shard_id: int, kind: str, metric: str, spec: dict, *parts) -> int:
+        """(Re)build a shard from (vectors, ids) parts, e.g. points other shards handed over."""
+        vectors = np.concatenate([v for v, _ in parts])
+        ids = np.concatenate([i for _, i in parts])
+        index = build_shard(kind, vectors, metric, spec, self._num_threads)
+        index._set_ids(IdMap.of(ids, index.n))
+        self._shards[shard_id] = index
+        return index.n
 
     # ------------------------------------------------------------------ search
 
@@ -174,12 +254,16 @@ class ShardHost:
             return np.full((nq, depth), -1, dtype=np.int64), np.full((nq, depth), -np.inf, dtype=np.float32)
         return merge_top_k(parts, depth, metric, larger_better=True)
 
-    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int, metric: str):
+    def rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int, metric: str, rows: np.ndarray | None = None):
         """Phase 2: exact scores of the given global candidate ids this host holds; the best
         ``k`` per query as (ids, scores) with scores larger-better (2<q,x> - |x|^2 for L2).
+        ``rows``: the queries (of those phase 1 got) the candidate rows belong to; None: all.
+        The queries are phase 1's object again, so they cross the network once.
 
         Scores come from the core's own dot kernel, the one a search reorders with.
         """
+        if rows is not None:
+            queries = queries[rows]
         prepared = normalize_rows(queries) if metric == "cosine" else queries
         isa = _core.active_isa()
         nq = queries.shape[0]

@@ -20,16 +20,17 @@ def larger_is_better(metric: str) -> bool:
 
 
 def merge_top_k(parts: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str,
-                larger_better: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                larger_better: bool | None = None, sources: bool = False):
     """Top ``k`` of the row-wise union of ``parts`` [(ids (nq, ki), values (nq, ki))].
 
     ``values`` are distances as searches return them (``larger_better`` from the metric) or,
     with ``larger_better=True``, raw scores. Ids are global; ``-1`` marks an empty slot.
-    Returns (nq, k) arrays, padded with -1 and the metric's worst distance.
+    Returns (nq, k) arrays, padded with -1 and the metric's worst distance; with ``sources``,
+    also (nq, k) the index in ``parts`` each result came from (-1 for empty slots).
     """
     if larger_better is None:
         larger_better = larger_is_better(metric)
-    if len(parts) == 1 and parts[0][0].shape[1] == k:
+    if len(parts) == 1 and parts[0][0].shape[1] == k and not sources:
         return parts[0]
     ids = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts], axis=1)
     values = np.concatenate([np.asarray(p[1], dtype=np.float32) for p in parts], axis=1)
@@ -47,4 +48,9 @@ def merge_top_k(parts: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str,
     out_values = np.take_along_axis(values, order, axis=1)
     if larger_better is larger_is_better(metric):
         out_values = np.where(out_ids < 0, np.float32(_validate.worst_distance(metric)), out_values)
-    return out_ids, out_values.astype(np.float32, copy=False)
+    if not sources:
+        return out_ids, out_values.astype(np.float32, copy=False)
+    part_of_column = np.repeat(np.arange(len(parts)), [p[0].shape[1] for p in parts])
+    part_of_column = np.concatenate([part_of_column, np.full(ids.shape[1] - len(part_of_column), -1)])
+    source = np.where(out_ids < 0, -1, part_of_column[order])
+    return out_ids, out_values.astype(np.float32, copy=False), source

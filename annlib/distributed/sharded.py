@@ -1,9 +1,23 @@
-"""A sharded index on Ray: shards held by actors, fan-out search, exact merge, restart of lost actors.
+"""A sharded index on Ray: shards held by actors, fan-out or routed search, exact merge, restart of lost actors.
 
-The database is split into contiguous row ranges (shards); each shard is an annlib index held
-by a Ray actor (:class:`annlib.distributed._host.ShardHost`), and an actor may hold several
-shards. Ids are global row ids: a shard over rows ``[start, start + n)`` adds ``start`` to its
-ids.
+The database is split into shards; each shard is an annlib index held by a Ray actor
+(:class:`annlib.distributed._host.ShardHost`), and an actor may hold several shards. With
+``shard_by="rows"`` a shard holds contiguous global rows ``[start, start + n)`` and its points
+get the ids ``start + row``; with ``shard_by="partition"`` (tree-AH) it holds whole partitions
+(:mod:`annlib.distributed._routing` places them) and its points keep their global row ids. A
+``ray.data.Dataset`` with an ids column gives its points those ids instead.
+
+Inputs (:mod:`annlib.distributed._sources`): an array (the driver's, put in the object store
+once per shard), data files or Dataset blocks. Files and blocks are read by Ray tasks (sizes,
+the training sample, the partition of every row for ``shard_by="partition"``) and by the
+actors that build shards, never in bulk by the driver, which holds only the sample and, for
+partition sharding, one partition number per row.
+
+Routing (``route=True``, the default with ``shard_by="partition"``): the driver ranks the
+partitions of each query against the shared centers and asks only the shards holding entries
+of its ``leaves_to_search`` best ones; a shard not asked would have found nothing, so routed
+results are the fan-out results. Filtered searches fan out (a filter widens the leaves a
+search visits by counts no driver-side ranking knows).
 
 Tree-AH shards share one set of partition centers and one PQ codebook, trained once on a sample
 of the whole database, so AH scores compare across shards. With ``merge="exact"`` (the default)
@@ -15,9 +29,8 @@ exact top-k. ``merge="fast"`` is one round: every shard runs its own full search
 own candidates) and the driver merges; it rescores more candidates than one index would, so its
 recall is never lower, but results may differ from the single index's.
 
-Ids are user ids, global across shards: a shard's points carry their ids (``start + row`` at
-build), so ``add`` routes new points to shard ``id % num_shards`` and ``delete`` goes to every
-actor (each deletes the ids it holds).
+Ids are user ids, global across shards: a shard's points carry their ids, so writes route by
+id (see :mod:`annlib.distributed._writes`).
 
 Filters (``filter=``, as on one index: id lists, ``Filter.allow/deny/bitmap``, numba predicates,
 Python callables, or one per query in a batch) apply unchanged on every shard, since ids are
@@ -43,8 +56,9 @@ import time
 import numpy as np
 
 from annlib import _validate
-from annlib.distributed import _filters, _host, manifest as _manifest
+from annlib.distributed import _filters, _host, _routing, _sources, manifest as _manifest
 from annlib.distributed._merge import merge_top_k
+from annlib.distributed._writes import ShardWrites
 from annlib.index import params as _params
 from annlib.result import SearchResult
 
@@ -55,6 +69,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError('annlib.distributed needs Ray: pip install "annlib[ray]"') from exc
 
 MERGES = ("exact", "fast")
+SHARD_BY = ("rows", "partition")
 FILTER_ROUTES = ("auto", "index", "exact")
 _ACTOR_FAILURES = (ray.exceptions.RayActorError,)
 _MAX_ATTEMPTS = 3  # per actor and call: a shard that dies again right after a restart is not retried forever
@@ -82,11 +97,13 @@ def _row_ranges(n: int, num_shards: int) -> list[tuple[int, int]]:
     return [(bounds[s], bounds[s + 1] - bounds[s]) for s in range(num_shards)]
 
 
-class ShardedIndex:
+class ShardedIndex(ShardWrites):
     """An index split into shards held by Ray actors; search, save and load like one index.
 
-    Build with :meth:`build` (from an array or a list of ``.npy`` files, one per shard) or
-    :meth:`load` a saved one. ``search`` and ``search_batched`` take the protocol's arguments
+    Build with :meth:`build` (from an array, a list of data files or a ``ray.data.Dataset``) or
+    :meth:`load` a saved one; write with ``add``, ``upsert``, ``delete``, ``compact``,
+    ``rebalance`` (:mod:`annlib.distributed._writes`); search a Dataset of queries with
+    :meth:`search_dataset`. ``search`` and ``search_batched`` take the protocol's arguments
     (``k``, ``final_num_neighbors``, keyword search parameters of the shard kind) plus
     ``merge=`` ("exact" or "fast", see the module docs).
 
@@ -99,7 +116,8 @@ class ShardedIndex:
     kind = "sharded"
 
     def __init__(self, *, shard_kind, metric, dim, ranges, actors, assignment, defaults, params_type,
-                 shard_config, shared, actor_options, restart, timeout_s, merge, saved=None):
+                 shard_config, shared, actor_options, restart, timeout_s, merge, saved=None, shard_by="rows",
+                 leaf_owner=None, route=None):
         self._shard_kind = shard_kind
         self._metric = metric
         self._dim = dim
@@ -119,51 +137,66 @@ class ShardedIndex:
         self._dirty: set[int] = set()  # shards written to since their last save (not restartable)
         self._global_ids = False  # how the saved shard files hold ids (see ShardHost.load)
         self.restarts = 0  # actors restarted so far (observability for tests and ops)
+        self._shard_by = shard_by
+        self._leaf_owner = None if leaf_owner is None else np.asarray(leaf_owner, dtype=np.int32)
+        if route and shard_kind != "tree_ah":
+            raise ValueError("route=True needs tree-AH shards (routing goes by partition)")
+        self.route = (shard_by == "partition") if route is None else bool(route)
+        self._leaf_shards = None  # (num_leaves, num_shards) bool: which shards hold entries of a leaf
+        self._routing_s = 0.0
+        #: Figures of the last search: queries, shards and actors asked per query, payload bytes per
+        #: query (queries, candidate lists and results; Ray's framing excluded).
+        self.last_search_stats: dict = {}
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
     def build(cls, data, num_shards: int | None = None, metric: str = "dot", *, kind: str = "tree_ah",
+              shard_by: str = "rows", column: str = "vector", ids_column: str | None = None,
               num_actors: int | None = None, cpus_per_actor: float = 1.0, num_threads: int | None = None,
-              merge: str = "exact", restart: bool = True, timeout_s: float = 300.0, progress: bool = False,
-              save_dir=None, **index_kwargs) -> ShardedIndex:
-        """Split ``data`` into ``num_shards`` row ranges and build one index per shard in parallel.
+              merge: str = "exact", route: bool | None = None, restart: bool = True, timeout_s: float = 300.0,
+              progress: bool = False, save_dir=None, **index_kwargs) -> ShardedIndex:
+        """Split ``data`` into ``num_shards`` shards and build one index per shard in parallel.
 
-        ``data``: an (n, dim) array, or a list of ``.npy`` paths (one shard each, read by the
-        actor that builds it, so the paths must be visible to every node). ``kind``:
-        ``"tree_ah"`` (``index_kwargs`` as for :class:`annlib.TreeAhIndex`; ``num_leaves`` and
-        ``num_leaves_to_search`` default from the total size) or ``"brute_force"``.
-        ``num_threads``: threads per actor (default: ``cpus_per_actor`` rounded, at least 1).
+        ``data``: an (n, dim) array; a list of data files (``.npy``, ``.fvecs``, ``.bvecs``,
+        ``.hdf5``/``.h5`` with a ``train`` matrix), each read by the actor(s) that build from it,
+        so the paths must be visible to every node (default ``num_shards``: one per file); or a
+        ``ray.data.Dataset`` whose column ``column`` holds the vectors and, optionally,
+        ``ids_column`` their user ids (default ``num_shards``: 1). The shared centers and
+        codebook are trained once on a sample drawn across all files / blocks.
+
+        ``shard_by``: ``"rows"`` (contiguous rows; files grouped in order) or ``"partition"``
+        (tree-AH: each shard holds whole partitions, placed by a balanced k-means over the
+        partition centers, so a query's best partitions sit on few shards). ``route``: send a
+        query only to the shards holding its ``leaves_to_search`` best partitions (default: on
+        with ``shard_by="partition"``); results equal the fan-out search's.
+        ``kind``: ``"tree_ah"`` (``index_kwargs`` as for :class:`annlib.TreeAhIndex`;
+        ``num_leaves`` and ``num_leaves_to_search`` default from the total size) or
+        ``"brute_force"``. ``num_threads``: threads per actor (default: ``cpus_per_actor``
+        rounded, at least 1). ``progress``: progress bars for the reads and the shard builds.
         ``save_dir``: save right after building, so lost actors can be restored.
         """
         metric = _validate.metric(metric)
         if merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
-        files, rows = _inputs(data)
-        if files is not None:
-            if num_shards not in (None, len(files)):
-                raise ValueError(f"num_shards ({num_shards}) must match the number of files ({len(files)})")
-            sizes = [int(r.shape[0]) for r in rows]
-            dim = int(rows[0].shape[1])
-            if any(r.ndim != 2 or r.shape[1] != dim for r in rows):
-                raise ValueError("every .npy file must hold a 2-D array of the same dimension")
-            ranges = list(zip(np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist(), sizes))
-        else:
-            num_shards = _validate.positive_int(num_shards if num_shards is not None else 1, "num_shards")
-            rows = [_validate.database(rows)]
-            dim = int(rows[0].shape[1])
-            if num_shards > rows[0].shape[0]:
-                raise ValueError(f"num_shards ({num_shards}) exceeds the number of points ({rows[0].shape[0]})")
-            ranges = _row_ranges(rows[0].shape[0], num_shards)
-        if any(n == 0 for _, n in ranges):
-            raise ValueError("every shard needs at least one point")
-        n = sum(size for _, size in ranges)
+        if shard_by not in SHARD_BY:
+            raise ValueError(f"shard_by must be one of {SHARD_BY}, got {shard_by!r}")
+        if shard_by == "partition" and kind != "tree_ah":
+            raise ValueError("shard_by='partition' needs kind='tree_ah' (only it has partitions)")
+        if not ray.is_initialized():
+            raise RuntimeError("Ray is not initialised: call ray.init(...) (or ray.init(address='auto')) first")
+        parts = _Parts.of(data, num_shards, column, ids_column, progress, timeout_s)
+        if num_shards is None:
+            num_shards = parts.default_shards
+        num_shards = _validate.positive_int(num_shards, "num_shards")
+        if num_shards > parts.n:
+            raise ValueError(f"num_shards ({num_shards}) exceeds the number of points ({parts.n})")
         num_threads = _threads(num_threads, cpus_per_actor)
 
         shared: dict[str, np.ndarray] = {}
         if kind == "tree_ah":
-            spec, params_type, defaults, shard_config = _train_tree_ah(rows, ranges, n, metric, index_kwargs,
-                                                                       num_threads)
+            spec, params_type, defaults, shard_config = _train_tree_ah(parts, index_kwargs, metric, num_threads,
+                                                                       progress, timeout_s)
             shared = {"centers": spec["centers"], "codebook": spec["codebook"]}
         elif kind == "brute_force":
             from annlib.index.params import BruteForceSearchParams  # noqa: PLC0415
@@ -175,27 +208,42 @@ class ShardedIndex:
         else:
             raise ValueError(f"sharding supports the kinds 'tree_ah' and 'brute_force', not {kind!r}")
 
+        leaf_owner = None
+        if shard_by == "rows":
+            jobs = parts.by_rows(num_shards)
+        else:
+            leaves = parts.leaves(spec["centers"], metric, progress, timeout_s)
+            sizes = np.bincount(np.concatenate(leaves), minlength=len(spec["centers"]))
+            leaf_owner = _routing.place_partitions(spec["centers"], sizes, num_shards, metric,
+                                                   seed=int(index_kwargs.get("seed", 0)))
+            jobs = parts.by_partition(leaves, leaf_owner, num_shards)
+        if any(size == 0 for size, _, _ in jobs):
+            raise ValueError("every shard needs at least one point (fewer shards, or shard_by='rows')")
+        ranges = list(zip(np.concatenate([[0], np.cumsum([j[0] for j in jobs])[:-1]]).astype(int).tolist(),
+                          [int(j[0]) for j in jobs]))
+
         num_actors = num_actors or len(ranges)
         options = {"num_cpus": cpus_per_actor}
         actors, assignment = _start_actors(len(ranges), num_actors, options, num_threads)
-        self = cls(shard_kind=kind, metric=metric, dim=dim, ranges=ranges, actors=actors, assignment=assignment,
-                   defaults=defaults, params_type=params_type, shard_config=shard_config, shared=shared,
-                   actor_options=(options, num_threads), restart=restart, timeout_s=timeout_s, merge=merge)
+        self = cls(shard_kind=kind, metric=metric, dim=parts.dim, ranges=ranges, actors=actors,
+                   assignment=assignment, defaults=defaults, params_type=params_type, shard_config=shard_config,
+                   shared=shared, actor_options=(options, num_threads), restart=restart, timeout_s=timeout_s,
+                   merge=merge, shard_by=shard_by, leaf_owner=leaf_owner, route=route)
         spec_ref = ray.put(spec)
         refs = []
         for slot, shard_ids in assignment.items():
             for s in shard_ids:
-                start, size = ranges[s]
-                source = files[s] if files is not None else ray.put(rows[0][start : start + size])
-                refs.append(actors[slot].build.remote(s, start, source, kind, metric, spec_ref))
+                _, source, ids = jobs[s]
+                refs.append(actors[slot].build.remote(s, ranges[s][0], source, kind, metric, spec_ref, ids))
         _wait_all(refs, progress, "annlib sharded build", timeout_s)
+        self._refresh_leaves()
         if save_dir is not None:
             self.save(save_dir)
         return self
 
     @classmethod
     def load(cls, directory, num_actors: int | None = None, *, cpus_per_actor: float = 1.0,
-             num_threads: int | None = None, merge: str = "exact", restart: bool = True,
+             num_threads: int | None = None, merge: str = "exact", route: bool | None = None, restart: bool = True,
              timeout_s: float = 300.0, progress: bool = False) -> ShardedIndex:
         """Restore a sharded index saved by :meth:`save` onto ``num_actors`` actors (default: one
         per shard; fewer actors each hold several shards). Every file is checked against the
@@ -217,7 +265,8 @@ class ShardedIndex:
         self = cls(shard_kind=kind, metric=m["metric"], dim=int(m["dim"]), ranges=ranges, actors=actors,
                    assignment=assignment, defaults=defaults, params_type=params_type,
                    shard_config=m["shard_config"], shared=shared, actor_options=(options, num_threads),
-                   restart=restart, timeout_s=timeout_s, merge=merge, saved=saved)
+                   restart=restart, timeout_s=timeout_s, merge=merge, saved=saved,
+                   shard_by=m.get("sharding", "rows"), leaf_owner=m.get("leaf_owner"), route=route)
         self._global_ids = bool(m.get("global_ids", False))
         refs = [actors[slot].load.remote(s, ranges[s][0], *saved[s], self._global_ids)
                 for slot, ids in assignment.items() for s in ids]
@@ -228,6 +277,7 @@ class ShardedIndex:
 
             self.close()
             raise FormatError(str(exc)) from None
+        self._refresh_leaves()
         return self
 
     # ------------------------------------------------------------------ shape
@@ -267,8 +317,10 @@ class ShardedIndex:
 
     @property
     def shard_ranges(self) -> list[tuple[int, int]]:
-        """(start, n) of the global rows every shard was built from (ids ``start .. start + n - 1``;
-        later adds and deletes do not change them)."""
+        """(start, n) of every shard's build: with ``shard_by="rows"`` and no ids column, the global
+        rows it was built from (ids ``start .. start + n - 1``); otherwise ``n`` points whose ids
+        are their own, ``start`` only their running count. Later adds and deletes do not change
+        them; :meth:`rebalance` does."""
         return list(self._ranges)
 
     @property
@@ -288,7 +340,7 @@ class ShardedIndex:
     def config(self) -> dict:
         return {"kind": self.kind, "shard_kind": self._shard_kind, "metric": self._metric,
                 "num_shards": self.num_shards, "shards": [list(r) for r in self._ranges],
-                "index": self._shard_config, "search_defaults": dataclasses.asdict(self._defaults)}
+                "sharding": self._shard_by, "route": self.route, "index": self._shard_config, "search_defaults": dataclasses.asdict(self._defaults)}
 
     def stats(self) -> dict:
         per_actor = self._gather(lambda slot: self._actors[slot].stats.remote())
@@ -347,6 +399,31 @@ class ShardedIndex:
         threads = self._actor_options[1] if num_threads is None else _validate.num_threads(num_threads)
         return SearchResult(*self._run(queries, k, final_num_neighbors, merge, params, threads, filter, filter_route))
 
+    def search_dataset(self, dataset, k: int | None = None, *, column: str = "vector", ids_column: str = "neighbors",
+                       distances_column: str = "distances", batch_size: int = 1024, num_threads: int | None = None,
+                       concurrency: int | None = None, **search_kwargs):
+        """Search every row of a ``ray.data.Dataset`` of queries (vectors in ``column``) with
+        ``map_batches``; returns the dataset (lazy, as Ray Data is) with ``ids_column`` and
+        ``distances_column`` added, (k,) arrays per row, equal to :meth:`search_batched` of the
+        same queries. ``search_kwargs``: ``merge``, ``filter`` and search parameters, as for
+        :meth:`search_batched`. Workers never restart dead actors (see
+        :mod:`annlib.distributed._offline`)."""
+        from annlib.distributed import _offline  # noqa: PLC0415
+
+        if not _is_ray_dataset(dataset):
+            raise TypeError(f"search_dataset takes a ray.data.Dataset, got {type(dataset).__name__}")
+        batch_size = _validate.positive_int(batch_size, "batch_size")
+        k = None if k is None else _validate.k(k)
+        if search_kwargs.get("filter") is not None:
+            _filters.to_wire(search_kwargs["filter"], 1)  # a filter the actors cannot take fails here, not in a worker
+        names = dataset.schema().names
+        if column not in names:
+            raise ValueError(f"the query dataset has no column {column!r} (columns: {sorted(names)})")
+        fn = _offline.DatasetSearch(type(self), _offline.client_state(self), k, column, ids_column, distances_column,
+                                    num_threads, search_kwargs)
+        options = {} if concurrency is None else {"concurrency": concurrency}
+        return dataset.map_batches(fn, batch_format="numpy", batch_size=batch_size, **options)
+
     def _run(self, queries, k, final_num_neighbors, merge, overrides, num_threads, filter_value=None,
              filter_route="auto"):
         if final_num_neighbors is not None:
@@ -373,92 +450,121 @@ class ShardedIndex:
             p = _params.override(p, overrides)
             self._check_params(p)
         found = max(1, min(k, self._n))
-        q_ref = ray.put(queries)
+        start = time.perf_counter()
+        slots = self._routed_slots(queries, p) if wire is None else None
+        self._routing_s = time.perf_counter() - start
         if self._shard_kind == "tree_ah" and merge == "exact" and self.num_shards > 1:
-            ids, distances = self._two_rounds(q_ref, queries, found, p, num_threads)
+            ids, distances = self._two_rounds(queries, slots, found, p, num_threads)
         else:
             values = dataclasses.asdict(p)
             w_ref = None if wire is None else ray.put(wire)
-            parts = self._gather(lambda slot: self._actors[slot].search.remote(q_ref, found, num_threads, values,
-                                                                                 self._metric, w_ref, filter_route))
-            ids, distances = merge_top_k(parts, found, self._metric)
+            sent = self._queries_per_slot(queries, slots)
+            parts = self._gather(lambda slot: self._actors[slot].search.remote(
+                sent[slot][0], found, num_threads, values, self._metric, w_ref, filter_route), list(sent))
+            self._account(queries, sent, _nbytes(parts))
+            parts = {slot: _scatter(part, sent[slot][1], len(queries)) for slot, part in parts.items()}
+            ids, distances = merge_top_k(list(parts.values()) or [_empty(len(queries), found, self._metric)],
+                                         found, self._metric)
         if ids.shape[1] != k:
             ids, distances = merge_top_k([(ids, distances)], k, self._metric)
             ids, distances = ids[:, :k], distances[:, :k]
         return ids, distances
 
-    # ------------------------------------------------------------------ writes
+    def _routed_slots(self, queries, p) -> np.ndarray | None:
+        """(nq, num_actors) bool, the actors a routed search asks about each query; None: all."""
+        if not self.route or self._shard_kind != "tree_ah" or self._leaf_shards is None or len(self._actors) == 1:
+            return None  # (one actor gets every query anyway: ranking partitions would only cost)
+        scores = _routing.center_scores(queries, self._shared["centers"], self._metric)
+        chosen = _routing.chosen_leaves(scores, p.leaves_to_search)
+        shards = _routing.shards_of_queries(chosen, self._leaf_shards)
+        self._shards_asked = shards.sum(axis=1)
+        slot_of = np.empty(self.num_shards, dtype=np.int64)
+        for slot, ids in self._assignment.items():
+            slot_of[ids] = slot
+        out = np.zeros((len(queries), len(self._actors)), dtype=bool)
+        for slot in range(len(self._actors)):
+            out[:, slot] = shards[:, slot_of == slot].any(axis=1)
+        return out
 
-    def add(self, vectors, ids=None) -> np.ndarray:
-        """Add points; returns their ids (``ids``, or fresh ones after the largest id any shard has
-        used). The point with id ``i`` goes to shard ``i % num_shards``. An id already in the index
-        is a KeyError naming it; nothing is added then.
+    def _queries_per_slot(self, queries, slots) -> dict:
+        """{slot: (object ref of its queries, their rows or None for all)}, for the asked slots."""
+        if slots is None:
+            q_ref = ray.put(queries)
+            self._shards_asked = np.full(len(queries), self.num_shards)
+            return {slot: (q_ref, None) for slot in range(len(self._actors))}
+        out = {}
+        for slot in range(len(self._actors)):
+            rows = np.flatnonzero(slots[:, slot])
+            if len(rows):
+                out[slot] = (ray.put(np.ascontiguousarray(queries[rows])), rows)
+        return out
 
-        A shard written to is not restartable from its files until the next :meth:`save`.
-        """
-        from annlib.index.ids import user_ids  # noqa: PLC0415
+    def _account(self, queries, sent, payload_bytes: int) -> None:
+        """``payload_bytes``: what went to and came back from the actors besides the queries."""
+        nq = len(queries)
+        asked = sum(nq if rows is None else len(rows) for _, rows in sent.values())
+        total = asked * queries.shape[1] * 4 + payload_bytes
+        self.last_search_stats = {
+            "queries": nq, "shards_per_query": float(np.mean(self._shards_asked)) if nq else 0.0,
+            "actors_per_query": asked / nq if nq else 0.0,
+            "payload_bytes_per_query": total / nq if nq else 0.0,
+            "routing_us_per_query": 1e6 * self._routing_s / nq if nq else 0.0,  # the driver ranking partitions
+        }
 
-        array = _validate.database(vectors, "vectors")
-        if array.shape[1] != self._dim:
-            raise ValueError(f"vectors must have shape (m, {self._dim}), got {array.shape}")
-        if ids is None:
-            start = max(self._gather(lambda slot: self._actors[slot].next_id.remote()))
-            new_ids = np.arange(start, start + len(array), dtype=np.int64)
-        else:
-            new_ids = user_ids(ids, len(array))
-            if (new_ids == -1).any():
-                raise ValueError("ids must not hold -1: it is the id of an empty result slot")
-            if len(np.unique(new_ids)) != len(new_ids):
-                raise ValueError("ids given to add must be unique")
-            ids_ref = ray.put(new_ids)
-            held = np.logical_or.reduce(self._gather(lambda slot: self._actors[slot].contains.remote(ids_ref)))
-            if held.any():
-                raise KeyError(f"ids already in the index: {new_ids[held][:5].tolist()}")
-        owner = {s: slot for slot, shards in self._assignment.items() for s in shards}
-        target = np.mod(new_ids, self.num_shards)
-        refs = []
-        for s in np.unique(target).tolist():
-            picked = target == s
-            refs.append(self._actors[owner[s]].add.remote(s, array[picked], new_ids[picked]))
-            self._dirty.add(s)
-        ray.get(refs, timeout=self.timeout_s)
-        self._n += len(new_ids)
-        return new_ids
+    def _refresh_leaves(self, slots=None) -> None:
+        """Re-read which shards hold entries of which partitions (after builds and writes)."""
+        if self._shard_kind != "tree_ah":
+            return
+        num_leaves = self._shard_config["tree"]["num_leaves"]
+        if self._leaf_shards is None:
+            self._leaf_shards = np.zeros((num_leaves, self.num_shards), dtype=bool)
+        asked = range(len(self._actors)) if slots is None else slots
+        masks = self._gather(lambda slot: self._actors[slot].leaf_masks.remote(), asked)
+        for per_shard in masks.values():
+            for s, mask in per_shard.items():
+                self._leaf_shards[:, s] = mask
 
-    def delete(self, ids, missing: str = "raise") -> int:
-        """Delete the points ``ids`` from whichever shards hold them; returns how many were deleted.
-        ``missing="raise"``: an id in no shard is a KeyError naming it and nothing is deleted;
-        ``"ignore"``: such ids are skipped."""
-        from annlib.index.ids import user_ids  # noqa: PLC0415
-
-        if missing not in ("raise", "ignore"):
-            raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}")
-        wanted = np.unique(user_ids(ids))
-        ids_ref = ray.put(wanted)
-        if missing == "raise":
-            held = np.logical_or.reduce(self._gather(lambda slot: self._actors[slot].contains.remote(ids_ref)))
-            if not held.all():
-                raise KeyError(f"ids not in the index: {wanted[~held][:5].tolist()}")
-        deleted = 0
-        for per_shard in self._gather(lambda slot: self._actors[slot].delete.remote(ids_ref)):
-            for s, count in per_shard.items():
-                if count:
-                    self._dirty.add(s)
-                    deleted += count
-        self._n -= deleted
-        return deleted
-
-    def _two_rounds(self, q_ref, queries, k, p, num_threads):
+    def _two_rounds(self, queries, slots, k, p, num_threads):
+        """The exact merge: the actors' AH candidates merged into one index's candidate list, then
+        each actor rescores only its own members of that list."""
         leaves = p.leaves_to_search
+        nq = len(queries)
         reorder = self._shard_config["reorder"] is not None
         depth = min(max(p.pre_reorder_num_neighbors or k, k), self._n) if reorder else k
-        parts = self._gather(lambda slot: self._actors[slot].ah_candidates.remote(q_ref, depth, leaves, num_threads,
-                                                                                    self._metric))
-        ids, scores = merge_top_k(parts, depth, self._metric, larger_better=True)
+        sent = self._queries_per_slot(queries, slots)
+        order = list(sent)
+        first = self._gather(lambda slot: self._actors[slot].ah_candidates.remote(
+            sent[slot][0], depth, leaves, num_threads, self._metric), order)
+        payload = _nbytes(first)
+        first = {slot: _scatter(part, sent[slot][1], nq, larger_better=True) for slot, part in first.items()}
+        if not first:
+            ids, scores = _empty(nq, k, self._metric, larger_better=True)
+            self._account(queries, sent, payload)
+            return ids, self._distances(queries, ids, scores)
+        ids, scores, source = merge_top_k([first[slot] for slot in order], depth, self._metric,
+                                          larger_better=True, sources=True)
         if reorder:
-            c_ref = ray.put(ids)
-            parts = self._gather(lambda slot: self._actors[slot].rescore.remote(q_ref, c_ref, k, self._metric))
-            ids, scores = merge_top_k(parts, k, self._metric, larger_better=True)
+            second_sent = {}
+            for j, slot in enumerate(order):
+                mine = source == j
+                q_ref, asked = sent[slot]
+                local = np.flatnonzero(mine.any(axis=1) if asked is None else mine[asked].any(axis=1))
+                if len(local):
+                    rows = local if asked is None else asked[local]
+                    # Only this actor's candidates, moved to the front of their rows (order kept).
+                    width = int(mine[rows].sum(axis=1).max())
+                    front = np.argsort(~mine[rows], axis=1, kind="stable")[:, :width]
+                    candidates = np.take_along_axis(np.where(mine[rows], ids[rows], -1), front, axis=1)
+                    payload += candidates.nbytes + 4 * local.size
+                    local = local.astype(np.int32)
+                    second_sent[slot] = (q_ref, ray.put(candidates), rows, ray.put(local))
+            second = self._gather(lambda slot: self._actors[slot].rescore.remote(
+                second_sent[slot][0], second_sent[slot][1], k, self._metric, second_sent[slot][3]), list(second_sent))
+            payload += _nbytes(second)
+            second = [_scatter(part, second_sent[slot][2], nq, larger_better=True) for slot, part in second.items()]
+            ids, scores = merge_top_k(second or [_empty(nq, k, self._metric, larger_better=True)], k, self._metric,
+                                      larger_better=True)
+        self._account(queries, sent, payload)
         return ids, self._distances(queries, ids, scores)
 
     def _distances(self, queries, ids, scores):
@@ -470,11 +576,13 @@ class ShardedIndex:
 
     # ------------------------------------------------------------------ faults
 
-    def _gather(self, call) -> list:
-        """``call(slot)`` on every actor; results by slot. A dead actor is restarted from its saved
-        shards and the call retried, all within ``timeout_s``."""
+    def _gather(self, call, slots=None):
+        """``call(slot)`` on every actor (a list of results by slot) or on ``slots`` (a dict
+        {slot: result}). A dead actor is restarted from its saved shards and the call retried,
+        all within ``timeout_s``."""
         deadline = time.monotonic() + self.timeout_s
-        pending = {slot: call(slot) for slot in range(len(self._actors))}
+        asked = range(len(self._actors)) if slots is None else list(slots)
+        pending = {slot: call(slot) for slot in asked}
         attempts = dict.fromkeys(pending, 1)
         results = {}
         while pending:
@@ -495,6 +603,8 @@ class ShardedIndex:
                 self._respawn(slot, deadline)
                 attempts[slot] += 1
                 pending[slot] = call(slot)
+        if slots is not None:
+            return {slot: results[slot] for slot in asked}
         return [results[slot] for slot in range(len(self._actors))]
 
     def _respawn(self, slot: int, deadline: float) -> None:
@@ -548,6 +658,10 @@ class ShardedIndex:
             "shard_config": self._shard_config, "search_defaults": dataclasses.asdict(self._defaults),
             "shards": shards, "shared": _manifest.write_shared(directory, self._shared),
             "global_ids": True,  # shard files hold their points' global ids (older saves: start + row)
+            # Optional keys (a reader that ignores them gets a correct fan-out index): how rows were
+            # dealt, and for shards by partition the owner shard of every partition.
+            "sharding": self._shard_by,
+            **({"leaf_owner": self._leaf_owner.tolist()} if self._leaf_owner is not None else {}),
         })
         self._saved = {s: (paths[s], written[s]["sha256"]) for s in range(self.num_shards)}
         self._global_ids = True
@@ -563,11 +677,25 @@ class ShardedIndex:
 # ------------------------------------------------------------------ helpers
 
 
-def _inputs(data):
-    if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
-        files = [os.path.abspath(os.fspath(p)) for p in data]
-        return files, [np.load(f, mmap_mode="r") for f in files]
-    return None, data
+def _scatter(part, rows, nq: int, larger_better: bool = False):
+    """An actor's answer for the queries ``rows`` (None: all) as full-height (nq, width) arrays,
+    empty (-1) rows for the queries it was not asked about."""
+    ids, values = part
+    if rows is None:
+        return ids, values
+    full_ids = np.full((nq, ids.shape[1]), -1, dtype=np.int64)
+    full_values = np.full((nq, ids.shape[1]), -np.inf if larger_better else np.inf, dtype=np.float32)
+    full_ids[rows], full_values[rows] = ids, values
+    return full_ids, full_values
+
+
+def _nbytes(parts: dict) -> int:
+    return int(sum(ids.nbytes + values.nbytes for ids, values in parts.values()))
+
+
+def _empty(nq: int, k: int, metric: str, larger_better: bool = False):
+    worst = -np.inf if larger_better else _validate.worst_distance(metric)
+    return np.full((nq, k), -1, dtype=np.int64), np.full((nq, k), worst, dtype=np.float32)
 
 
 def _threads(num_threads, cpus_per_actor) -> int:
@@ -602,24 +730,24 @@ def _start_actors(num_shards: int, num_actors: int, options: dict, num_threads: 
     return actors, assignment
 
 
-def _wait_all(refs, progress: bool, desc: str, timeout_s: float) -> list:
+def _wait_all(refs, progress: bool, desc: str, timeout_s: float, unit: str = "shard") -> list:
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     deadline = time.monotonic() + timeout_s
-    with tqdm(total=len(refs), desc=desc, disable=not progress, leave=False, unit="shard") as bar:
+    with tqdm(total=len(refs), desc=desc, disable=not progress, leave=False, unit=unit) as bar:
         remaining = list(refs)
         while remaining:
             done, remaining = ray.wait(remaining, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
             if not done:
-                raise ShardError(f"{desc}: {len(remaining)} shard(s) not ready within {timeout_s:g} s "
+                raise ShardError(f"{desc}: {len(remaining)} {unit}(s) not ready within {timeout_s:g} s "
                                  "(actors waiting for CPUs, or a slow build: raise timeout_s)")
             ray.get(done)  # raises the shard's error, if any
             bar.update(len(done))
     return ray.get(refs)
 
 
-def _train_tree_ah(rows, ranges, n, metric, index_kwargs, num_threads):
-    """Partition centers and PQ codebook trained once on a sample of all shards."""
+def _train_tree_ah(parts: _Parts, index_kwargs, metric, num_threads, progress, timeout_s):
+    """Partition centers and PQ codebook trained once on a sample drawn across all parts."""
     from annlib.config import TreeAhConfig  # noqa: PLC0415
     from annlib.index.params import TreeAhSearchParams  # noqa: PLC0415
     from annlib.index.tree_ah import TreeAhIndex  # noqa: PLC0415
@@ -628,12 +756,13 @@ def _train_tree_ah(rows, ranges, n, metric, index_kwargs, num_threads):
     for name in ("copy", "num_threads", "progress"):
         if name in kwargs:
             raise TypeError(f"{name!r} is an argument of ShardedIndex.build itself, not of the shards")
+    n = parts.n
     kwargs.setdefault("num_leaves", max(1, int(round(math.sqrt(n)))))
     kwargs.setdefault("num_leaves_to_search", max(1, kwargs["num_leaves"] // 10))
     sample_size = min(n, int(kwargs.get("training_sample_size", 100_000)))
     rng = np.random.default_rng(kwargs.get("seed", 0))
     picks = np.sort(rng.choice(n, sample_size, replace=False))
-    sample = _gather_rows(rows, ranges, picks)
+    sample = parts.sample(picks, progress, timeout_s)
     trainer = TreeAhIndex(sample, metric, copy=False, num_threads=num_threads, **kwargs)
     config = TreeAhConfig.from_dict(trainer.config)
     spec = {"config": config.to_dict(), "centers": np.array(trainer.layout.centers),
@@ -641,11 +770,134 @@ def _train_tree_ah(rows, ranges, n, metric, index_kwargs, num_threads):
     return spec, TreeAhSearchParams, trainer.search_defaults, config.to_dict()
 
 
-def _gather_rows(rows, ranges, picks: np.ndarray) -> np.ndarray:
-    if len(rows) == 1:
-        return np.ascontiguousarray(rows[0][picks], dtype=np.float32)
-    parts = []
-    for (start, size), r in zip(ranges, rows):
-        local = picks[(picks >= start) & (picks < start + size)] - start
-        parts.append(np.asarray(r[local], dtype=np.float32))
-    return np.ascontiguousarray(np.concatenate(parts))
+@ray.remote
+def _read_task(piece, rows):
+    return _sources.read(piece, rows)[0]
+
+
+@ray.remote
+def _leaves_task(piece, centers, metric):
+    parts = [_routing.nearest_leaf(chunk, centers, metric) for chunk in _sources.chunks(piece)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int32)
+
+
+class _Parts:
+    """The input of a build as parts (the array; one piece per file; one per dataset split),
+    with their sizes: what the driver samples from and deals out to the shards. Files and
+    dataset splits are only read by Ray tasks and by the actors building shards."""
+
+    def __init__(self, pieces: list, sizes: list[int], dim: int, array=None, default_shards: int = 1,
+                 ids_carried: bool = False):
+        self.pieces, self.sizes, self.dim, self.array = pieces, sizes, dim, array
+        self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.n = int(sum(sizes))
+        self.default_shards = default_shards
+        self.ids_carried = ids_carried
+
+    @classmethod
+    def of(cls, data, num_shards, column, ids_column, progress, timeout_s) -> _Parts:
+        if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
+            for p in data:
+                if not _sources.is_data_file(p):
+                    raise ValueError(f"{p}: not a data file annlib reads ({', '.join(_sources.FILE_SUFFIXES)})")
+            pieces = [("file", os.path.abspath(os.fspath(p)), None) for p in data]
+            shapes = _run_tasks([_probe_task.remote(piece) for piece in pieces], progress, "annlib probe files",
+                                timeout_s, unit="file")
+            dims = {d for _, d in shapes}
+            if len(dims) != 1:
+                raise ValueError(f"every data file must hold vectors of one dimension, got {sorted(dims)}")
+            if any(n == 0 for n, _ in shapes):
+                raise ValueError("a data file holds no rows")
+            return cls(pieces, [n for n, _ in shapes], dims.pop(), default_shards=len(pieces))
+        if _is_ray_dataset(data):
+            refs = data.materialize().to_arrow_refs()
+            pieces = [("block", ref, column, ids_column, None) for ref in refs]
+            shapes = _run_tasks([_probe_task.remote(piece) for piece in pieces], progress, "annlib probe blocks",
+                                timeout_s, unit="block")
+            keep = [i for i, (n, _) in enumerate(shapes) if n]
+            if not keep:
+                raise ValueError("the dataset holds no rows")
+            dims = {shapes[i][1] for i in keep}
+            if len(dims) != 1:
+                raise ValueError(f"the vectors of column {column!r} must have one length, got {sorted(dims)}")
+            return cls([pieces[i] for i in keep], [shapes[i][0] for i in keep], dims.pop(),
+                       default_shards=1, ids_carried=ids_column is not None)
+        array = _validate.database(data)
+        return cls([("array", array, None)], [array.shape[0]], int(array.shape[1]), array=array)
+
+    def sample(self, picks: np.ndarray, progress, timeout_s) -> np.ndarray:
+        if self.array is not None:
+            return np.ascontiguousarray(self.array[picks], dtype=np.float32)
+        refs = []
+        for piece, start, size in zip(self.pieces, self.starts, self.sizes):
+            local = picks[(picks >= start) & (picks < start + size)] - start
+            if len(local):
+                refs.append(_read_task.remote(piece, local))
+        rows = _run_tasks(refs, progress, "annlib training sample", timeout_s, unit="part")
+        return np.ascontiguousarray(np.concatenate(rows))
+
+    def by_rows(self, num_shards: int) -> list[tuple[int, object, np.ndarray | None]]:
+        """(size, source, ids) of every shard: contiguous global rows (their ids, unless the
+        dataset carries its own)."""
+        if self.array is not None:
+            return [(size, ray.put(self.array[start : start + size]), None)
+                    for start, size in _row_ranges(self.n, num_shards)]
+        if num_shards == len(self.pieces):
+            return [(size, [piece], None) for piece, size in zip(self.pieces, self.sizes)]
+        jobs = []
+        for start, size in _row_ranges(self.n, num_shards):
+            pieces = []
+            for piece, p_start, p_size in zip(self.pieces, self.starts, self.sizes):
+                lo, hi = max(start, p_start), min(start + size, p_start + p_size)
+                if lo < hi:
+                    pieces.append(_with_rows(piece, range(int(lo - p_start), int(hi - p_start))))
+            jobs.append((size, pieces, None))
+        return jobs
+
+    def leaves(self, centers, metric, progress, timeout_s) -> list[np.ndarray]:
+        """The primary partition of every row, part by part (Ray tasks for files and splits)."""
+        if self.array is not None:
+            return [_routing.nearest_leaf(self.array, centers, metric)]
+        c_ref = ray.put(centers)
+        refs = [_leaves_task.remote(piece, c_ref, metric) for piece in self.pieces]
+        return _run_tasks(refs, progress, "annlib partition assignment", timeout_s, unit="part")
+
+    def by_partition(self, leaves, leaf_owner, num_shards: int):
+        """(size, source, ids) of every shard: the rows of the partitions it owns."""
+        jobs = []
+        for s in range(num_shards):
+            picked = [np.flatnonzero(leaf_owner[leaf] == s) for leaf in leaves]
+            size = int(sum(len(p) for p in picked))
+            ids = None if self.ids_carried else np.concatenate(
+                [start + p for start, p in zip(self.starts, picked)]).astype(np.int64)
+            if self.array is not None:
+                source = ray.put(self.array[picked[0]])
+            else:
+                source = [_with_rows(piece, p) for piece, p in zip(self.pieces, picked) if len(p)]
+            jobs.append((size, source, ids))
+        return jobs
+
+
+@ray.remote
+def _probe_task(piece):
+    return _sources.probe(piece)
+
+
+def _with_rows(piece, rows):
+    return (*piece[:-1], rows)
+
+
+def _is_ray_dataset(value) -> bool:
+    try:
+        from ray.data import Dataset  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - ray without its data extra
+        return False
+    return isinstance(value, Dataset)
+
+
+def _run_tasks(refs, progress, desc, timeout_s, unit="task") -> list:
+    try:
+        return _wait_all(refs, progress, desc, timeout_s, unit=unit)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        raise (cause.cause if getattr(cause, "cause", None) is not None else cause) from None
