@@ -81,6 +81,7 @@ def main(argv=None):
         # unit-norm: cosine == dot, which every contender computes directly
         data = data / np.linalg.norm(data, axis=1, keepdims=True)
         queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    single = queries[: args.single_queries]
     if args.batch_queries:
         queries = queries[: args.batch_queries]
     k = args.k
@@ -90,7 +91,6 @@ def main(argv=None):
     sq_norms = (data.astype(np.float32) ** 2).sum(1) if metric == "squared_l2" else None
     threads = annlib.cpu_info()["threads"]
 
-    single = queries[: args.single_queries]
     ours_single = np.stack([ours.search(q, k).ids for q in single])
     faiss_single = flat.search(single, k)[1]
     agree = np.mean([len(set(a) & set(b)) / k for a, b in zip(ours_single, faiss_single)])
