@@ -98,6 +98,56 @@ def test_dot_kernel_matches_scalar(rng, isa, dim):
     assert (np.abs(scalar - exact) <= bound + 1e-6).all()
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_one_query_kernel_gives_the_batch_bits(rng, isa):
+    """One query streams the points through its own kernel (groups of 16 / 8 points, a
+    transposed reduction); each score must have the bits the same query gets inside a batch,
+    and stay within float32 rounding of the exact product. Point counts around the group
+    size and dimensions around the vector width cover the point and lane tails."""
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    from annlib import _core
+
+    for dim in [1, 3, 7, 8, 9, 15, 16, 17, 33, 128, 384]:
+        for n in [1, 7, 8, 9, 15, 16, 17, 31, 33, 130]:
+            queries = rng.standard_normal((5, dim)).astype(np.float32)
+            points = rng.standard_normal((n, dim)).astype(np.float32)
+            batch = _core.dot_block(queries, points, isa)
+            exact = queries.astype(np.float64) @ points.T.astype(np.float64)
+            bound = dim * np.finfo(np.float32).eps * (np.abs(queries) @ np.abs(points).T)
+            for i in range(len(queries)):
+                alone = _core.dot_block(queries[i : i + 1], points, isa)[0]
+                np.testing.assert_array_equal(alone, batch[i], err_msg=f"dim={dim} n={n} query {i}")
+                assert (np.abs(alone - exact[i]) <= bound[i] + 1e-6).all()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_single_query_search_matches_numpy_and_batch(debian_minilm, metric):
+    """search() of one query (the one-query kernel, one thread) against the numpy reference
+    on real data, and bit for bit against the same queries searched as a batch."""
+    data, queries = debian_minilm["train"][:20011], debian_minilm["test"][:40]
+    index = annlib.BruteForce(data, metric)
+    alone = [index.search(q, 10) for q in queries]
+    ids = np.stack([r.ids for r in alone])
+    dist = np.stack([r.distances for r in alone])
+    ref_ids, ref_dist = numpy_reference(data, queries, 10, metric)
+    assert_matches_reference((ids, dist), ref_ids, ref_dist, metric)
+    batch = index.search_batched(queries, 10, num_threads=1)
+    np.testing.assert_array_equal(ids, batch.ids)
+    np.testing.assert_array_equal(dist, batch.distances)
+
+
+@pytest.mark.parametrize(("metric", "worst"), [("dot", -np.inf), ("squared_l2", np.inf)])
+@pytest.mark.parametrize("n", [5, 16, 37])
+def test_single_query_k_larger_than_n_pads(rng, metric, worst, n):
+    data = rng.standard_normal((n, 19)).astype(np.float32)
+    ids, dist = annlib.BruteForce(data, metric).search(data[3], n + 4)
+    assert sorted(ids[:n]) == list(range(n))
+    assert (ids[n:] == -1).all() and (dist[n:] == worst).all()
+    ref_ids, ref_dist = numpy_reference(data, data[3:4], n, metric)
+    np.testing.assert_allclose(dist[:n], ref_dist[0], rtol=1e-5, atol=1e-4)
+
+
 def test_thread_counts_agree(rng):
     data = rng.standard_normal((20000, 32)).astype(np.float32)
     queries = rng.standard_normal((3, 32)).astype(np.float32)
@@ -225,3 +275,18 @@ def test_exact_ties_go_to_the_smallest_id(metric, num_threads):
     ref_ids, ref_dist = numpy_reference(data, queries, 300, metric)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_allclose(dist, ref_dist)
+
+
+@pytest.mark.parametrize("metric", ["dot", "squared_l2"])
+def test_single_query_ties_go_to_the_smallest_id(metric):
+    """The same tie-heavy data searched one query per call (the one-query kernel; 9000
+    points is not a multiple of its 16-point groups nor of the 128-point tiles)."""
+    rng = np.random.default_rng(7)
+    data = rng.integers(-1, 2, size=(9000, 4)).astype(np.float32)
+    queries = np.vstack([rng.integers(-1, 2, size=(5, 4)), np.zeros((1, 4))]).astype(np.float32)
+    index = annlib.BruteForce(data, metric)
+    ref_ids, ref_dist = numpy_reference(data, queries, 300, metric)
+    for query, want_ids, want_dist in zip(queries, ref_ids, ref_dist):
+        ids, dist = index.search(query, 300)
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_allclose(dist, want_dist)

@@ -1,6 +1,7 @@
 // AVX2+FMA inner-product block kernel. Register-blocked 4 queries x 3 points:
 // 12 accumulators + 3 point vectors + 1 query vector fill the 16 ymm registers,
-// so each step issues 12 FMAs for 7 loads and the kernel stays FMA-bound.
+// so each step issues 12 FMAs for 7 loads and the kernel stays FMA-bound. One
+// query streams the points row after row, eight at a time.
 #include <immintrin.h>
 
 #include "simd/dot_by_dim_tiling.h"
@@ -63,9 +64,57 @@ inline void rows(const DotBlockArgs& a, size_t j) {
   }
 }
 
+/// One point's products with the query, one FMA chain per lane over d as in micro, not yet
+/// reduced (micro's reduction is hsum: lanes (i, i + 4), then (i, i + 2), (0, 1)).
+inline __m256 point_products(const float* q, const float* x, size_t dim) {
+  __m256 acc = _mm256_setzero_ps();
+  size_t d = 0;
+  for (; d + 8 <= dim; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(x + d), acc);
+  if (d < dim) {
+    const __m256i mask = tail_mask(dim - d);
+    acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + d, mask), _mm256_maskload_ps(x + d, mask), acc);
+  }
+  return acc;
+}
+
+/// Sums of 8 accumulators, one per lane, by hsum's tree applied to all of them at once.
+/// Accumulator s lands in lane kLaneOfSlot[s].
+inline __m256 transposed_reduce(const __m256* v) {
+  __m256 s4[4];  // (i, i + 4): accumulator j in the low half, j + 4 in the high half
+  for (int j = 0; j < 4; ++j) {
+    s4[j] = _mm256_add_ps(_mm256_permute2f128_ps(v[j], v[j + 4], 0x20), _mm256_permute2f128_ps(v[j], v[j + 4], 0x31));
+  }
+  __m256 s2[2];  // (i, i + 2): two lanes per accumulator
+  for (int j = 0; j < 2; ++j) {
+    const __m256d a = _mm256_castps_pd(s4[j]), b = _mm256_castps_pd(s4[j + 2]);
+    s2[j] = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(a, b)), _mm256_castpd_ps(_mm256_unpackhi_pd(a, b)));
+  }
+  return _mm256_add_ps(_mm256_shuffle_ps(s2[0], s2[1], 0x88), _mm256_shuffle_ps(s2[0], s2[1], 0xDD));  // (0, 1)
+}
+
+/// Where transposed_reduce puts accumulator s; its own inverse (it swaps bits 0 and 1 of s).
+constexpr int kLaneOfSlot[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+
+/// One query against every point, the rows read in memory order: micro<1, 3> read three rows
+/// side by side, which the hardware prefetcher follows at a fraction of one stream's bandwidth
+/// (see the AVX-512 path). Each sum is micro's chain and tree: the same bits alone as in a batch.
+void stream_one_query(const DotBlockArgs& a) {
+  size_t j = 0;
+  for (; j + 8 <= a.num_points; j += 8) {
+    __m256 acc[8];
+    for (int p = 0; p < 8; ++p) acc[kLaneOfSlot[p]] = point_products(a.queries, a.points + (j + p) * a.dim, a.dim);
+    _mm256_storeu_ps(a.out + j, transposed_reduce(acc));
+  }
+  for (; j < a.num_points; ++j) a.out[j] = hsum(point_products(a.queries, a.points + j * a.dim, a.dim));
+}
+
 }  // namespace
 
 void dot_block_avx2(const DotBlockArgs& a) {
+  if (a.num_queries == 1) {
+    stream_one_query(a);
+    return;
+  }
   size_t j = 0;
   for (; j + 3 <= a.num_points; j += 3) rows<3>(a, j);
   switch (a.num_points - j) {

@@ -1,5 +1,6 @@
 // AVX-512 inner-product block kernel: 4 queries x 4 points in zmm registers,
-// the tail of each row handled with a lane mask instead of a scalar loop.
+// the tail of each row handled with a lane mask instead of a scalar loop; one
+// query streams the points row after row, sixteen at a time.
 #include <immintrin.h>
 
 #include "simd/dot_by_dim_tiling.h"
@@ -50,9 +51,64 @@ inline void rows(const DotBlockArgs& a, size_t j) {
   }
 }
 
+/// One point's products with the query, one FMA chain per lane over d as in micro, not yet
+/// reduced (micro's reduction is _mm512_reduce_add_ps: lanes (i, i + 8), then (i, i + 4),
+/// (i, i + 2), (0, 1)).
+inline __m512 point_products(const float* q, const float* x, size_t dim) {
+  __m512 acc = _mm512_setzero_ps();
+  size_t d = 0;
+  for (; d + 16 <= dim; d += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(x + d), acc);
+  if (d < dim) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (dim - d)) - 1u);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, q + d), _mm512_maskz_loadu_ps(mask, x + d), acc);
+  }
+  return acc;
+}
+
+/// Sums of 16 accumulators, one per lane, by the tree of _mm512_reduce_add_ps applied to
+/// all of them at once: 15 adds and 30 shuffles instead of 16 x 4 of each. Accumulator s
+/// lands in lane kLaneOfSlot[s].
+inline __m512 transposed_reduce(const __m512* v) {
+  __m512 s8[8];  // (i, i + 8): accumulator j in the low half, j + 8 in the high half
+  for (int j = 0; j < 8; ++j) {
+    s8[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44), _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
+  }
+  __m512 s4[4];  // (i, i + 4): 128-bit blocks hold accumulators j, j + 8, j + 4, j + 12
+  for (int j = 0; j < 4; ++j) {
+    s4[j] = _mm512_add_ps(_mm512_shuffle_f32x4(s8[j], s8[j + 4], 0x88), _mm512_shuffle_f32x4(s8[j], s8[j + 4], 0xDD));
+  }
+  __m512 s2[2];  // (i, i + 2): two lanes per accumulator
+  for (int j = 0; j < 2; ++j) {
+    const __m512d a = _mm512_castps_pd(s4[j]), b = _mm512_castps_pd(s4[j + 2]);
+    s2[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  return _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));  // (0, 1)
+}
+
+/// Where transposed_reduce puts accumulator s; its own inverse (it swaps bits 0-1 and 2-3 of s).
+constexpr int kLaneOfSlot[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+
+/// One query against every point, the rows read in memory order. micro<1, 4> read four rows
+/// side by side, which the hardware prefetcher follows at half the bandwidth of one stream
+/// (1M x 128 SIFT, bench/RESULTS.md issue 15). Each sum is micro's chain and tree, so a query
+/// gets the same bits alone as in a batch.
+void stream_one_query(const DotBlockArgs& a) {
+  size_t j = 0;
+  for (; j + 16 <= a.num_points; j += 16) {
+    __m512 acc[16];
+    for (int p = 0; p < 16; ++p) acc[kLaneOfSlot[p]] = point_products(a.queries, a.points + (j + p) * a.dim, a.dim);
+    _mm512_storeu_ps(a.out + j, transposed_reduce(acc));
+  }
+  for (; j < a.num_points; ++j) a.out[j] = _mm512_reduce_add_ps(point_products(a.queries, a.points + j * a.dim, a.dim));
+}
+
 }  // namespace
 
 void dot_block_avx512(const DotBlockArgs& a) {
+  if (a.num_queries == 1) {
+    stream_one_query(a);
+    return;
+  }
   size_t j = 0;
   for (; j + 4 <= a.num_points; j += 4) rows<4>(a, j);
   switch (a.num_points - j) {
