@@ -27,6 +27,13 @@ constexpr size_t kGroup = 32, kBlockBytes = 16;
 /// Each move carries at least one entry, so an output group needs at most 32.
 constexpr size_t kMaxMoves = 32;
 
+/// The moves into the output group's low half: for_each_out_group emits them first.
+inline size_t low_half_moves(const Move* moves, size_t num_moves) {
+  size_t i = 0;
+  while (i < num_moves && moves[i].out_half == 0) ++i;
+  return i;
+}
+
 /// Calls apply(out_group, moves, num_moves) for every output group but those that are a whole
 /// source group kept and aligned (the common run before the first removed entry), which are
 /// copied as bytes. Output groups are numbered from 0; the last one may be partial.
