@@ -100,6 +100,9 @@ def l2_mask32(
 ) -> npt.NDArray[np.uint32]:
     """uint32 mask per group of 32: bit i when (two_bias + sums[i] * two_inv_m) - sq_norms[i] >= threshold (for tests)."""
 
+def lut16_keep(packed: npt.ArrayLike, n: int, num_blocks: int, keep: npt.ArrayLike, isa: str) -> _U8:
+    """The packed layout of the entries p with keep[p] != 0 (uint8, n), in order, moved with one SIMD path."""
+
 def lut16_scan(packed: npt.ArrayLike, n: int, num_blocks: int, luts: npt.ArrayLike, isa: str) -> _I32:
     """int32 (num_queries, n): sum over blocks of (luts[q, k, code_k(p)] - 128), using one SIMD path."""
 

@@ -1,4 +1,5 @@
-"""IdMap.appended merges the new ids into the sorted live ids: the same map as building it anew."""
+"""IdMap.appended merges the new ids into the sorted live ids, IdMap.killed filters them: the same map as
+building it anew."""
 
 from __future__ import annotations
 
@@ -36,6 +37,29 @@ def test_appended_equals_a_map_built_anew(rng, start):
         if len(new) == 50:  # fresh ids after an identity map keep it the identity
             assert grown.identity == (start == "identity")
         m = grown
+
+
+@pytest.mark.parametrize("start", ["identity", "user"])
+def test_killed_equals_a_map_built_anew(rng, start):
+    rows = 500
+    m = IdMap.identity_map(rows) if start == "identity" else IdMap(rng.permutation(np.arange(rows, dtype=np.int64) * 7 + 3))
+    # one row, a batch, the rest but one, then the last live row: the map of no live row
+    for dead in (np.array([0]), rng.choice(np.arange(1, rows), 200, replace=False), None, None):
+        live_rows = m.live_rows()
+        if dead is None:
+            dead = live_rows[1:] if len(live_rows) > 1 else live_rows
+        killed = m.killed(dead)
+        live = np.ones(rows, np.uint8) if m.live is None else m.live.copy()
+        live[dead] = 0
+        _same(killed, IdMap(m.row_ids, live, m.next_id))
+        assert (killed.rows_of(m.row_ids[dead]) == -1).all()
+        m = killed
+    assert m.num_live == 0
+
+
+def test_killed_of_no_rows_is_the_same_map(rng):
+    m = IdMap(rng.permutation(np.arange(50, dtype=np.int64)))
+    _same(m.killed(np.array([], np.int64)), m)
 
 
 def test_appended_refuses_a_live_id(rng):

@@ -273,3 +273,51 @@ def test_l2_mask_kernel(isa):
             want = (bits << np.arange(32, dtype=np.uint64)).sum(axis=1)
             got = _core.l2_mask32(sums, norms, float(two_bias), float(two_inv_m), float(threshold), isa)
             np.testing.assert_array_equal(got.astype(np.uint64), want)
+
+
+def keep_patterns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Which entries a prune keeps: the edges of a leaf, of its groups and of the halves a group's bytes hold."""
+    def keep_all_but(*dropped):
+        keep = np.ones(n, dtype=np.uint8)
+        keep[list(dropped)] = 0
+        return keep
+
+    patterns = {
+        "all": np.ones(n, dtype=np.uint8),
+        "none": np.zeros(n, dtype=np.uint8),
+        "first removed": keep_all_but(0),
+        "last removed": keep_all_but(n - 1),
+        "only the last": (np.arange(n) == n - 1).astype(np.uint8),
+        "every other": (np.arange(n) % 2).astype(np.uint8),
+        "20% dead": (rng.random(n) >= 0.2).astype(np.uint8),
+        "90% dead": (rng.random(n) >= 0.9).astype(np.uint8),
+        # whole groups kept before the first removed entry (copied as bytes), and after it
+        "first removed after two groups": keep_all_but(min(n - 1, 64)),
+        "a group boundary removed": keep_all_but(*[i for i in (31, 32) if i < n]),
+        "a half boundary removed": keep_all_but(*[i for i in (15, 16) if i < n]),
+        # a whole group gone: the next one lands aligned again
+        "the second group removed": np.where((np.arange(n) >= 32) & (np.arange(n) < 64), 0, 1).astype(np.uint8),
+    }
+    return patterns
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("num_blocks", (1, 2, 3, 4, 5, 7, 8, 9, 192))
+def test_keep_moves_the_kept_codes_in_the_packed_layout(rng, isa, num_blocks):
+    """lut16_keep gives the bytes of packing the kept entries' codes again, on every path."""
+    require_isa(isa)
+    for n in (1, 15, 16, 31, 32, 33, 64, 65, 100, 223):
+        codes = rng.integers(0, 16, size=(n, num_blocks), dtype=np.uint8)
+        packed = _core.pack_lut16_codes(codes)
+        for name, keep in keep_patterns(rng, n).items():
+            want = _core.pack_lut16_codes(np.ascontiguousarray(codes[keep.astype(bool)]))
+            got = _core.lut16_keep(packed, n, num_blocks, keep, isa)
+            np.testing.assert_array_equal(got, want, err_msg=f"n={n}, {name}")
+
+
+def test_keep_rejects_mismatched_shapes(rng):
+    packed = _core.pack_lut16_codes(rng.integers(0, 16, size=(40, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="keep must have shape"):
+        _core.lut16_keep(packed, 40, 3, np.ones(39, np.uint8), "scalar")
+    with pytest.raises(ValueError, match="packed must have shape"):
+        _core.lut16_keep(packed, 40, 4, np.ones(40, np.uint8), "scalar")

@@ -5,8 +5,9 @@ inputs show (they may be shared with running searches or memory-mapped from a fi
 :mod:`annlib.index.mutable`). New points go to the partitions trained at build time (with a
 SOAR spill when the index spills) and are encoded with the build's codebook in the C++ core
 (``encode_pq_entries``: no residual matrix). The leaf-major entry tables are rewritten by
-``_core.leaf_append`` / ``_core.leaf_select``, which copy untouched leaves' packed codes as bytes
-and repack only a touched leaf's last partial group (append) or a leaf that lost entries (select).
+``_core.leaf_append`` / ``_core.leaf_select``, which copy untouched leaves' packed codes as bytes;
+an append repacks only a touched leaf's last partial group, and a leaf that lost entries (select,
+prune) has its kept codes moved inside the packed layout (``lut16_keep``), never unpacked.
 
 A delete leaves every per-row array as it is (the row is marked dead in the scan's liveness mask)
 but drops the dead rows' entries from each leaf it pushes to :data:`PRUNE_DEAD_FRACTION` dead

@@ -110,6 +110,28 @@ Int32Array scan_py(const ByteArray& packed, size_t n, size_t num_blocks, const B
   return result;
 }
 
+ByteArray keep_py(const ByteArray& packed, size_t n, size_t num_blocks, const ByteArray& keep, const std::string& isa) {
+  require_packed(packed, n, num_blocks);
+  if (keep.ndim() != 1 || static_cast<size_t>(keep.shape(0)) != n) {
+    throw std::invalid_argument("keep must have shape (" + std::to_string(n) + ",), got " + shape_str(keep));
+  }
+  const KernelTable& kt = kernels_for(parse_isa(isa));
+  std::vector<uint32_t> masks(lut16_num_groups(n), 0);
+  size_t kept = 0;
+  for (size_t p = 0; p < n; ++p) {
+    if (keep.data()[p]) {
+      masks[p / 32] |= 1u << (p % 32);
+      ++kept;
+    }
+  }
+  ByteArray out(static_cast<py::ssize_t>(lut16_packed_bytes(kept, num_blocks)));
+  {
+    py::gil_scoped_release release;
+    kt.lut16_keep(Lut16KeepArgs{packed.data(), masks.data(), masks.size(), num_blocks, out.mutable_data()});
+  }
+  return out;
+}
+
 FloatArray build_lut_py(const FloatArray& query, const FloatArray& codebook, size_t dims_per_block,
                         const std::string& isa) {
   const size_t dim = query.size();
@@ -157,6 +179,9 @@ void bind_lut16(py::module_& m) {
         }, py::arg("sums"), py::arg("sq_norms"), py::arg("two_bias"), py::arg("two_inv_m"), py::arg("threshold"),
         py::arg("isa"),
         "uint32 mask per group of 32: bit i when (two_bias + sums[i] * two_inv_m) - sq_norms[i] >= threshold (for tests).");
+  m.def("lut16_keep", &keep_py, py::arg("packed"), py::arg("n"), py::arg("num_blocks"), py::arg("keep"),
+        py::arg("isa"),
+        "The packed layout of the entries p with keep[p] != 0 (uint8, n), in order, moved with one SIMD path.");
   m.def("lut16_scan", &scan_py, py::arg("packed"), py::arg("n"), py::arg("num_blocks"), py::arg("luts"),
         py::arg("isa"),
         "int32 (num_queries, n): sum over blocks of (luts[q, k, code_k(p)] - 128), using one SIMD path.");

@@ -8,6 +8,7 @@
 
 #include "core/lut16_codes.h"
 #include "core/thread_pool.h"
+#include "simd/dispatch.h"
 
 namespace annlib {
 
@@ -129,14 +130,17 @@ LeafPlan plan_select(const LeafEntries& in, const int64_t* renumber, size_t rows
 namespace {
 
 /// Writes the entries of each leaf for which keep(id) holds, as new_id(id), in their order. A leaf
-/// the plan keeps whole copies its codes as bytes; one that lost entries is unpacked and packed again.
+/// the plan keeps whole copies its codes as bytes; one that lost entries moves its kept codes
+/// inside the packed layout (lut16_keep: no unpacked copy, groups before the first removed entry
+/// copied as bytes).
 template <typename Keep, typename NewId>
 void keep_entries(const LeafEntries& in, const LeafPlan& plan, Keep keep, NewId new_id, size_t num_threads,
                   const LeafEntriesOut& out) {
   const size_t nb = in.num_blocks, group_bytes = nb * kLut16Codewords;
   const bool values = in.values && out.values;
+  const Lut16KeepFn keep_codes = kernels().lut16_keep;
   const size_t workers = std::min(resolve_num_threads(num_threads), std::max<size_t>(in.num_leaves, 1));
-  std::vector<std::vector<uint8_t>> buffers(workers);
+  std::vector<std::vector<uint32_t>> buffers(workers);
   ThreadPool::instance().parallel_for(in.num_leaves, workers, [&](size_t l, size_t worker) {
     const int64_t old_begin = in.leaf_offsets[l], old_count = in.leaf_offsets[l + 1] - old_begin;
     const int64_t dst = plan.leaf_offsets[l], kept = plan.leaf_offsets[l + 1] - dst;
@@ -149,19 +153,18 @@ void keep_entries(const LeafEntries& in, const LeafPlan& plan, Keep keep, NewId 
       std::memcpy(to, from, (in.group_offsets[l + 1] - in.group_offsets[l]) * group_bytes);
       return;
     }
-    std::vector<uint8_t>& codes = buffers[worker];
-    codes.resize(old_count * nb);
-    unpack_lut16_codes(from, old_count, nb, codes.data());
+    std::vector<uint32_t>& masks = buffers[worker];
+    masks.assign(static_cast<size_t>(groups_of(old_count)), 0);
     int64_t w = 0;
     for (int64_t e = 0; e < old_count; ++e) {
       const int32_t id = in.entry_ids[old_begin + e];
       if (!keep(id)) continue;
+      masks[e / kGroup] |= 1u << (e % kGroup);
       out.entry_ids[dst + w] = new_id(id);
       if (values) out.values[dst + w] = in.values[old_begin + e];
-      if (w != e) std::memmove(codes.data() + w * nb, codes.data() + e * nb, nb);
       ++w;
     }
-    pack_lut16_codes(codes.data(), kept, nb, to);
+    keep_codes(Lut16KeepArgs{from, masks.data(), masks.size(), nb, to});
   });
 }
 

@@ -1,8 +1,10 @@
 // Edits of the tree-AH index's leaf-major entry tables (leaf offsets, entry ids, packed LUT16
 // codes and an optional per-entry float such as entry_sq_norms): appending entries, keeping
-// a subset, and pruning dead points' entries from the leaves they crowd. Each writes a new copy and touches per leaf only what changes: full 32-entry groups
-// of codes are copied as bytes, and only a leaf's last partial group and its new entries (append)
-// or a leaf that lost entries (select) are unpacked and packed again. Public within the core.
+// a subset, and pruning dead points' entries from the leaves they crowd. Each writes a new copy and
+// touches per leaf only what changes: full 32-entry groups of codes are copied as bytes; an append
+// unpacks and packs again only a leaf's last partial group and its new entries, and a leaf that lost
+// entries (select, prune) moves its kept codes inside the packed layout (lut16_keep, simd/kernels.h).
+// Public within the core.
 #pragma once
 
 #include <cstddef>

@@ -12,6 +12,7 @@ struct KernelTable {
   DotBlockFn dot_block;
   DotByDimFn dot_by_dim;
   Lut16Fn lut16;
+  Lut16KeepFn lut16_keep;
   GreaterMask32Fn greater_mask32;
   L2Mask32Fn l2_mask32;
   QuantizeLutFn quantize_lut;

@@ -70,6 +70,24 @@ void lut16_scalar(const Lut16Args& args);
 void lut16_avx2(const Lut16Args& args);
 void lut16_avx512(const Lut16Args& args);
 
+/// Keeps a subset of one leaf's LUT16 entries inside the packed layout (pack_lut16_codes): the
+/// entries whose bit is set (bit i of keep[g] = entry 32 g + i), in their order, become
+/// ceil(kept / 32) packed groups in out, padding code 0 -- the bytes of unpacking, dropping and
+/// packing again, without the unpacked copy. A delete's prune moves every kept code this way.
+struct Lut16KeepArgs {
+  const uint8_t* packed;  ///< num_groups * num_blocks * 16 bytes
+  const uint32_t* keep;   ///< num_groups masks; padding entries' bits must be 0
+  size_t num_groups;
+  size_t num_blocks;
+  uint8_t* out;           ///< ceil(kept / 32) * num_blocks * 16 bytes, kept = total popcount of keep
+};
+
+using Lut16KeepFn = void (*)(const Lut16KeepArgs& args);
+
+void lut16_keep_scalar(const Lut16KeepArgs& args);
+void lut16_keep_avx2(const Lut16KeepArgs& args);
+void lut16_keep_avx512(const Lut16KeepArgs& args);
+
 /// Bit i of the result is set when values[i] > cutoff, for the 32 values of one
 /// LUT16 group: the candidate filter after a scan, one compare per 32 points.
 using GreaterMask32Fn = uint32_t (*)(const int32_t* values, int32_t cutoff);
