@@ -92,6 +92,9 @@ def _as_float32_matrix(array, name: str) -> np.ndarray:
         return np.ascontiguousarray(array, dtype=np.float32)
 
 
+_SMALL_CHECK = 4096  # entries checked through a float64 copy (see _check_values)
+
+
 def _check_values(array: np.ndarray, name: str) -> None:
     """Every entry finite and every row's squared norm at most :data:`MAX_SQUARED_NORM`.
 
@@ -101,8 +104,14 @@ def _check_values(array: np.ndarray, name: str) -> None:
     """
     if not array.size:
         return
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.einsum("ij,ij->", array, array) if array.ndim == 2 else np.vdot(array, array)
+    if array.size <= _SMALL_CHECK:
+        # A few rows (a single-query search): summed in float64, where float32 squares cannot
+        # overflow, so no errstate context is needed; that context cost more than the sum.
+        flat = array.reshape(-1).astype(np.float64)
+        total = np.dot(flat, flat)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.einsum("ij,ij->", array, array) if array.ndim == 2 else np.vdot(array, array)
     if total <= MAX_SQUARED_NORM:  # False for NaN and inf
         return
     if not np.isfinite(array).all():

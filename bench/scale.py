@@ -202,17 +202,51 @@ class FaissIvfPqFs:
         return self.index.search(queries, K)[1]
 
 
+class GraphCache:
+    """Saves a built graph index (and the seconds its build took) under ``--peer-cache``, keyed
+    by the contender and the data, so later runs load it instead of rebuilding for minutes.
+    A loaded contender reports the build time of the run that built it."""
+
+    def __init__(self, directory, key, data):
+        self.path = None if directory is None else pathlib.Path(directory) / f"{key}-{data.shape[0]}x{data.shape[1]}"
+        self.build_s = None
+
+    def load(self, read) -> bool:
+        """Calls ``read(path)`` and returns True when a saved build exists."""
+        if self.path is None or not self.path.with_suffix(".json").exists():
+            return False
+        import json
+
+        read(str(self.path.with_suffix(".bin")))
+        self.build_s = json.loads(self.path.with_suffix(".json").read_text())["build_s"]
+        return True
+
+    def store(self, write, build_s):
+        if self.path is None:
+            return
+        import json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write(str(self.path.with_suffix(".bin")))
+        self.path.with_suffix(".json").write_text(json.dumps({"build_s": build_s}))
+
+
 class FaissHnsw:
-    def __init__(self, data, m=32, efc=200):
+    def __init__(self, data, m=32, efc=200, cache=None):
         self.data, self.m, self.efc = data, m, efc
         self.name = f"faiss HNSW{m} efC={efc}"
+        self.cache = GraphCache(cache, f"faiss-hnsw{m}-efc{efc}", data)
 
     def build(self):
         import faiss
 
+        if self.cache.load(lambda path: setattr(self, "index", faiss.read_index(path))):
+            return
+        start = time.perf_counter()
         self.index = faiss.IndexHNSWFlat(self.data.shape[1], self.m, faiss.METRIC_L2)
         self.index.hnsw.efConstruction = self.efc
         self.index.add(self.data)
+        self.cache.store(lambda path: faiss.write_index(self.index, path), time.perf_counter() - start)
 
     def index_bytes(self):
         import faiss
@@ -237,17 +271,22 @@ class FaissHnsw:
 
 
 class Hnswlib:
-    def __init__(self, data, threads, m=16, efc=200):
+    def __init__(self, data, threads, m=16, efc=200, cache=None):
         self.data, self.threads, self.m, self.efc = data, threads, m, efc
         self.name = f"hnswlib M={m} efC={efc}"
+        self.cache = GraphCache(cache, f"hnswlib-m{m}-efc{efc}", data)
 
     def build(self):
         import hnswlib
 
         n, d = self.data.shape
         self.index = hnswlib.Index(space="l2", dim=d)
+        if self.cache.load(lambda path: self.index.load_index(path, max_elements=n)):
+            return
+        start = time.perf_counter()
         self.index.init_index(max_elements=n, ef_construction=self.efc, M=self.m, random_seed=0)
         self.index.add_items(self.data, np.arange(n), num_threads=self.threads)
+        self.cache.store(self.index.save_index, time.perf_counter() - start)
 
     def index_bytes(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -387,6 +426,8 @@ def main(argv=None):
     ap.add_argument("--build-memory", action="store_true", help="only build, each contender in its own process")
     ap.add_argument("--build-one", default=None, help=argparse.SUPPRESS)  # the child of --build-memory
     ap.add_argument("--ah-stage", action="store_true", help="only the AH-stage recall, annlib vs ScaNN (no reordering)")
+    ap.add_argument("--peer-cache", default=None,
+                    help="directory (outside the repo) where the graph peers' built indexes are saved and reused")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "out" / "scale.md"))
     args = ap.parse_args(argv)
 
@@ -434,8 +475,8 @@ def main(argv=None):
         "annlib-int8": lambda: Annlib(data, args.leaves, "int8"),
         "scann": lambda: Scann(data, args.leaves),
         "faiss-ivfpqfs": lambda: FaissIvfPqFs(data, args.leaves),
-        "faiss-hnsw": lambda: FaissHnsw(data),
-        "hnswlib": lambda: Hnswlib(data, threads),
+        "faiss-hnsw": lambda: FaissHnsw(data, cache=args.peer_cache),
+        "hnswlib": lambda: Hnswlib(data, threads, cache=args.peer_cache),
     }
     if args.build_one is not None:
         import json
@@ -456,8 +497,11 @@ def main(argv=None):
         start = time.perf_counter()
         algo.build()
         build_s = time.perf_counter() - start
+        cached = getattr(getattr(algo, "cache", None), "build_s", None)
+        if cached is not None:  # loaded from --peer-cache: the build time of the run that built it
+            build_s = cached
         size_mb = algo.index_bytes() / 2**20
-        log(f"built {algo.name}: {build_s:.1f} s, index {size_mb:.0f} MiB")
+        log(f"built {algo.name}: {build_s:.1f} s{' (cached build)' if cached is not None else ''}, index {size_mb:.0f} MiB")
         row = {"name": algo.name, "build_s": build_s, "size_mb": size_mb}
         for mode in args.mode:
             row[mode] = sweep(algo, mode, queries, kth, data, args.repeats, threads, log)

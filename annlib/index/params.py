@@ -72,18 +72,23 @@ def override(defaults, overrides: dict):
     Every call builds (and so validates) a new object from the values given: nothing about
     earlier calls' arguments is reused. Only the field names of each class are cached.
     """
-    allowed = names(type(defaults))
-    unknown = [name for name in overrides if name not in allowed]
-    if unknown:
-        accepted = ", ".join(allowed) if allowed else "none"
-        raise InvalidTypeError(
-            f"unknown search parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"for {type(defaults).__name__} (accepted: {accepted})"
-        )
-    given = {name: value for name, value in overrides.items() if value is not None}
-    if not given:
+    cls = type(defaults)
+    allowed = _NAMES.get(cls) or names(cls)
+    merged = None
+    for name, value in overrides.items():
+        if name not in allowed:
+            unknown = [n for n in overrides if n not in allowed]
+            accepted = ", ".join(allowed) if allowed else "none"
+            raise InvalidTypeError(
+                f"unknown search parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                f"for {cls.__name__} (accepted: {accepted})"
+            )
+        if value is not None:
+            if merged is None:
+                merged = {n: getattr(defaults, n) for n in allowed}
+            merged[name] = value
+    if merged is None:
         return defaults
     # The constructor, not dataclasses.replace: the same __post_init__ validation, a third of the
     # cost, which a single-query search pays on every call that names a parameter.
-    merged = {name: given[name] if name in given else getattr(defaults, name) for name in allowed}
-    return type(defaults)(**merged)
+    return cls(**merged)

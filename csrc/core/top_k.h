@@ -79,6 +79,12 @@ class TopK {
     const uint64_t key = pack(score, id);
     if (key <= threshold_key_) return;  // ties with the threshold score: the id decides
     keys_[size_++] = key;
+    if (size_ == k_ && threshold_key_ == 0) {
+      // The first k keys: their minimum is the k-th best so far, so later pushes already
+      // have a bar to clear (else every push fills the buffer until the first compaction).
+      threshold_key_ = *std::min_element(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(k_));
+      threshold_ = unpack(threshold_key_).score;
+    }
     if (size_ == keys_.size()) compact();
   }
 

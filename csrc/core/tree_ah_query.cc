@@ -54,25 +54,35 @@ void order_leaves(const TreeAhView& v, size_t count, QueryTables& t) {
   // the selection compares integers: larger key = better, ties to the smaller id.
   const bool l2 = v.metric == Metric::kSquaredL2;
   uint64_t* keys = t.leaf_keys.data();
-  for (size_t l = 0; l < v.num_leaves; ++l) {
+  auto score_of = [&](size_t l) {
     const float dot = t.center_dots[l];
-    keys[l] = (static_cast<uint64_t>(orderable_bits(l2 ? 2.f * dot - v.center_sq_norms[l] : dot)) << 32) |
-              (0xFFFFFFFFu - static_cast<uint32_t>(l));
-  }
+    return l2 ? 2.f * dot - v.center_sq_norms[l] : dot;
+  };
+  auto key_of = [](float score, size_t l) {
+    return (static_cast<uint64_t>(orderable_bits(score)) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(l));
+  };
   count = std::min(count, v.num_leaves);
   if (count * 16 <= v.num_leaves) {
     // Few leaves out of many: a min-heap of the best `count` keys rejects almost every
-    // center with one well-predicted compare, cheaper than a selection over all of them.
+    // center with one well-predicted float compare against the heap's worst score (a
+    // smaller score always packs a smaller key), cheaper than a selection over all of them.
+    for (size_t l = 0; l < count; ++l) keys[l] = key_of(score_of(l), l);
     std::make_heap(keys, keys + count, std::greater<uint64_t>());
+    float worst = from_orderable_bits(static_cast<uint32_t>(keys[0] >> 32));
     for (size_t l = count; l < v.num_leaves; ++l) {
-      if (keys[l] > keys[0]) {
+      const float score = score_of(l);
+      if (score < worst) continue;
+      const uint64_t key = key_of(score, l);
+      if (key > keys[0]) {
         std::pop_heap(keys, keys + count, std::greater<uint64_t>());
-        keys[count - 1] = keys[l];
+        keys[count - 1] = key;
         std::push_heap(keys, keys + count, std::greater<uint64_t>());
+        worst = from_orderable_bits(static_cast<uint32_t>(keys[0] >> 32));
       }
     }
-  } else if (count < v.num_leaves) {
-    std::nth_element(keys, keys + count - 1, keys + v.num_leaves, std::greater<uint64_t>());
+  } else {
+    for (size_t l = 0; l < v.num_leaves; ++l) keys[l] = key_of(score_of(l), l);
+    if (count < v.num_leaves) std::nth_element(keys, keys + count - 1, keys + v.num_leaves, std::greater<uint64_t>());
   }
   std::sort(keys, keys + count, std::greater<uint64_t>());  // nearest leaves first: the selection fills early
 }
