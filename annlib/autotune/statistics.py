@@ -95,9 +95,15 @@ def saturation_depth(index, queries: np.ndarray, truth: np.ndarray, exclude: np.
     sub_truth = truth[rows]
     ranks, _ = index.layout.ah_ranks(queries[rows], sub_truth, None if exclude is None else exclude[rows],
                                      np.array([t1_max], dtype=np.int64), cap, num_threads)
-    ranks = ranks[:, :, 0][sub_truth >= 0]
-    if ranks.size == 0:
-        return floor
+    return _saturation(ranks[:, :, 0][sub_truth >= 0], n, k)
+
+
+def _saturation(ranks: np.ndarray, n: int, k: int) -> int:
+    """1.2 times the depth holding all but SATURATION_TOLERANCE of ``ranks`` (the true neighbours'
+    ranks at the deepest t1), within [default_max_rank, max_rank_cap]."""
+    floor, cap = default_max_rank(n, k), max_rank_cap(n, k)
+    if ranks.size == 0 or cap <= floor:
+        return min(floor, cap)
     needed = float(np.quantile(ranks, 1.0 - SATURATION_TOLERANCE, method="higher"))
     return int(min(cap, max(floor, math.ceil(1.2 * needed))))
 
@@ -233,7 +239,12 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
 
     # Quantized stage: the index's own AH order of the candidates, at every grid point.
     threads = _validate.num_threads(num_threads)
-    if max_rank is None:
+    sized_after = max_rank is None and not layout.spilled and not force_python
+    if sized_after:
+        # Unspilled: the C++ pass counts instead of selecting, so its cost does not grow with the
+        # depth; rank every query to the cap once and size max_rank from all of them (no probe).
+        max_rank = max_rank_cap(index.n, k)
+    elif max_rank is None:
         max_rank = saturation_depth(index, queries, np.where(valid, truth, -1), exclude, int(grid[-1]), threads, seed)
     max_rank = int(min(max_rank, index.n))
     lost = max_rank + 1
@@ -251,6 +262,10 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
             ranks_j[~valid] = lost
             ah_rank[:, :, j] = ranks_j
         entry_rank = ah_rank.copy()  # approximate under spilling: the search's own overretrieval already applied
+    if sized_after:
+        max_rank = _saturation(ah_rank[:, :, -1][valid], index.n, k)
+        ah_rank[ah_rank > max_rank] = max_rank + 1
+        entry_rank[entry_rank > max_rank] = 0
     spilled = layout.spilled
     return QueryStatistics(
         k=k,
