@@ -271,14 +271,21 @@ def tune_tree_ah(
     stages["statistics"] = stats.seconds
     t2_grid = _solver.default_t2_grid(k, stats.max_rank) if has_reorder else None
     mark = time.perf_counter()
+    surf = _solver.surface(stats, cost_model or _cost.prior(index, mode, search_threads), t2_grid)
     if cost_model is None:
+        # Time the searches where this tuning's answer will lie: around the setting a
+        # work-proportional prior picks (the fit must be right there, not at the grid's ends).
+        design = None
+        if target is not None:
+            guess = _solver.solve_for_recall(surf, target, safety)
+            design = _cost.design_around(stats.t1_grid, t2_grid, guess.j, guess.i, k)
         model = _cost.measure(index, tq, k, stats.t1_grid, t2_grid, seed=seed, mode=mode,
-                              num_threads=search_threads)
+                              num_threads=search_threads, design=design, run_seconds=_cost.RUN_SECONDS)
+        surf = _solver.with_cost(surf, stats, model)
     else:
         model = cost_model
     stages["cost_model"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    surf = _solver.surface(stats, model, t2_grid)
 
     if max_cost is not None:
         sol = _solver.solve_for_budget(surf, max_cost, target, safety)

@@ -64,25 +64,38 @@ def surface(stats: QueryStatistics, model: CostModel, t2_grid: np.ndarray | None
     # hits[q, j, i] = number of q's true neighbors with ah_rank(t1_j) <= t2_i: one sort per (q, j),
     # then a vectorised searchsorted over the t2 grid via cumulative counts.
     ranks = stats.ah_rank  # (nq, k, G1)
-    counts = np.zeros((nq, len(stats.t1_grid), len(thresholds)), dtype=np.float64)
+    g2 = len(thresholds)
+    counts = np.zeros((nq, len(stats.t1_grid), g2), dtype=np.float64)
+    rows = np.repeat(np.arange(nq), ranks.shape[1])
     for j in range(len(stats.t1_grid)):
         r = ranks[:, :, j]
-        # number of neighbors with rank <= t2_i, for every i at once
-        hit = r[:, :, None] <= thresholds[None, None, :]
         if stats.entry_rank is not None and t2_grid is not None:
             # spilled index: the best copy must also be among the ceil(overretrieve * t2) entries kept
+            hit = r[:, :, None] <= thresholds[None, None, :]
             kept = np.ceil(stats.overretrieve * thresholds - 1e-9)
             e = stats.entry_rank[:, :, j][:, :, None]
             hit &= (e > 0) & (e <= kept[None, None, :])
-        counts[:, j, :] = hit.sum(axis=1)
+            counts[:, j, :] = hit.sum(axis=1)
+            continue
+        # A neighbour of rank r counts at every t2_i >= r: histogram the first such i per query,
+        # then accumulate along the t2 grid (O(nq k + nq G2), not a (nq, k, G2) comparison).
+        first = np.searchsorted(thresholds, r.ravel(), side="left")
+        hist = np.bincount(rows * (g2 + 1) + first, minlength=nq * (g2 + 1)).reshape(nq, g2 + 1)
+        counts[:, j, :] = np.cumsum(hist[:, :g2], axis=1)
     per_query = counts / per_query_truth[:, None, None]
     recall = per_query.mean(axis=0)
     stderr = per_query.std(axis=0, ddof=1) / math.sqrt(nq) if nq > 1 else np.zeros_like(recall)
+    return with_cost(Surface(stats.t1_grid, None if t2_grid is None else np.asarray(t2_grid), recall, stderr,
+                             np.zeros_like(recall)), stats, model)
+
+
+def with_cost(s: Surface, stats: QueryStatistics, model: CostModel) -> Surface:
+    """The same recall surface priced by another cost model."""
+    thresholds = np.array([stats.k]) if s.t2 is None else s.t2
     entries = stats.entries.mean(axis=0)  # (G1,)
-    reordered = np.minimum(thresholds[None, :], entries[:, None]) if t2_grid is not None else np.zeros((1, 1))
+    reordered = np.minimum(thresholds[None, :], entries[:, None]) if s.t2 is not None else np.zeros((1, 1))
     cost = model.cost(stats.t1_grid[:, None], entries[:, None], reordered)
-    cost = np.broadcast_to(cost, recall.shape).copy()
-    return Surface(stats.t1_grid, None if t2_grid is None else np.asarray(t2_grid), recall, stderr, cost)
+    return dataclasses.replace(s, cost=np.broadcast_to(cost, s.recall.shape).copy())
 
 
 def lagrangian_argmin(s: Surface, lam: float) -> tuple[int, int]:
