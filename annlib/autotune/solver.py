@@ -177,9 +177,41 @@ class Solution:
     message: str
 
 
-def solve_for_recall(s: Surface, target: float, z: float = 1.0) -> Solution:
+#: Most of the unmargined cost a safety margin may add; where the full margin would cost more
+#: (a flat stretch of the frontier: each recall point is dear), it shrinks, down to
+#: :data:`MIN_MARGIN_FRACTION` of itself.
+MARGIN_COST = 0.05
+MIN_MARGIN_FRACTION = 0.5
+
+
+def margin_for(s: Surface, target: float, z: float) -> float:
+    """The safety margin, in standard errors, sized by the frontier's slope at the target.
+
+    A margin of z standard errors buys insurance against the tuning queries' sampling error at
+    the price of the frontier's cost per recall there: where the frontier is steep in recall
+    (cheap) the full margin costs little; where it is flat, a margin of one standard error can
+    cost 10-20% of the speed. The margin is the largest z' in [MIN_MARGIN_FRACTION z, z] whose
+    cheapest setting costs at most (1 + MARGIN_COST) times the cheapest with the smallest
+    margin."""
+    def cheapest(zz):
+        ok = s.recall - zz * s.stderr >= target - 1e-12
+        return float(np.min(np.where(ok, s.cost, np.inf)))
+
+    floor = MIN_MARGIN_FRACTION * z
+    base = cheapest(floor)
+    if not math.isfinite(base) or z <= 0:
+        return z
+    for zz in np.linspace(z, floor, 6):
+        if cheapest(zz) <= (1.0 + MARGIN_COST) * base:
+            return float(zz)
+    return floor
+
+
+def solve_for_recall(s: Surface, target: float, z: float = 1.0, adapt: bool = True) -> Solution:
     """Cheapest grid point whose predicted recall clears the target with a safety margin of ``z``
-    standard errors; best effort (highest recall, then cheapest) when none does."""
+    standard errors (with ``adapt``, shrunk by :func:`margin_for` where the frontier is flat);
+    best effort (highest recall, then cheapest) when none does."""
+    z = margin_for(s, target, z) if adapt else z
     lower = s.recall - z * s.stderr
     for bound, note in ((lower, ""), (s.recall, " (without the statistical safety margin)")):
         mask = bound >= target - 1e-12
@@ -189,7 +221,8 @@ def solve_for_recall(s: Surface, target: float, z: float = 1.0) -> Solution:
             j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)
             if lag is not None and s.cost[lag] <= s.cost[j, i]:
                 j, i = lag
-            return Solution(int(j), int(i), lag, True, f"target recall {target:g} met{note}")
+            margin = f" with a margin of {z:.2f} standard errors" if not note and z > 0 else ""
+            return Solution(int(j), int(i), lag, True, f"target recall {target:g} met{margin}{note}")
     best = s.recall.max()
     cost = np.where(s.recall >= best - 1e-12, s.cost, np.inf)
     j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)

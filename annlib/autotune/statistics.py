@@ -17,8 +17,11 @@ exact top-k neighbors g the stage at which g would be lost:
 
 The search space covers the whole useful range: ``t1_grid`` runs up to the deepest partition
 holding a true neighbour of any tuning query (more leaves cannot raise recall), and ``max_rank``
-to the depth where recall saturates, found by a probe pass on a subsample of the queries that
-scans all those partitions once (:func:`saturation_depth`). On data with a flat distance
+to the depth where recall saturates. On an unspilled index the C++ pass ranks by counting the
+entries that beat each neighbour's own score, so its cost does not depend on the depth: it ranks
+to :func:`max_rank_cap` and the saturation depth is read off all the queries' ranks. A spilled
+index de-duplicates a selection of ``max_rank`` candidates instead, so a probe pass on a
+subsample sizes the depth first (:func:`saturation_depth`). On data with a flat distance
 distribution the quantized order is noisy and that depth is several hundred candidates.
 
 Everything is vectorised over queries and neighbors; the per-query loops are in C++.
