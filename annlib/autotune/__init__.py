@@ -273,14 +273,17 @@ def tune_tree_ah(
     stages["statistics"] = stats.seconds
     t2_grid = _solver.default_t2_grid(k, stats.max_rank) if has_reorder else None
     mark = time.perf_counter()
-    surf = _solver.surface(stats, cost_model or _cost.prior(index, mode, search_threads), t2_grid)
+    guide = _cost.prior(index, mode, search_threads)
+    surf = _solver.surface(stats, cost_model or guide, t2_grid)
     if cost_model is None:
         # Time the searches where this tuning's answer will lie: around the setting a
         # work-proportional prior picks (the fit must be right there, not at the grid's ends).
         design = None
         if target is not None:
             guess = _solver.solve_for_recall(surf, target, safety)
-            design = _cost.design_around(stats.t1_grid, t2_grid, guess.j, guess.i, k)
+            t1_guess, t2_guess = surf.params(guess.j, guess.i)
+            design = _cost.design_around(stats.t1_grid, t2_grid, guess.j, guess.i, k,
+                                         reorder_step=_cost.reorder_step(guide, index, t1_guess, t2_guess, k))
         model = _cost.measure(index, tq, k, stats.t1_grid, t2_grid, seed=seed, mode=mode,
                               num_threads=search_threads, design=design, run_seconds=_cost.RUN_SECONDS)
         surf = _solver.with_cost(surf, stats, model)

@@ -142,10 +142,11 @@ def _prior_cost(model: CostModel, index, t1: int, t2: int | None, k: int) -> flo
 
 
 def design_around(t1_grid: np.ndarray, t2_grid: np.ndarray | None, j: int, i: int, k: int,
-                  below: float = 2.5, above: float = 1.6) -> list[tuple[int, int | None]]:
+                  below: float = 2.5, above: float = 1.6, reorder_step: int = 0) -> list[tuple[int, int | None]]:
     """Timed settings for a fit that must be right near grid point (j, i): that point, ``below``
     times fewer and ``above`` times more leaves, the same for candidates (the dear side nearer:
-    its runs cost the most), and the cheapest setting, which pins the fixed cost."""
+    its runs cost the most) but at least ``reorder_step`` more candidates, and the cheapest
+    setting, which pins the fixed cost."""
     def nearest(grid, value):
         return int(grid[int(np.argmin(np.abs(np.log(grid / value))))])
 
@@ -158,8 +159,17 @@ def design_around(t1_grid: np.ndarray, t2_grid: np.ndarray | None, j: int, i: in
     t2 = float(t2_grid[i])
     points = {(int(t1_grid[0]), int(t2_grid[0])), (int(t1), int(t2))}
     points |= {(t1_value, int(t2)) for t1_value in t1s}
-    points |= {(int(t1), nearest(t2_grid, t2 / below)), (int(t1), nearest(t2_grid, t2 * above))}
+    points |= {(int(t1), nearest(t2_grid, t2 / below)), (int(t1), nearest(t2_grid, max(t2 * above, t2 + reorder_step)))}
     return sorted(points)
+
+
+def reorder_step(model: CostModel, index, t1: int, t2: int | None, k: int, share: float = 0.4) -> int:
+    """Candidates whose reordering costs ``share`` of the setting (t1, t2) under ``model``: a step
+    in t2 that moves the timed cost well beyond the timing noise. At a few dozen candidates
+    reordering is a sliver of a search and a fit over nearby settings prices it at zero."""
+    if t2 is None or model.per_reorder <= 0:
+        return 0
+    return int(math.ceil(share * _prior_cost(model, index, t1, t2, k) / model.per_reorder))
 
 
 def _design_points(t1_grid: np.ndarray, t2_grid: np.ndarray) -> list[tuple[int, int | None]]:

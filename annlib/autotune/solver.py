@@ -219,7 +219,10 @@ def solve_for_recall(s: Surface, target: float, z: float = 1.0, adapt: bool = Tr
             lag = _bisect(s, lambda j, i, b=bound: b[j, i] >= target - 1e-12)
             cost = np.where(mask, s.cost, np.inf)
             j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)
-            if lag is not None and s.cost[lag] <= s.cost[j, i]:
+            # Strictly cheaper only: among settings of equal predicted cost (a stage the fit priced at
+            # zero), the hull vertex is the one of most recall and most work; the grid's argmin is
+            # the least work.
+            if lag is not None and s.cost[lag] < s.cost[j, i]:
                 j, i = lag
             margin = f" with a margin of {z:.2f} standard errors" if not note and z > 0 else ""
             return Solution(int(j), int(i), lag, True, f"target recall {target:g} met{margin}{note}")
