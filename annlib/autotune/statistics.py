@@ -166,7 +166,7 @@ def _partition_ranks(index, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def default_t1_grid(leaf_rank: np.ndarray, valid: np.ndarray, num_leaves: int, coverage: float = 1.0,
-                    ratio: float = 1.2, dense_up_to: int = 10) -> np.ndarray:
+                    ratio: float = 1.08, dense_up_to: int = 10) -> np.ndarray:
     """leaves_to_search values to evaluate: 1..dense_up_to, then geometric, up to the number of
     partitions holding ``coverage`` of the true neighbors (all of them by default: more leaves
     cannot raise recall further), at most ``num_leaves``."""
