@@ -117,6 +117,29 @@ def test_statistics_cover_the_range(hard):
     assert st.default_max_rank(index.n, K) <= stats.max_rank <= st.max_rank_cap(index.n, K)
 
 
+def test_counted_ranks_match_the_search_on_l2(hard):
+    """Unspilled indexes rank by counting the entries that beat each neighbour's own score; on a
+    squared-L2 index (scores carry the stored norms) with the query points excluded from their own
+    ground truth, the ranks are exactly the positions in the index's own AH candidate order."""
+    index = hard["index"]
+    tq, truth, exclude, _ = st.tuning_queries(index, None, None, K, num_queries=120, seed=3)
+    grid = np.array([1, 2, 5, 20, index.layout.num_leaves // 2], dtype=np.int64)
+    fast = st.gather(index, tq, truth, exclude, t1_grid=grid, max_rank=400)
+    slow = st.gather(index, tq, truth, exclude, t1_grid=grid, max_rank=400, force_python=True)
+    np.testing.assert_array_equal(fast.ah_rank, slow.ah_rank)
+    assert ((fast.ah_rank > 1) & (fast.ah_rank <= 400)).mean() > 0.3  # deep ranks were compared, not only misses
+
+
+def test_depth_sized_after_one_pass_equals_a_pass_at_that_depth(hard):
+    """Without a max_rank the pass ranks to the cap and then cuts at the saturation depth: the same
+    statistics as a pass run at that depth from the start."""
+    index, test, truth = hard["index"], hard["test"], hard["truth"]
+    sized = st.gather(index, test[0::4], truth[0::4])
+    direct = st.gather(index, test[0::4], truth[0::4], t1_grid=sized.t1_grid, max_rank=sized.max_rank)
+    assert st.default_max_rank(index.n, K) < sized.max_rank
+    np.testing.assert_array_equal(sized.ah_rank, direct.ah_rank)
+
+
 @pytest.mark.parametrize(("which", "target"), [("hard", 0.90), ("hard", 0.95), ("minilm", 0.90), ("minilm", 0.95)])
 def test_choice_within_10_percent_of_the_best_grid_point(request, which, target):
     """Tuned on queries the grid never sees, costed against a dense grid measured on held-out queries:

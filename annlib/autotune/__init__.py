@@ -231,7 +231,9 @@ def tune_tree_ah(
         The indexed vectors, for exact ground truth when the index keeps no float32 reordering data.
     safety : float
         The chosen setting's predicted recall minus ``safety`` standard errors (over tuning
-        queries) must clear the target; 0 disables the margin.
+        queries) must clear the target; 0 disables the margin. Where the full margin would cost
+        more than 5% of the speed (a flat stretch of the frontier) it shrinks, to no less than
+        half (:func:`annlib.autotune.solver.margin_for`).
     max_rank : int, optional
         Largest ``pre_reorder_num_neighbors`` considered (default: where recall saturates, found by
         a probe pass; at least max(250, 25 k), at most max(4 times that, n / 10)).
@@ -271,14 +273,24 @@ def tune_tree_ah(
     stages["statistics"] = stats.seconds
     t2_grid = _solver.default_t2_grid(k, stats.max_rank) if has_reorder else None
     mark = time.perf_counter()
+    guide = _cost.prior(index, mode, search_threads)
+    surf = _solver.surface(stats, cost_model or guide, t2_grid)
     if cost_model is None:
+        # Time the searches where this tuning's answer will lie: around the setting a
+        # work-proportional prior picks (the fit must be right there, not at the grid's ends).
+        design = None
+        if target is not None:
+            guess = _solver.solve_for_recall(surf, target, safety)
+            t1_guess, t2_guess = surf.params(guess.j, guess.i)
+            design = _cost.design_around(stats.t1_grid, t2_grid, guess.j, guess.i, k,
+                                         reorder_step=_cost.reorder_step(guide, index, t1_guess, t2_guess, k))
         model = _cost.measure(index, tq, k, stats.t1_grid, t2_grid, seed=seed, mode=mode,
-                              num_threads=search_threads)
+                              num_threads=search_threads, design=design, run_seconds=_cost.RUN_SECONDS)
+        surf = _solver.with_cost(surf, stats, model)
     else:
         model = cost_model
     stages["cost_model"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    surf = _solver.surface(stats, model, t2_grid)
 
     if max_cost is not None:
         sol = _solver.solve_for_budget(surf, max_cost, target, safety)

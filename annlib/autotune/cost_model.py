@@ -7,9 +7,12 @@ The cost per query is modelled as
 
 ``per_center`` comes from timing exact scoring of the centers (the same dot kernel the search
 uses for partition selection); the other coefficients are a non-negative least-squares fit
-to a few timed searches at spread-out (t1, t2), with the work counts read from the index's
-``last_search_counters``. Times are CPU time, median of a few repeats, so other processes on a
-shared machine disturb them little:
+to a few timed searches, with the work counts read from the index's ``last_search_counters``.
+The autotuner places those searches around the setting a work-proportional prior
+(:func:`prior`) picks for its target (:func:`design_around`), where the fit must be right, and
+sizes each timed run to a few milliseconds (``run_seconds``): a dozen runs cost tens of
+milliseconds, not seconds, however deep the index is searched. Times are CPU time, median of a
+few repeats, so other processes on a shared machine disturb them little:
 
 * ``mode="single"``: one query at a time on one thread, CPU time of the calling thread
   (``time.thread_time``) per query;
@@ -22,6 +25,7 @@ shared machine disturb them little:
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
 from typing import Callable
@@ -112,6 +116,62 @@ def time_brute_force(exact: BruteForce, queries, k: int, repeats: int = 3, mode:
                                  repeats, mode=mode, num_threads=num_threads)
 
 
+#: CPU seconds (per thread in batched mode) one timed run of the tuner's cost model aims at.
+RUN_SECONDS = 0.003
+#: Fewest queries of a timed run: batched runs keep every thread on the leaf-major path, as a
+#: large batch does (it scans query by query below 16 queries per thread).
+MIN_RUN_QUERIES = {"single": 4, "batched": 32}
+
+
+def prior(index, mode: str = "single", num_threads: int = 1) -> CostModel:
+    """Coefficients proportional to each stage's work (LUT16 bytes per entry, floats per reordered
+    candidate and per center), scaled as on a typical AVX2/AVX-512 core. Only for placing the timed
+    searches: its absolute scale does not matter, only the stages' relative weights."""
+    layout = index.layout
+    blocks = math.ceil(layout.dim / layout.dims_per_block)
+    return CostModel(fixed=2e-6, per_center=4e-11 * layout.dim, per_leaf=4e-7, per_entry=5e-11 * blocks,
+                     per_reorder=2e-10 * layout.dim, num_leaves=layout.num_leaves, mode=mode,
+                     num_threads=num_threads)
+
+
+def _prior_cost(model: CostModel, index, t1: int, t2: int | None, k: int) -> float:
+    """The prior's cost of a setting, with the entries of the t1 largest leaves (no query needed)."""
+    sizes = np.sort(np.asarray(index.layout.leaf_sizes, dtype=np.float64))[::-1]
+    entries = float(sizes[:t1].sum())
+    return float(model.cost(t1, entries, min(entries, k if t2 is None else t2)))
+
+
+def design_around(t1_grid: np.ndarray, t2_grid: np.ndarray | None, j: int, i: int, k: int,
+                  below: float = 2.5, above: float = 1.6, reorder_step: int = 0) -> list[tuple[int, int | None]]:
+    """Timed settings for a fit that must be right near grid point (j, i): that point, ``below``
+    times fewer and ``above`` times more leaves, the same for candidates (the dear side nearer:
+    its runs cost the most) but at least ``reorder_step`` more candidates, and the cheapest
+    setting, which pins the fixed cost."""
+    def nearest(grid, value):
+        return int(grid[int(np.argmin(np.abs(np.log(grid / value))))])
+
+    t1_grid = np.asarray(t1_grid, dtype=np.float64)
+    t1 = float(t1_grid[j])
+    t1s = [nearest(t1_grid, t1 / below), int(t1), nearest(t1_grid, t1 * above)]
+    if t2_grid is None:
+        return [(t1_value, None) for t1_value in sorted({int(t1_grid[0]), *t1s})]
+    t2_grid = np.asarray(t2_grid, dtype=np.float64)
+    t2 = float(t2_grid[i])
+    points = {(int(t1_grid[0]), int(t2_grid[0])), (int(t1), int(t2))}
+    points |= {(t1_value, int(t2)) for t1_value in t1s}
+    points |= {(int(t1), nearest(t2_grid, t2 / below)), (int(t1), nearest(t2_grid, max(t2 * above, t2 + reorder_step)))}
+    return sorted(points)
+
+
+def reorder_step(model: CostModel, index, t1: int, t2: int | None, k: int, share: float = 0.4) -> int:
+    """Candidates whose reordering costs ``share`` of the setting (t1, t2) under ``model``: a step
+    in t2 that moves the timed cost well beyond the timing noise. At a few dozen candidates
+    reordering is a sliver of a search and a fit over nearby settings prices it at zero."""
+    if t2 is None or model.per_reorder <= 0:
+        return 0
+    return int(math.ceil(share * _prior_cost(model, index, t1, t2, k) / model.per_reorder))
+
+
 def _design_points(t1_grid: np.ndarray, t2_grid: np.ndarray) -> list[tuple[int, int | None]]:
     # Fractions of the (geometric) grids: both ends and two inside, the cheap end denser in t1
     # where most choices fall; 4 x 3 points fit the 4 coefficients with room to spare.
@@ -123,38 +183,62 @@ def _design_points(t1_grid: np.ndarray, t2_grid: np.ndarray) -> list[tuple[int, 
 
 
 def measure(index, queries: np.ndarray, k: int, t1_grid, t2_grid, *, batch: int | None = None, repeats: int = 3,
-            seed: int = 0, mode: str = "single", num_threads: int = 1) -> CostModel:
+            seed: int = 0, mode: str = "single", num_threads: int = 1, design=None,
+            run_seconds: float | None = None) -> CostModel:
     """Fit the cost model of ``index`` from a few timed searches in ``mode``.
 
-    Every timed run uses a different batch of ``batch`` tuning queries (rotating through them),
-    so caches are no warmer than for a stream of fresh queries."""
+    ``design``: the (t1, t2) settings to time (default: spread over the grids). ``run_seconds``:
+    size each timed run to about that much CPU time per thread, from one untimed run of the
+    fewest queries (which also warms that setting); default: ``batch`` queries per run.
+    Every timed run uses a different batch of tuning queries (rotating through them), so caches
+    are no warmer than for a stream of fresh queries."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     rng = np.random.default_rng(seed)
     queries = queries[rng.permutation(len(queries))]
     now = clock(mode)
     batch = min(BATCH[mode] if batch is None else batch, len(queries))
-    num_batches = max(1, len(queries) // batch)
-    batches = [queries[b * batch : (b + 1) * batch] for b in range(num_batches)]
     centers = np.ascontiguousarray(index.layout.centers)
     num_leaves = int(centers.shape[0])
     # Partition selection scores every center with the dot kernel: time that kernel on the centers.
     center_exact = BruteForce(centers, "dot")
-    per_center = time_brute_force(center_exact, batches[0], 1, repeats, mode, num_threads) / num_leaves
+    per_center = time_brute_force(center_exact, queries[:batch], 1, repeats, mode, num_threads) / num_leaves
 
-    index.search_batched(batches[0], k, num_threads=num_threads, leaves_to_search=int(t1_grid[0]),
-                         pre_reorder_num_neighbors=None if t2_grid is None else int(t2_grid[0]))
-    rows, seconds, turn = [], [], 0
-    for t1, t2 in _design_points(np.asarray(t1_grid), None if t2_grid is None else np.asarray(t2_grid)):
+    if design is None:
+        design = _design_points(np.asarray(t1_grid), None if t2_grid is None else np.asarray(t2_grid))
+    fewest = min(len(queries), MIN_RUN_QUERIES[mode])
+    rows, seconds, cursor = [], [], 0
+
+    def take(count):  # the next `count` queries, wrapping around
+        nonlocal cursor
+        picked = np.take(queries, np.arange(cursor, cursor + count) % len(queries), axis=0)
+        cursor = (cursor + count) % len(queries)
+        return picked
+
+    def run(qs, t1, t2):
+        start = now()
+        index.search_batched(qs, k, num_threads=num_threads, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
+        return (now() - start) / len(qs) / num_threads
+
+    # One untimed run warms the index; its time (against the prior's) scales the prior's
+    # estimates that size the timed runs, rescaled by each setting timed since.
+    guide = prior(index, mode, num_threads)
+    scale = None
+    for t1, t2 in design:
+        size = batch
+        if scale is None:
+            warm = run(take(fewest), t1, t2)
+            scale = warm / _prior_cost(guide, index, t1, t2, k)
+        if run_seconds is not None:
+            estimate = scale * _prior_cost(guide, index, t1, t2, k)
+            size = int(min(batch, max(fewest, math.ceil(run_seconds / max(estimate, 1e-9)))))
         times, work = [], np.zeros(2)
         for _ in range(repeats):
-            qs = batches[turn % num_batches]
-            turn += 1
-            start = now()
-            index.search_batched(qs, k, num_threads=num_threads, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
-            times.append((now() - start) / len(qs) / num_threads)
+            qs = take(size)
+            times.append(run(qs, t1, t2))
             counters = index.last_search_counters
             work += [counters["entries_scored"] / len(qs), counters["candidates_reordered"] / len(qs)]
         work /= repeats
+        scale = statistics.median(times) / _prior_cost(guide, index, t1, t2, k)
         rows.append([1.0, float(t1), work[0], work[1]])
         seconds.append(statistics.median(times) - per_center * num_leaves)
     x = np.array(rows)
@@ -177,14 +261,22 @@ def measure(index, queries: np.ndarray, k: int, t1_grid, t2_grid, *, batch: int 
 
 
 def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative least squares, relative error weighting (each point scaled by 1 / y)."""
+    """Non-negative least squares, relative error weighting (each point scaled by 1 / y).
+
+    Four coefficients: the least-squares fit over every subset of them (the rest held at 0) that
+    comes out non-negative, the best of the 16 -- exact, and no scipy import (2 s cold on a busy
+    machine, longer than the timed searches)."""
     weight = 1.0 / np.maximum(np.abs(y), 1e-9)
     xw, yw = x * weight[:, None], y * weight
-    try:
-        from scipy.optimize import nnls
-
-        coef, _ = nnls(xw, yw)
-        return coef
-    except ImportError:  # pragma: no cover - scipy is normally present
-        coef, *_ = np.linalg.lstsq(xw, yw, rcond=None)
-        return np.maximum(coef, 0.0)
+    best, best_residual = np.zeros(x.shape[1]), float(np.sum(yw**2))
+    for mask in range(1, 1 << x.shape[1]):
+        cols = [c for c in range(x.shape[1]) if mask >> c & 1]
+        coef, *_ = np.linalg.lstsq(xw[:, cols], yw, rcond=None)
+        if (coef < 0).any():
+            continue
+        residual = float(np.sum((xw[:, cols] @ coef - yw) ** 2))
+        if residual < best_residual - 1e-15:
+            best = np.zeros(x.shape[1])
+            best[cols] = coef
+            best_residual = residual
+    return best

@@ -64,25 +64,38 @@ def surface(stats: QueryStatistics, model: CostModel, t2_grid: np.ndarray | None
     # hits[q, j, i] = number of q's true neighbors with ah_rank(t1_j) <= t2_i: one sort per (q, j),
     # then a vectorised searchsorted over the t2 grid via cumulative counts.
     ranks = stats.ah_rank  # (nq, k, G1)
-    counts = np.zeros((nq, len(stats.t1_grid), len(thresholds)), dtype=np.float64)
+    g2 = len(thresholds)
+    counts = np.zeros((nq, len(stats.t1_grid), g2), dtype=np.float64)
+    rows = np.repeat(np.arange(nq), ranks.shape[1])
     for j in range(len(stats.t1_grid)):
         r = ranks[:, :, j]
-        # number of neighbors with rank <= t2_i, for every i at once
-        hit = r[:, :, None] <= thresholds[None, None, :]
         if stats.entry_rank is not None and t2_grid is not None:
             # spilled index: the best copy must also be among the ceil(overretrieve * t2) entries kept
+            hit = r[:, :, None] <= thresholds[None, None, :]
             kept = np.ceil(stats.overretrieve * thresholds - 1e-9)
             e = stats.entry_rank[:, :, j][:, :, None]
             hit &= (e > 0) & (e <= kept[None, None, :])
-        counts[:, j, :] = hit.sum(axis=1)
+            counts[:, j, :] = hit.sum(axis=1)
+            continue
+        # A neighbour of rank r counts at every t2_i >= r: histogram the first such i per query,
+        # then accumulate along the t2 grid (O(nq k + nq G2), not a (nq, k, G2) comparison).
+        first = np.searchsorted(thresholds, r.ravel(), side="left")
+        hist = np.bincount(rows * (g2 + 1) + first, minlength=nq * (g2 + 1)).reshape(nq, g2 + 1)
+        counts[:, j, :] = np.cumsum(hist[:, :g2], axis=1)
     per_query = counts / per_query_truth[:, None, None]
     recall = per_query.mean(axis=0)
     stderr = per_query.std(axis=0, ddof=1) / math.sqrt(nq) if nq > 1 else np.zeros_like(recall)
+    return with_cost(Surface(stats.t1_grid, None if t2_grid is None else np.asarray(t2_grid), recall, stderr,
+                             np.zeros_like(recall)), stats, model)
+
+
+def with_cost(s: Surface, stats: QueryStatistics, model: CostModel) -> Surface:
+    """The same recall surface priced by another cost model."""
+    thresholds = np.array([stats.k]) if s.t2 is None else s.t2
     entries = stats.entries.mean(axis=0)  # (G1,)
-    reordered = np.minimum(thresholds[None, :], entries[:, None]) if t2_grid is not None else np.zeros((1, 1))
+    reordered = np.minimum(thresholds[None, :], entries[:, None]) if s.t2 is not None else np.zeros((1, 1))
     cost = model.cost(stats.t1_grid[:, None], entries[:, None], reordered)
-    cost = np.broadcast_to(cost, recall.shape).copy()
-    return Surface(stats.t1_grid, None if t2_grid is None else np.asarray(t2_grid), recall, stderr, cost)
+    return dataclasses.replace(s, cost=np.broadcast_to(cost, s.recall.shape).copy())
 
 
 def lagrangian_argmin(s: Surface, lam: float) -> tuple[int, int]:
@@ -164,9 +177,41 @@ class Solution:
     message: str
 
 
-def solve_for_recall(s: Surface, target: float, z: float = 1.0) -> Solution:
+#: Most of the unmargined cost a safety margin may add; where the full margin would cost more
+#: (a flat stretch of the frontier: each recall point is dear), it shrinks, down to
+#: :data:`MIN_MARGIN_FRACTION` of itself.
+MARGIN_COST = 0.05
+MIN_MARGIN_FRACTION = 0.5
+
+
+def margin_for(s: Surface, target: float, z: float) -> float:
+    """The safety margin, in standard errors, sized by the frontier's slope at the target.
+
+    A margin of z standard errors buys insurance against the tuning queries' sampling error at
+    the price of the frontier's cost per recall there: where the frontier is steep in recall
+    (cheap) the full margin costs little; where it is flat, a margin of one standard error can
+    cost 10-20% of the speed. The margin is the largest z' in [MIN_MARGIN_FRACTION z, z] whose
+    cheapest setting costs at most (1 + MARGIN_COST) times the cheapest with the smallest
+    margin."""
+    def cheapest(zz):
+        ok = s.recall - zz * s.stderr >= target - 1e-12
+        return float(np.min(np.where(ok, s.cost, np.inf)))
+
+    floor = MIN_MARGIN_FRACTION * z
+    base = cheapest(floor)
+    if not math.isfinite(base) or z <= 0:
+        return z
+    for zz in np.linspace(z, floor, 6):
+        if cheapest(zz) <= (1.0 + MARGIN_COST) * base:
+            return float(zz)
+    return floor
+
+
+def solve_for_recall(s: Surface, target: float, z: float = 1.0, adapt: bool = True) -> Solution:
     """Cheapest grid point whose predicted recall clears the target with a safety margin of ``z``
-    standard errors; best effort (highest recall, then cheapest) when none does."""
+    standard errors (with ``adapt``, shrunk by :func:`margin_for` where the frontier is flat);
+    best effort (highest recall, then cheapest) when none does."""
+    z = margin_for(s, target, z) if adapt else z
     lower = s.recall - z * s.stderr
     for bound, note in ((lower, ""), (s.recall, " (without the statistical safety margin)")):
         mask = bound >= target - 1e-12
@@ -174,9 +219,13 @@ def solve_for_recall(s: Surface, target: float, z: float = 1.0) -> Solution:
             lag = _bisect(s, lambda j, i, b=bound: b[j, i] >= target - 1e-12)
             cost = np.where(mask, s.cost, np.inf)
             j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)
-            if lag is not None and s.cost[lag] <= s.cost[j, i]:
+            # Strictly cheaper only: among settings of equal predicted cost (a stage the fit priced at
+            # zero), the hull vertex is the one of most recall and most work; the grid's argmin is
+            # the least work.
+            if lag is not None and s.cost[lag] < s.cost[j, i]:
                 j, i = lag
-            return Solution(int(j), int(i), lag, True, f"target recall {target:g} met{note}")
+            margin = f" with a margin of {z:.2f} standard errors" if not note and z > 0 else ""
+            return Solution(int(j), int(i), lag, True, f"target recall {target:g} met{margin}{note}")
     best = s.recall.max()
     cost = np.where(s.recall >= best - 1e-12, s.cost, np.inf)
     j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)

@@ -17,8 +17,11 @@ exact top-k neighbors g the stage at which g would be lost:
 
 The search space covers the whole useful range: ``t1_grid`` runs up to the deepest partition
 holding a true neighbour of any tuning query (more leaves cannot raise recall), and ``max_rank``
-to the depth where recall saturates, found by a probe pass on a subsample of the queries that
-scans all those partitions once (:func:`saturation_depth`). On data with a flat distance
+to the depth where recall saturates. On an unspilled index the C++ pass ranks by counting the
+entries that beat each neighbour's own score, so its cost does not depend on the depth: it ranks
+to :func:`max_rank_cap` and the saturation depth is read off all the queries' ranks. A spilled
+index de-duplicates a selection of ``max_rank`` candidates instead, so a probe pass on a
+subsample sizes the depth first (:func:`saturation_depth`). On data with a flat distance
 distribution the quantized order is noisy and that depth is several hundred candidates.
 
 Everything is vectorised over queries and neighbors; the per-query loops are in C++.
@@ -95,9 +98,15 @@ def saturation_depth(index, queries: np.ndarray, truth: np.ndarray, exclude: np.
     sub_truth = truth[rows]
     ranks, _ = index.layout.ah_ranks(queries[rows], sub_truth, None if exclude is None else exclude[rows],
                                      np.array([t1_max], dtype=np.int64), cap, num_threads)
-    ranks = ranks[:, :, 0][sub_truth >= 0]
-    if ranks.size == 0:
-        return floor
+    return _saturation(ranks[:, :, 0][sub_truth >= 0], n, k)
+
+
+def _saturation(ranks: np.ndarray, n: int, k: int) -> int:
+    """1.2 times the depth holding all but SATURATION_TOLERANCE of ``ranks`` (the true neighbours'
+    ranks at the deepest t1), within [default_max_rank, max_rank_cap]."""
+    floor, cap = default_max_rank(n, k), max_rank_cap(n, k)
+    if ranks.size == 0 or cap <= floor:
+        return min(floor, cap)
     needed = float(np.quantile(ranks, 1.0 - SATURATION_TOLERANCE, method="higher"))
     return int(min(cap, max(floor, math.ceil(1.2 * needed))))
 
@@ -157,7 +166,7 @@ def _partition_ranks(index, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def default_t1_grid(leaf_rank: np.ndarray, valid: np.ndarray, num_leaves: int, coverage: float = 1.0,
-                    ratio: float = 1.2, dense_up_to: int = 10) -> np.ndarray:
+                    ratio: float = 1.08, dense_up_to: int = 10) -> np.ndarray:
     """leaves_to_search values to evaluate: 1..dense_up_to, then geometric, up to the number of
     partitions holding ``coverage`` of the true neighbors (all of them by default: more leaves
     cannot raise recall further), at most ``num_leaves``."""
@@ -233,7 +242,12 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
 
     # Quantized stage: the index's own AH order of the candidates, at every grid point.
     threads = _validate.num_threads(num_threads)
-    if max_rank is None:
+    sized_after = max_rank is None and not layout.spilled and not force_python
+    if sized_after:
+        # Unspilled: the C++ pass counts instead of selecting, so its cost does not grow with the
+        # depth; rank every query to the cap once and size max_rank from all of them (no probe).
+        max_rank = max_rank_cap(index.n, k)
+    elif max_rank is None:
         max_rank = saturation_depth(index, queries, np.where(valid, truth, -1), exclude, int(grid[-1]), threads, seed)
     max_rank = int(min(max_rank, index.n))
     lost = max_rank + 1
@@ -251,6 +265,10 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
             ranks_j[~valid] = lost
             ah_rank[:, :, j] = ranks_j
         entry_rank = ah_rank.copy()  # approximate under spilling: the search's own overretrieval already applied
+    if sized_after:
+        max_rank = _saturation(ah_rank[:, :, -1][valid], index.n, k)
+        ah_rank[ah_rank > max_rank] = max_rank + 1
+        entry_rank[entry_rank > max_rank] = 0
     spilled = layout.spilled
     return QueryStatistics(
         k=k,

@@ -1,0 +1,59 @@
+"""The autotuner's solve on model surfaces built by hand (issue 16): the safety margin is sized by
+the frontier's slope at the target, and the fitted cost model's non-negative least squares is exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annlib.autotune import cost_model as cm
+from annlib.autotune import solver as so
+
+
+def _surface(recall, cost, stderr=0.01):
+    recall = np.asarray(recall, dtype=np.float64)[None, :]
+    cost = np.asarray(cost, dtype=np.float64)[None, :]
+    t2 = np.arange(10, 10 + recall.shape[1], dtype=np.int64)
+    return so.Surface(np.array([1]), t2, recall, np.full_like(recall, stderr), cost)
+
+
+def test_full_margin_where_it_is_cheap():
+    # Recall climbs fast with cost: one standard error (0.01) above the target costs 2% more.
+    s = _surface([0.80, 0.805, 0.81, 0.815, 0.82], [1.00, 1.01, 1.02, 1.03, 1.04])
+    sol = so.solve_for_recall(s, 0.80, 1.0)
+    assert s.recall[0, sol.i] - s.stderr[0, sol.i] >= 0.80 and s.cost[0, sol.i] == 1.02
+    assert "margin of 1.00" in sol.message
+
+
+def test_margin_shrinks_where_the_frontier_is_flat():
+    # Each 0.002 of recall costs 5%: the full margin would cost 10% over half of it; the solve
+    # takes the largest margin within 5% of the half margin's cost, never less than half.
+    recall = [0.800, 0.802, 0.804, 0.806, 0.808, 0.810, 0.812]
+    cost = [1.0 * 1.05**i for i in range(7)]
+    s = _surface(recall, cost)
+    sol = so.solve_for_recall(s, 0.80, 1.0)
+    half = so.solve_for_recall(s, 0.80, 0.5, adapt=False)
+    full = so.solve_for_recall(s, 0.80, 1.0, adapt=False)
+    assert s.cost[0, full.i] > 1.09 * s.cost[0, half.i]
+    assert s.cost[0, half.i] <= s.cost[0, sol.i] <= (1 + so.MARGIN_COST) * s.cost[0, half.i]
+    assert s.recall[0, sol.i] - 0.5 * 0.01 >= 0.80
+
+
+def test_no_margin_asked_means_none():
+    s = _surface([0.79, 0.80, 0.81], [1.0, 2.0, 3.0])
+    assert so.solve_for_recall(s, 0.80, 0.0).i == 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nnls_matches_an_exhaustive_check(seed):
+    """The cost fit's non-negative least squares: no feasible coefficient vector nearby fits better."""
+    rng = np.random.default_rng(seed)
+    x = np.c_[np.ones(6), rng.uniform(1, 100, 6), rng.uniform(100, 1e4, 6), rng.uniform(10, 3000, 6)]
+    y = x @ rng.normal(0, 1e-8, 4) + rng.uniform(1e-6, 1e-5, 6)
+    coef = cm._nnls(x, y)
+    assert (coef >= 0).all()
+    w = 1 / np.abs(y)
+    best = np.sum(((x @ coef - y) * w) ** 2)
+    for _ in range(2000):
+        trial = np.maximum(coef + rng.normal(0, 1, 4) * np.maximum(coef, 1e-10) * 0.1, 0)
+        assert np.sum(((x @ trial - y) * w) ** 2) >= best - 1e-12
