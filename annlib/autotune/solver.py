@@ -110,11 +110,12 @@ def recall_stderr(per_query: np.ndarray, clusters: np.ndarray | None) -> np.ndar
     iid = per_query.std(axis=0, ddof=1) / math.sqrt(nq)
     if clusters is None:
         return iid
-    residual = (per_query - per_query.mean(axis=0)).reshape(nq, -1)
-    _, group = np.unique(clusters, return_inverse=True)
-    order = np.argsort(group, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
-    sums = np.add.reduceat(residual[order], starts, axis=0)
+    order = np.argsort(clusters, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(clusters[order]) != 0])
+    sizes = np.diff(np.r_[starts, nq]).astype(np.float64)
+    flat = per_query.reshape(nq, -1)
+    # Sums of residuals per cluster: the cluster's sum less its size times the mean.
+    sums = np.add.reduceat(flat[order], starts, axis=0) - sizes[:, None] * flat.mean(axis=0)[None, :]
     clustered = np.sqrt((sums**2).sum(axis=0) * (nq / (nq - 1.0))) / nq
     return np.maximum(iid, clustered.reshape(iid.shape))
 
