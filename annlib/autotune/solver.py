@@ -40,7 +40,7 @@ class Surface:
     t1: np.ndarray  # (G1,)
     t2: np.ndarray | None  # (G2,), None for an index without reordering (then G2 = 1, the AH top-k)
     recall: np.ndarray
-    stderr: np.ndarray  # binomial-style standard error of the mean over tuning queries
+    stderr: np.ndarray  # standard error of the mean over tuning queries, clustered by best partition
     cost: np.ndarray
     # (G1,) mean over queries of the fraction of true neighbours in the t1 best partitions: the
     # recall no number of candidates can pass at that t1. None: unknown (every setting treated alike).
