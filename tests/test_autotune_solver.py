@@ -57,3 +57,27 @@ def test_nnls_matches_an_exhaustive_check(seed):
     for _ in range(2000):
         trial = np.maximum(coef + rng.normal(0, 1, 4) * np.maximum(coef, 1e-10) * 0.1, 0)
         assert np.sum(((x @ trial - y) * w) ** 2) >= best - 1e-12
+
+
+def _two_leaf_settings(ceiling):
+    # Six leaves: more candidates approach a leaf ceiling of 0.8100; seven leaves cost 17% more.
+    recall = np.array([[0.795, 0.805, 0.8082, 0.8095], [0.815, 0.825, 0.832, 0.834]])
+    cost = np.array([[1.00, 1.02, 1.04, 1.06], [1.17, 1.19, 1.21, 1.23]])
+    return so.Surface(np.array([6, 7]), np.array([20, 30, 50, 80]), recall, np.full_like(recall, 0.0114), cost,
+                      None if ceiling is None else np.asarray(ceiling))
+
+
+def test_no_shrunk_margin_at_a_leaf_ceiling():
+    """The SIFT-200k miss at 0.80: the shrunk margin accepted six leaves, near their leaf
+    ceiling, and the unseen queries' coverage was 1.6 standard errors lower. A setting within one
+    standard error of its ceiling keeps the full margin, so the choice moves to seven leaves."""
+    old = so.solve_for_recall(_two_leaf_settings(None), 0.80, 1.0)
+    assert old.j == 0  # six leaves: what the slope-sized margin alone picks
+    new = so.solve_for_recall(_two_leaf_settings([0.8100, 0.835]), 0.80, 1.0)
+    assert new.j == 1 and new.i == 0
+
+
+def test_margin_still_shrinks_away_from_the_ceiling():
+    # Same surface, but six leaves could still gain recall from candidates: the shrink applies.
+    sol = so.solve_for_recall(_two_leaf_settings([0.90, 0.95]), 0.80, 1.0)
+    assert sol.j == 0

@@ -233,7 +233,9 @@ def tune_tree_ah(
         The chosen setting's predicted recall minus ``safety`` standard errors (over tuning
         queries) must clear the target; 0 disables the margin. Where the full margin would cost
         more than 5% of the speed (a flat stretch of the frontier) it shrinks, to no less than
-        half (:func:`annlib.autotune.solver.margin_for`).
+        half (:func:`annlib.autotune.solver.margin_for`), except at settings within the full
+        margin of their leaf coverage. The standard error treats queries that share their best
+        partition as one cluster (they share its leaf coverage).
     max_rank : int, optional
         Largest ``pre_reorder_num_neighbors`` considered (default: where recall saturates, found by
         a probe pass; at least max(250, 25 k), at most max(4 times that, n / 10)).

@@ -61,6 +61,10 @@ class QueryStatistics:
     # the search keeps ceil(overretrieve * t2) entries before de-duplicating. None: not spilled.
     entry_rank: np.ndarray | None = None
     overretrieve: float = 2.0
+    # (nq,) int64: each query's best partition. Queries sharing a partition share its leaf coverage
+    # (which true neighbours lie across its borders), so the solver treats them as one cluster when
+    # it computes the standard error. None: queries treated as independent.
+    query_leaf: np.ndarray | None = None
 
     @property
     def num_queries(self) -> int:
@@ -282,5 +286,6 @@ def gather(index, queries: np.ndarray, truth: np.ndarray, exclude: np.ndarray | 
         source=source,
         entry_rank=entry_rank if spilled else None,
         overretrieve=layout.overretrieve_factor,
+        query_leaf=order[:, 0].astype(np.int64),
         seconds=time.perf_counter() - start,
     )
