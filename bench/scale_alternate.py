@@ -2,7 +2,6 @@
 
     python bench/scale_alternate.py [--queries 300] [--rounds 7] [--mode single batch]
                                     [--peers faiss-ivfpqfs hnswlib] [--peer-cache DIR]
-                                    [--point annlib:25,60 faiss-ivfpqfs:25,6 ...]
 
 ``scale.py`` sweeps each contender in turn, so on a shared machine a load spike during one
 contender's sweep shows up as a ratio. This script takes one setting per contender and recall
@@ -31,9 +30,9 @@ import scale  # noqa: E402
 # (target recall, {contender: settings}): scale.py's best points at each target on the quiet run
 # of 2026-12-04 (annlib leaves/reorder, faiss nprobe/k_factor, ScaNN leaves/reorder, HNSW ef).
 DEFAULT_POINTS = {
-    0.90: {"annlib": (25, 60), "faiss-ivfpqfs": (25, 6), "scann": (40, 60), "hnswlib": (32,), "faiss-hnsw": (32,)},
+    0.90: {"annlib": (25, 60), "faiss-ivfpqfs": (25, 6), "scann": (40, 60), "hnswlib": (40,), "faiss-hnsw": (32,)},
     0.95: {"annlib": (40, 100), "faiss-ivfpqfs": (40, 10), "scann": (60, 200), "hnswlib": (64,), "faiss-hnsw": (64,)},
-    0.99: {"annlib": (100, 100), "faiss-ivfpqfs": (100, 20), "scann": (130, 200), "hnswlib": (192,),
+    0.99: {"annlib": (100, 100), "faiss-ivfpqfs": (100, 20), "scann": (130, 200), "hnswlib": (160,),
            "faiss-hnsw": (192,)},
 }
 
