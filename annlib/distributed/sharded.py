@@ -16,8 +16,8 @@ partition sharding, one partition number per row.
 Routing (``route=True``, the default with ``shard_by="partition"``): the driver ranks the
 partitions of each query against the shared centers and asks only the shards holding entries
 of its ``leaves_to_search`` best ones; a shard not asked would have found nothing, so routed
-results are the fan-out results. Filtered searches fan out (a filter widens the leaves a
-search visits by counts no driver-side ranking knows).
+results are the fan-out results. A filtered exact-merge search routes by its widened leaf walk
+(below); a filtered fast-merge search fans out (each shard widens by its own counts).
 
 Tree-AH shards share one set of partition centers and one PQ codebook, trained once on a sample
 of the whole database, so AH scores compare across shards. With ``merge="exact"`` (the default)
@@ -36,14 +36,18 @@ Filters (``filter=``, as on one index: id lists, ``Filter.allow/deny/bitmap``, n
 Python callables, or one per query in a batch) apply unchanged on every shard, since ids are
 global; :mod:`annlib.distributed._filters` makes them survive the trip to the actors (a numba
 predicate is compiled again there from its Python function). A filtered search runs every
-shard's own filtered search (its planner, its exact fallback when short of ``k``) and merges:
-results pass the filter, and a query gets ``k`` of them whenever ``k`` live points pass. The
-two-round exact merge does not take a filter: a filtered single index widens its leaves by the
-filter's allowed entries per leaf over the whole index, which no shard sees, so the rounds
-cannot reproduce its candidate list. So ``merge=None`` (the index default) with a filter merges
-the shards' filtered searches ("fast"); an explicit ``merge="exact"`` is refused with a filter
-unless ``filter_route="exact"``, whose result (every shard's exact top-k over its allowed
-points, merged) is the exact filtered top-k, as one index's exact route computes it.
+With ``merge="exact"`` a filtered search is planned in the driver as one index plans it
+(:mod:`annlib.distributed._filter_plan`): every shard reports its per-leaf allowed counts and
+leaf sizes, the driver sums them and chooses each filter's route by the single index's rules
+(fewer than ``k`` allowed: exact; otherwise the cheaper, priced with one shard's measured
+costs), the index route runs the two rounds with every shard walking its leaves by the whole
+index's counts (so it scans the leaves one index scans), and queries it leaves short of ``k``
+although ``k`` points pass are rerun on the exact route: every shard's exact top-k over its
+allowed points, merged. Results equal one index's filtered search bit for bit where both take
+the same routes (always, with a forced ``filter_route``) and the counts are exact (id lists and
+bitmaps; a predicate's are per-shard sample estimates). ``merge="fast"`` with a filter runs
+every shard's own filtered search (its own planner and fallback) and merges: results pass the
+filter, and a query gets ``k`` of them whenever ``k`` live points pass.
 """
 
 from __future__ import annotations
