@@ -1,4 +1,4 @@
-"""Shared fixtures: the real datasets (skipped cleanly when absent) and seeded RNGs."""
+"""Shared fixtures: the real datasets (skipped cleanly when absent), seeded RNGs, the Ray cluster."""
 
 from __future__ import annotations
 
@@ -44,3 +44,13 @@ def debian_minilm():
 def real_sample():
     """The embedded real sample (10k x 384, angular) shipped in datasets/."""
     return _load_hdf5(EMBEDDED_SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for every test module that shards: starting one costs ~10 s
+    on this machine, so the modules share it; stopped at the end of the session."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -1,6 +1,7 @@
 """ShardedIndex on a local Ray cluster: equal to one index, saved and restored, surviving lost actors.
 
-One ``ray.init(num_cpus=2)`` for the module. Skips cleanly when Ray (the ``ray`` extra) is absent.
+One ``ray.init(num_cpus=2)`` for the session (``ray_cluster`` in conftest.py). Skips cleanly
+when Ray (the ``ray`` extra) is absent.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ LEAVES = 40
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+def cluster(ray_cluster):
+    yield ray_cluster
 
 
 @pytest.fixture(scope="module")

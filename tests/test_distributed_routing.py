@@ -2,7 +2,8 @@
 partitions, and gets exactly what the fan-out search and one index with the same centers and
 codebook return; writes (upsert, delete, compact, rebalance, health) route by id.
 
-One ``ray.init(num_cpus=2)`` for the module. Skips cleanly when Ray (the ``ray`` extra) is absent.
+One ``ray.init(num_cpus=2)`` for the session (``ray_cluster`` in conftest.py). Skips cleanly
+when Ray (the ``ray`` extra) is absent.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ SAMPLE = os.path.join(os.path.dirname(__file__), "..", "datasets", "debian-minil
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+def cluster(ray_cluster):
+    yield ray_cluster
 
 
 @pytest.fixture(scope="module")
