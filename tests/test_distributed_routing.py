@@ -126,7 +126,8 @@ def test_the_driver_walks_the_leaves_one_index_walks():
                                                                          sizes)
     # The shards asked: those with an allowed entry in a walked leaf.
     fig = _filter_plan.Figures(allowed, sizes, fig.allowed, fig.estimated, fig.passes_all, fig.live,
-                               {0: np.pad(allowed[:, :30], ((0, 0), (0, 30))), 1: np.pad(allowed[:, 30:], ((0, 0), (30, 0)))})
+                               {0: np.pad(allowed[:, :30], ((0, 0), (0, 30))),
+                                1: np.pad(allowed[:, 30:], ((0, 0), (30, 0)))})
     walked = _filter_plan.walked_leaves(scores, 5, fig, q_filter)
     shards = _filter_plan.shards_of_walk(walked, fig, q_filter, 2)
     np.testing.assert_array_equal(shards[:, 0], walked[:, :30].any(axis=1))
