@@ -149,7 +149,8 @@ class ShardedIndex(ShardWrites):
         self._leaf_shards = None  # (num_leaves, num_shards) bool: which shards hold entries of a leaf
         self._routing_s = 0.0
         #: Figures of the last search: queries, shards and actors asked per query, payload bytes per
-        #: query (queries, candidate lists and results; Ray's framing excluded).
+        #: query (queries, candidate lists and results; Ray's framing excluded); after a filtered
+        #: exact-merge search also ``routes``, each query's planned route ("index" or "exact").
         self.last_search_stats: dict = {}
 
     # ------------------------------------------------------------------ construction
