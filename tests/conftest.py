@@ -46,11 +46,21 @@ def real_sample():
     return _load_hdf5(EMBEDDED_SAMPLE)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One local Ray cluster (2 CPUs) for every test module that shards: starting one costs ~10 s
-    on this machine, so the modules share it; stopped at the end of the session."""
+    """A local Ray cluster (2 CPUs) for the test modules that shard. Starting one costs ~8 s on
+    this machine, so consecutive modules share it: it is started when missing and stopped once
+    the next test no longer needs it (:func:`pytest_runtest_teardown`), not at each module's end."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return ray
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield  # the test's fixtures (the modules' indexes and their actors) are torn down first
+    if "ray_cluster" in item.fixturenames and (nextitem is None or "ray_cluster" not in nextitem.fixturenames):
+        import ray  # noqa: PLC0415 - only where a test used the cluster
+
+        ray.shutdown()

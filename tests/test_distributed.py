@@ -1,7 +1,7 @@
 """ShardedIndex on a local Ray cluster: equal to one index, saved and restored, surviving lost actors.
 
-One ``ray.init(num_cpus=2)`` for the session (``ray_cluster`` in conftest.py). Skips cleanly
-when Ray (the ``ray`` extra) is absent.
+One ``ray.init(num_cpus=2)`` shared with the other sharding modules (``ray_cluster`` in
+conftest.py). Skips cleanly when Ray (the ``ray`` extra) is absent.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """ShardedIndex built from data files and from a ``ray.data.Dataset``, and batch search of a
 Dataset of queries: every input gives the index the array gives, one index's results.
 
-One ``ray.init(num_cpus=2)`` for the session (``ray_cluster`` in conftest.py). Skips cleanly
-when Ray is absent; the Dataset tests skip when Ray Data's own dependencies (pandas, pyarrow)
-are missing.
+One ``ray.init(num_cpus=2)`` shared with the other sharding modules (``ray_cluster`` in
+conftest.py). Skips cleanly when Ray is absent; the Dataset tests skip when Ray Data's own
+dependencies (pandas, pyarrow) are missing.
 """
 
 from __future__ import annotations

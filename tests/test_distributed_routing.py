@@ -2,8 +2,8 @@
 partitions, and gets exactly what the fan-out search and one index with the same centers and
 codebook return; writes (upsert, delete, compact, rebalance, health) route by id.
 
-One ``ray.init(num_cpus=2)`` for the session (``ray_cluster`` in conftest.py). Skips cleanly
-when Ray (the ``ray`` extra) is absent.
+One ``ray.init(num_cpus=2)`` shared with the other sharding modules (``ray_cluster`` in
+conftest.py). Skips cleanly when Ray (the ``ray`` extra) is absent.
 """
 
 from __future__ import annotations
