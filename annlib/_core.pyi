@@ -237,12 +237,15 @@ class TreeAhHandle:
         row_ids: npt.ArrayLike | None = None,
         leaf_allowed: npt.ArrayLike | None = None,
         exact_reorder: int = 0,
+        leaf_sizes: npt.ArrayLike | None = None,
     ) -> tuple[_I64, _F32]:
         """Search float32 ``queries`` (nq, dim): (ids int64 (nq, k), distances float32 (nq, k));
         ``raw_scores``: the ranking scores (larger is better) instead of distances. Filters as for
         ``exact_search``; ``leaf_allowed`` int64 (filters, num_leaves): allowed entries per leaf.
         ``exact_reorder``: with int8 and float32 rows, the best this many of the int8 rescoring are
-        rescored with the float32 rows (0: int8 only)."""
+        rescored with the float32 rows (0: int8 only). ``leaf_sizes`` int64 (num_leaves,), with
+        ``leaf_allowed``: the leaf sizes the widened walk's target counts instead of this index's
+        own (a shard walking as the whole sharded index would)."""
     def last_counters(self) -> dict[str, int]:
         """Work done by the last search: entries scored by LUT16, candidates reordered (and rescored
         exactly by a two-stage reordering), leaves scanned."""

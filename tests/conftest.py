@@ -1,4 +1,4 @@
-"""Shared fixtures: the real datasets (skipped cleanly when absent) and seeded RNGs."""
+"""Shared fixtures: the real datasets (skipped cleanly when absent), seeded RNGs, the Ray cluster."""
 
 from __future__ import annotations
 
@@ -44,3 +44,23 @@ def debian_minilm():
 def real_sample():
     """The embedded real sample (10k x 384, angular) shipped in datasets/."""
     return _load_hdf5(EMBEDDED_SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster (2 CPUs) for the test modules that shard. Starting one costs ~8 s on
+    this machine, so consecutive modules share it: it is started when missing and stopped once
+    the next test no longer needs it (:func:`pytest_runtest_teardown`), not at each module's end."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return ray
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield  # the test's fixtures (the modules' indexes and their actors) are torn down first
+    if "ray_cluster" in item.fixturenames and (nextitem is None or "ray_cluster" not in nextitem.fixturenames):
+        import ray  # noqa: PLC0415 - only where a test used the cluster
+
+        ray.shutdown()

@@ -1,8 +1,9 @@
 """ShardedIndex built from data files and from a ``ray.data.Dataset``, and batch search of a
 Dataset of queries: every input gives the index the array gives, one index's results.
 
-One ``ray.init(num_cpus=2)`` for the module. Skips cleanly when Ray is absent; the Dataset
-tests skip when Ray Data's own dependencies (pandas, pyarrow) are missing.
+One ``ray.init(num_cpus=2)`` shared with the other sharding modules (``ray_cluster`` in
+conftest.py). Skips cleanly when Ray is absent; the Dataset tests skip when Ray Data's own
+dependencies (pandas, pyarrow) are missing.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ KW = dict(num_actors=2, cpus_per_actor=0.25, num_leaves=30, num_leaves_to_search
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+def cluster(ray_cluster):
+    yield ray_cluster
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 partitions, and gets exactly what the fan-out search and one index with the same centers and
 codebook return; writes (upsert, delete, compact, rebalance, health) route by id.
 
-One ``ray.init(num_cpus=2)`` for the module. Skips cleanly when Ray (the ``ray`` extra) is absent.
+One ``ray.init(num_cpus=2)`` shared with the other sharding modules (``ray_cluster`` in
+conftest.py). Skips cleanly when Ray (the ``ray`` extra) is absent.
 """
 
 from __future__ import annotations
@@ -18,17 +19,15 @@ import annlib  # noqa: E402
 from annlib._vectors import normalize_rows  # noqa: E402
 from annlib.config import TreeAhConfig  # noqa: E402
 from annlib.distributed import ShardedIndex, ShardError  # noqa: E402
-from annlib.distributed import _routing  # noqa: E402
+from annlib.distributed import _filter_plan, _routing  # noqa: E402
 
 LEAVES = 40
 SAMPLE = os.path.join(os.path.dirname(__file__), "..", "datasets", "debian-minilm-10k.hdf5")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+def cluster(ray_cluster):
+    yield ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +99,69 @@ def test_chosen_leaves_hold_the_best_leaves_and_only_near_ties_more():
     assert _routing.chosen_leaves(scores, 30).all()
 
 
+def _core_walk(scores, leaves_to_search, allowed, sizes):
+    """The leaves ``choose_leaves`` (csrc/core/tree_ah_search.cc) scans, written out as a loop."""
+    order = np.argsort(-scores, kind="stable")
+    target = sizes[order[:leaves_to_search]].sum()
+    passing, j = 0, 0
+    while j < len(order) and (j < leaves_to_search or passing < target):
+        passing += allowed[order[j]]
+        j += 1
+    return {int(leaf) for leaf in order[:j] if allowed[leaf] > 0}
+
+
+def test_the_driver_walks_the_leaves_one_index_walks():
+    rng = np.random.default_rng(6)
+    nq, num_leaves = 40, 60
+    scores = rng.standard_normal((nq, num_leaves)).astype(np.float32)  # no near-ties
+    sizes = rng.integers(0, 50, num_leaves)
+    allowed = np.stack([sizes, (sizes * (rng.random(num_leaves) < 0.2)), np.minimum(sizes, 1)])
+    fig = _filter_plan.Figures(allowed, sizes, allowed.sum(axis=1).astype(float), np.zeros(3, bool),
+                               np.zeros(3, bool), int(sizes.sum()), {0: allowed[:, :30], 1: allowed[:, 30:]})
+    q_filter = np.arange(nq) % 3
+    for leaves in (1, 5, num_leaves):
+        walked = _filter_plan.walked_leaves(scores, leaves, fig, q_filter)
+        for i in range(nq):
+            assert set(np.flatnonzero(walked[i]).tolist()) == _core_walk(scores[i], leaves, allowed[q_filter[i]],
+                                                                         sizes)
+    # The shards asked: those with an allowed entry in a walked leaf.
+    fig = _filter_plan.Figures(allowed, sizes, fig.allowed, fig.estimated, fig.passes_all, fig.live,
+                               {0: np.pad(allowed[:, :30], ((0, 0), (0, 30))),
+                                1: np.pad(allowed[:, 30:], ((0, 0), (30, 0)))})
+    walked = _filter_plan.walked_leaves(scores, 5, fig, q_filter)
+    shards = _filter_plan.shards_of_walk(walked, fig, q_filter, 2)
+    np.testing.assert_array_equal(shards[:, 0], walked[:, :30].any(axis=1))
+    np.testing.assert_array_equal(shards[:, 1], walked[:, 30:].any(axis=1))
+
+
+def test_a_shard_walks_by_the_sizes_it_is_given():
+    # leaf_sizes replaces the index's own sizes in the widened walk's target: its own sizes change
+    # nothing; larger ones make every query walk (and scan) more leaves.
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2000, 16)).astype(np.float32)
+    index = annlib.TreeAhIndex(x, "dot", num_leaves=20, num_leaves_to_search=2, reorder=None)
+    layout, handle = index.layout, index._snap.handle
+    q = rng.standard_normal((30, 16)).astype(np.float32)
+    sizes = np.asarray(layout.leaf_sizes, dtype=np.int64)
+    mask = rng.random(2000) < 0.3
+    from annlib.index.tree_ah import _leaf_allowed  # noqa: PLC0415
+
+    resolved = annlib.Filter.bitmap(mask).resolve(index._snap)
+    counts = _leaf_allowed(index._snap, resolved)[None, :]
+    from annlib.filter import core_arguments  # noqa: PLC0415
+
+    args = dict(core_arguments([resolved], index._snap.ids, None), leaf_allowed=counts)
+    plain = layout.ah_candidate_scores(q, 10, 2, 1, **args)
+    scanned = handle.last_counters()["leaves_scanned"]
+    same = layout.ah_candidate_scores(q, 10, 2, 1, leaf_sizes=sizes, **args)
+    assert handle.last_counters()["leaves_scanned"] == scanned
+    np.testing.assert_array_equal(plain[0], same[0])
+    layout.ah_candidate_scores(q, 10, 2, 1, leaf_sizes=4 * sizes, **args)
+    assert handle.last_counters()["leaves_scanned"] > scanned
+    with pytest.raises(ValueError, match="leaf_sizes"):
+        layout.ah_candidate_scores(q, 10, 2, 1, leaf_sizes=sizes[:-1], **args)
+
+
 # ---------------------------------------------------------------------- routed search
 
 
@@ -134,6 +196,35 @@ def test_routed_equals_fan_out_for_both_merges(by_partition, sample):
         by_partition.route = True
         _assert_same(by_partition.search(one, 5, leaves_to_search=2),
                      _single_like(by_partition, sample[0]).search(one, 5, leaves_to_search=2))
+    finally:
+        by_partition.route = True
+
+
+@pytest.mark.parametrize("leaves", [1, 4])
+def test_filtered_routed_search_equals_one_index_bit_for_bit(by_partition, sample, leaves):
+    # The exact merge with a filter walks the whole index's widened leaves on every shard and asks
+    # only the shards with allowed entries in them: routed == fan-out == one index.
+    x, q = sample
+    single = _single_like(by_partition, x)
+    rng = np.random.default_rng(8)
+    subset = np.sort(rng.choice(len(x), len(x) // 10, replace=False))
+    bitmap = annlib.Filter.bitmap(rng.random(len(x)) < 0.3)
+    per_query = [(annlib.Filter.allow(subset), bitmap, None)[i % 3] for i in range(len(q))]
+    try:
+        for value in (subset, per_query):
+            expected = single.search_batched(q, 10, filter=value, filter_route="index", leaves_to_search=leaves)
+            by_partition.route = True
+            _assert_same(by_partition.search_batched(q, 10, filter=value, filter_route="index",
+                                                     leaves_to_search=leaves), expected)
+            routed = by_partition.last_search_stats
+            by_partition.route = False
+            _assert_same(by_partition.search_batched(q, 10, filter=value, filter_route="index",
+                                                     leaves_to_search=leaves), expected)
+            fanned = by_partition.last_search_stats
+            assert fanned["shards_per_query"] == by_partition.num_shards
+            if leaves == 1:  # (at 4 of 40 a 10% filter widens the walk to about every leaf)
+                assert routed["shards_per_query"] < by_partition.num_shards
+                assert routed["payload_bytes_per_query"] < fanned["payload_bytes_per_query"]
     finally:
         by_partition.route = True
 

@@ -233,21 +233,64 @@ class ShardHost:
             parts.append((ids, distances))
         return merge_top_k(parts, k, metric)
 
-    def ah_candidates(self, queries: np.ndarray, depth: int, leaves_to_search: int, num_threads: int, metric: str):
+    def filter_counts(self, specs: list, num_threads: int) -> dict:
+        """{shard_id: figures} of the distinct filters ``specs`` (as :func:`_filters.to_wire`
+        sends them) over each tree-AH shard: ``leaf_allowed`` (filters, num_leaves) entries each
+        allows per leaf, ``allowed`` (filters,) points, ``estimated`` (a predicate's sample),
+        ``passes_all``, and the shard's ``leaf_sizes`` (entries per leaf) and ``live`` points.
+        Summed over the shards, they are what one index over all of them plans a filtered search by."""
+        from annlib.index.tree_ah import _leaf_allowed  # noqa: PLC0415
+
+        out = {}
+        for shard_id, index in self._shards.items():
+            snap = index._snap
+            resolved = _resolved(specs, snap, num_threads)
+            out[shard_id] = {
+                "leaf_allowed": np.stack([_leaf_allowed(snap, r) for r in resolved]),
+                "allowed": np.array([r.allowed for r in resolved], dtype=np.float64),
+                "estimated": np.array([r.estimated for r in resolved], dtype=bool),
+                "passes_all": np.array([r.passes_all for r in resolved], dtype=bool),
+                "leaf_sizes": np.diff(snap.arrays["leaf_offsets"]).astype(np.int64),
+                "live": int(snap.ids.num_live),
+            }
+        return out
+
+    def route_costs(self, mode: str, num_threads: int, k: int):
+        """The filtered-search planner's measured figures of one shard (cached on it): a sharded
+        index prices its routes with them, at the whole index's counts."""
+        from annlib.index import planner  # noqa: PLC0415
+
+        index = next(iter(self._shards.values()))
+        return planner.route_costs(index, index._snap, mode, num_threads, k)
+
+    def ah_candidates(self, queries: np.ndarray, depth: int, leaves_to_search: int, num_threads: int, metric: str,
+                      specs: list | None = None, of_query: np.ndarray | None = None,
+                      leaf_allowed: np.ndarray | None = None, leaf_sizes: np.ndarray | None = None):
         """Phase 1 of an exact-merge search: each shard's ``depth`` best AH candidates, merged,
         as (global ids, ranking scores), scores larger-better.
 
         The same (score, id) order a single index's candidate selection uses, restricted to
         these shards' rows: so the driver's merge is the single index's candidate list. Raw
         scores, not distances: |q|^2 - score rounds distinct scores to equal distances.
+        With a filter (``specs`` and ``of_query`` as :func:`_filters.to_wire` sends them) each
+        shard walks its leaves by the whole index's ``leaf_allowed`` and ``leaf_sizes``, so it
+        scans the leaves one index would, and only allowed points become candidates.
         """
+        from annlib.filter import core_arguments  # noqa: PLC0415
+
         parts = []
         for index in self._shards.values():
             snap = index._snap  # one snapshot: its rows, ids and liveness agree
             d = min(depth, snap.ids.num_live)
             if d == 0:
                 continue
-            rows, scores = snap.layout.ah_candidate_scores(queries, d, leaves_to_search, num_threads)
+            core_filters = {}
+            if specs is not None:
+                resolved = _resolved(specs, snap, num_threads)
+                core_filters = core_arguments(resolved, snap.ids, of_query)
+                if leaf_allowed is not None:
+                    core_filters.update(leaf_allowed=leaf_allowed, leaf_sizes=leaf_sizes)
+            rows, scores = snap.layout.ah_candidate_scores(queries, d, leaves_to_search, num_threads, **core_filters)
             parts.append((snap.ids.to_user(rows), scores))
         if not parts:
             nq = queries.shape[0]
@@ -286,3 +329,11 @@ class ShardHost:
                 scores[q, : len(rows)] = dots
             parts.append((ids, scores))
         return merge_top_k(parts, k, metric, larger_better=True)
+
+
+def _resolved(specs: list, snap, num_threads: int) -> list:
+    """The distinct filters of ``specs`` resolved over one shard's snapshot (None: every point)."""
+    from annlib.filter import Resolved  # noqa: PLC0415
+
+    filters = _filters.from_wire(specs, np.arange(len(specs)), snap.ids.next_id)
+    return [Resolved.everything(snap.ids) if f is None else f.resolve(snap, num_threads) for f in filters]

@@ -16,8 +16,8 @@ partition sharding, one partition number per row.
 Routing (``route=True``, the default with ``shard_by="partition"``): the driver ranks the
 partitions of each query against the shared centers and asks only the shards holding entries
 of its ``leaves_to_search`` best ones; a shard not asked would have found nothing, so routed
-results are the fan-out results. Filtered searches fan out (a filter widens the leaves a
-search visits by counts no driver-side ranking knows).
+results are the fan-out results. A filtered exact-merge search routes by its widened leaf walk
+(below); a filtered fast-merge search fans out (each shard widens by its own counts).
 
 Tree-AH shards share one set of partition centers and one PQ codebook, trained once on a sample
 of the whole database, so AH scores compare across shards. With ``merge="exact"`` (the default)
@@ -36,14 +36,18 @@ Filters (``filter=``, as on one index: id lists, ``Filter.allow/deny/bitmap``, n
 Python callables, or one per query in a batch) apply unchanged on every shard, since ids are
 global; :mod:`annlib.distributed._filters` makes them survive the trip to the actors (a numba
 predicate is compiled again there from its Python function). A filtered search runs every
-shard's own filtered search (its planner, its exact fallback when short of ``k``) and merges:
-results pass the filter, and a query gets ``k`` of them whenever ``k`` live points pass. The
-two-round exact merge does not take a filter: a filtered single index widens its leaves by the
-filter's allowed entries per leaf over the whole index, which no shard sees, so the rounds
-cannot reproduce its candidate list. So ``merge=None`` (the index default) with a filter merges
-the shards' filtered searches ("fast"); an explicit ``merge="exact"`` is refused with a filter
-unless ``filter_route="exact"``, whose result (every shard's exact top-k over its allowed
-points, merged) is the exact filtered top-k, as one index's exact route computes it.
+With ``merge="exact"`` a filtered search is planned in the driver as one index plans it
+(:mod:`annlib.distributed._filter_plan`): every shard reports its per-leaf allowed counts and
+leaf sizes, the driver sums them and chooses each filter's route by the single index's rules
+(fewer than ``k`` allowed: exact; otherwise the cheaper, priced with one shard's measured
+costs), the index route runs the two rounds with every shard walking its leaves by the whole
+index's counts (so it scans the leaves one index scans), and queries it leaves short of ``k``
+although ``k`` points pass are rerun on the exact route: every shard's exact top-k over its
+allowed points, merged. Results equal one index's filtered search bit for bit where both take
+the same routes (always, with a forced ``filter_route``) and the counts are exact (id lists and
+bitmaps; a predicate's are per-shard sample estimates). ``merge="fast"`` with a filter runs
+every shard's own filtered search (its own planner and fallback) and merges: results pass the
+filter, and a query gets ``k`` of them whenever ``k`` live points pass.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ import time
 import numpy as np
 
 from annlib import _validate
-from annlib.distributed import _filters, _host, _routing, _sources, manifest as _manifest
+from annlib.distributed import _filter_plan, _filters, _host, _routing, _sources, manifest as _manifest
 from annlib.distributed._merge import merge_top_k
 from annlib.distributed._writes import ShardWrites
 from annlib.index import params as _params
@@ -145,7 +149,8 @@ class ShardedIndex(ShardWrites):
         self._leaf_shards = None  # (num_leaves, num_shards) bool: which shards hold entries of a leaf
         self._routing_s = 0.0
         #: Figures of the last search: queries, shards and actors asked per query, payload bytes per
-        #: query (queries, candidate lists and results; Ray's framing excluded).
+        #: query (queries, candidate lists and results; Ray's framing excluded); after a filtered
+        #: exact-merge search also ``routes``, each query's planned route ("index" or "exact").
         self.last_search_stats: dict = {}
 
     # ------------------------------------------------------------------ construction
@@ -387,7 +392,7 @@ class ShardedIndex(ShardWrites):
         ``filter`` / ``filter_route``: as for one index (:meth:`annlib.TreeAhIndex.search`); see the
         module docs for how they meet ``merge``."""
         queries, single = _validate.queries(query, self._dim, name="query", allow_1d=True)
-        ids, distances = self._run(queries, k, final_num_neighbors, merge, params, 1, filter, filter_route)
+        ids, distances = self._run(queries, k, final_num_neighbors, merge, params, 1, filter, filter_route, "single")
         return SearchResult(ids[0], distances[0]) if single else SearchResult(ids, distances)
 
     def search_batched(self, queries, k: int | None = None, *, num_threads: int | None = None,
@@ -425,7 +430,7 @@ class ShardedIndex(ShardWrites):
         return dataset.map_batches(fn, batch_format="numpy", batch_size=batch_size, **options)
 
     def _run(self, queries, k, final_num_neighbors, merge, overrides, num_threads, filter_value=None,
-             filter_route="auto"):
+             filter_route="auto", mode="batched"):
         if final_num_neighbors is not None:
             if k is not None:
                 raise TypeError("give k or final_num_neighbors (ScaNN's name for k), not both")
@@ -438,24 +443,26 @@ class ShardedIndex(ShardWrites):
         wire = None
         if filter_value is not None:
             wire = _filters.to_wire(filter_value, queries.shape[0])  # checked here, before any actor sees it
-            if merge == "exact" and filter_route != "exact" and self._shard_kind == "tree_ah":
-                raise ValueError(
-                    "merge='exact' cannot reproduce a filtered search of one index (it widens its leaves by the "
-                    "filter's allowed entries per leaf over all shards): use merge='fast' (every shard's own "
-                    "filtered search, merged) or filter_route='exact' (the exact filtered top-k)")
-            merge = "fast"
         merge = self._merge if merge is None else merge
         p = self._defaults
         if overrides:
             p = _params.override(p, overrides)
             self._check_params(p)
         found = max(1, min(k, self._n))
-        start = time.perf_counter()
-        slots = self._routed_slots(queries, p) if wire is None else None
-        self._routing_s = time.perf_counter() - start
-        if self._shard_kind == "tree_ah" and merge == "exact" and self.num_shards > 1:
+        two_rounds = self._shard_kind == "tree_ah" and merge == "exact" and self.num_shards > 1
+        if wire is not None and two_rounds and filter_route != "exact":
+            ids, distances = self._filtered_two_rounds(queries, found, p, num_threads, wire, filter_route, mode)
+        elif wire is None and two_rounds:
+            start = time.perf_counter()
+            slots = self._routed_slots(queries, p)
+            self._routing_s = time.perf_counter() - start
             ids, distances = self._two_rounds(queries, slots, found, p, num_threads)
         else:
+            # One round: every shard's own (filtered) search, merged. With a filter on the exact
+            # route that is the exact filtered top-k; otherwise each shard plans for itself.
+            start = time.perf_counter()
+            slots = self._routed_slots(queries, p) if wire is None else None
+            self._routing_s = time.perf_counter() - start
             values = dataclasses.asdict(p)
             w_ref = None if wire is None else ray.put(wire)
             sent = self._queries_per_slot(queries, slots)
@@ -476,15 +483,7 @@ class ShardedIndex(ShardWrites):
             return None  # (one actor gets every query anyway: ranking partitions would only cost)
         scores = _routing.center_scores(queries, self._shared["centers"], self._metric)
         chosen = _routing.chosen_leaves(scores, p.leaves_to_search)
-        shards = _routing.shards_of_queries(chosen, self._leaf_shards)
-        self._shards_asked = shards.sum(axis=1)
-        slot_of = np.empty(self.num_shards, dtype=np.int64)
-        for slot, ids in self._assignment.items():
-            slot_of[ids] = slot
-        out = np.zeros((len(queries), len(self._actors)), dtype=bool)
-        for slot in range(len(self._actors)):
-            out[:, slot] = shards[:, slot_of == slot].any(axis=1)
-        return out
+        return self._slots_of(_routing.shards_of_queries(chosen, self._leaf_shards))
 
     def _queries_per_slot(self, queries, slots) -> dict:
         """{slot: (object ref of its queries, their rows or None for all)}, for the asked slots."""
@@ -502,7 +501,11 @@ class ShardedIndex(ShardWrites):
     def _account(self, queries, sent, payload_bytes: int) -> None:
         """``payload_bytes``: what went to and came back from the actors besides the queries."""
         nq = len(queries)
-        asked = sum(nq if rows is None else len(rows) for _, rows in sent.values())
+        self._stats(queries, sum(nq if rows is None else len(rows) for _, rows in sent.values()), payload_bytes)
+
+    def _stats(self, queries, asked: int, payload_bytes: int) -> None:
+        """``asked``: queries sent to actors, summed over the actors."""
+        nq = len(queries)
         total = asked * queries.shape[1] * 4 + payload_bytes
         self.last_search_stats = {
             "queries": nq, "shards_per_query": float(np.mean(self._shards_asked)) if nq else 0.0,
@@ -524,23 +527,115 @@ class ShardedIndex(ShardWrites):
             for s, mask in per_shard.items():
                 self._leaf_shards[:, s] = mask
 
-    def _two_rounds(self, queries, slots, k, p, num_threads):
+    def _filtered_two_rounds(self, queries, k, p, num_threads, wire, route, mode):
+        """The exact merge with a filter, as one index plans and runs it (see
+        :mod:`annlib.distributed._filter_plan`): the shards' per-leaf counts summed, each filter's
+        route chosen on them, the index route's two rounds walking the whole index's leaves, and
+        the exact route (and the index route's queries left short of ``k``) as every shard's
+        exact top-k over its allowed points, merged."""
+        specs, of_query = wire
+        nq = len(queries)
+        q_filter = np.zeros(nq, dtype=np.int64) if of_query is None else np.asarray(of_query, dtype=np.int64)
+        specs_ref = ray.put(specs)
+        per_shard = {}
+        for counts in self._gather(lambda slot: self._actors[slot].filter_counts.remote(specs_ref, num_threads)):
+            per_shard.update(counts)
+        fig = _filter_plan.Figures.summed(per_shard)
+        reorder = self._shard_config["reorder"] is not None
+        depth = min(max(p.pre_reorder_num_neighbors or k, k), self._n) if reorder else k
+        threads = 1 if mode == "single" else num_threads
+
+        def costs():
+            return self._gather(lambda slot: self._actors[slot].route_costs.remote(mode, threads, k), [0])[0]
+
+        of_filter, _ = _filter_plan.routes(fig, k, route, reorder, p.leaves_to_search, depth if reorder else 0, costs)
+        planned = np.array(of_filter, dtype=object)[q_filter]
+        ids = np.full((nq, k), -1, dtype=np.int64)
+        distances = np.full((nq, k), _validate.worst_distance(self._metric), dtype=np.float32)
+        payload = actors_asked = 0
+        on_index = np.flatnonzero(planned == "index")
+        exact = np.flatnonzero(planned == "exact")
+        self._routing_s = 0.0
+        self._shards_asked = np.zeros(nq)
+        if on_index.size:
+            sub_q = np.ascontiguousarray(queries[on_index])
+            sub_f = q_filter[on_index]
+            slots = None
+            if self.route and self._leaf_shards is not None and len(self._actors) > 1:
+                start = time.perf_counter()
+                scores = _routing.center_scores(sub_q, self._shared["centers"], self._metric)
+                walked = _filter_plan.walked_leaves(scores, p.leaves_to_search, fig, sub_f)
+                slots = self._slots_of(_filter_plan.shards_of_walk(walked, fig, sub_f, self.num_shards))
+                self._routing_s = time.perf_counter() - start
+            filtered = (specs_ref, None if of_query is None else sub_f.astype(np.int32), fig.leaf_allowed,
+                        fig.leaf_sizes)
+            r, d, (asked_index, sent_bytes) = self._two_rounds(sub_q, slots, k, p, num_threads, filtered=filtered,
+                                                               account=False)
+            ids[on_index], distances[on_index] = r, d
+            payload += sent_bytes
+            actors_asked += asked_index
+            asked = self._shards_asked if slots is not None else np.full(len(on_index), self.num_shards)
+            # Short of k although k points (may) pass: rerun exactly, as one index does.
+            short = (r[:, -1] < 0) & ((fig.allowed[sub_f] >= k) | fig.estimated[sub_f])
+            if reorder and short.any():
+                exact = np.sort(np.concatenate([exact, on_index[short]]))
+            self._shards_asked = np.zeros(nq)
+            self._shards_asked[on_index] = asked
+        if exact.size:
+            sub_wire = (specs, None if of_query is None else q_filter[exact])
+            q_ref = ray.put(np.ascontiguousarray(queries[exact]))
+            values = dataclasses.asdict(p)
+            parts = self._gather(lambda slot: self._actors[slot].search.remote(
+                q_ref, k, num_threads, values, self._metric, sub_wire, "exact"))
+            payload += _nbytes(dict(enumerate(parts)))
+            actors_asked += len(exact) * len(self._actors)
+            ids[exact], distances[exact] = merge_top_k(parts, k, self._metric)
+            self._shards_asked[exact] = self.num_shards
+        self._stats(queries, actors_asked, payload)
+        self.last_search_stats["routes"] = planned
+        return ids, distances
+
+    def _slots_of(self, shards: np.ndarray) -> np.ndarray:
+        """(nq, num_actors) bool from (nq, num_shards) bool: the actors holding the shards asked."""
+        self._shards_asked = shards.sum(axis=1)
+        slot_of = np.empty(self.num_shards, dtype=np.int64)
+        for slot, ids in self._assignment.items():
+            slot_of[ids] = slot
+        out = np.zeros((len(shards), len(self._actors)), dtype=bool)
+        for slot in range(len(self._actors)):
+            out[:, slot] = shards[:, slot_of == slot].any(axis=1)
+        return out
+
+    def _two_rounds(self, queries, slots, k, p, num_threads, filtered=None, account=True):
         """The exact merge: the actors' AH candidates merged into one index's candidate list, then
-        each actor rescores only its own members of that list."""
+        each actor rescores only its own members of that list. ``filtered``: (filter specs ref,
+        filter of each query or None, the whole index's leaf_allowed and leaf_sizes); then
+        returns the payload bytes too, and accounts nothing (the caller does)."""
         leaves = p.leaves_to_search
         nq = len(queries)
         reorder = self._shard_config["reorder"] is not None
         depth = min(max(p.pre_reorder_num_neighbors or k, k), self._n) if reorder else k
         sent = self._queries_per_slot(queries, slots)
         order = list(sent)
-        first = self._gather(lambda slot: self._actors[slot].ah_candidates.remote(
-            sent[slot][0], depth, leaves, num_threads, self._metric), order)
+        if filtered is None:
+            first = self._gather(lambda slot: self._actors[slot].ah_candidates.remote(
+                sent[slot][0], depth, leaves, num_threads, self._metric), order)
+        else:
+            specs_ref, of_query, leaf_allowed, leaf_sizes = filtered
+            la_ref, ls_ref = ray.put(leaf_allowed), ray.put(leaf_sizes)
+
+            def call(slot):
+                rows = sent[slot][1]
+                mine = None if of_query is None else (of_query if rows is None else of_query[rows])
+                return self._actors[slot].ah_candidates.remote(sent[slot][0], depth, leaves, num_threads,
+                                                               self._metric, specs_ref, mine, la_ref, ls_ref)
+
+            first = self._gather(call, order)
         payload = _nbytes(first)
         first = {slot: _scatter(part, sent[slot][1], nq, larger_better=True) for slot, part in first.items()}
         if not first:
             ids, scores = _empty(nq, k, self._metric, larger_better=True)
-            self._account(queries, sent, payload)
-            return ids, self._distances(queries, ids, scores)
+            return self._two_rounds_done(queries, sent, payload, ids, scores, account)
         ids, scores, source = merge_top_k([first[slot] for slot in order], depth, self._metric,
                                           larger_better=True, sources=True)
         if reorder:
@@ -564,8 +659,14 @@ class ShardedIndex(ShardWrites):
             second = [_scatter(part, second_sent[slot][2], nq, larger_better=True) for slot, part in second.items()]
             ids, scores = merge_top_k(second or [_empty(nq, k, self._metric, larger_better=True)], k, self._metric,
                                       larger_better=True)
-        self._account(queries, sent, payload)
-        return ids, self._distances(queries, ids, scores)
+        return self._two_rounds_done(queries, sent, payload, ids, scores, account)
+
+    def _two_rounds_done(self, queries, sent, payload, ids, scores, account):
+        if account:
+            self._account(queries, sent, payload)
+            return ids, self._distances(queries, ids, scores)
+        asked = sum(len(queries) if rows is None else len(rows) for _, rows in sent.values())
+        return ids, self._distances(queries, ids, scores), (asked, payload)
 
     def _distances(self, queries, ids, scores):
         """Distances from ranking scores, computed as the core computes them (bit-equal)."""

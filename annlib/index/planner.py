@@ -110,26 +110,36 @@ def choose(index, snap, resolved: list, k: int, params, route: str, mode: str, n
 
 
 def _predict(index, snap, r, k: int, params, costs: RouteCosts, n: int) -> tuple[float, float]:
-    allowed = max(float(r.allowed), 1.0)
-    exact_cost = allowed * costs.per_exact_point
     if index.kind != "tree_ah" or costs.model is None:
-        return n * costs.per_scanned_point, exact_cost
+        return n * costs.per_scanned_point, max(float(r.allowed), 1.0) * costs.per_exact_point
     layout = snap.layout
+    counts = None if r.estimated else index._filter_leaf_counts(snap, r)
+    pre = index._pre_reorder(params, k, n) if layout.has_reorder else 0
+    return predict_tree_ah(costs, float(r.allowed), n, np.asarray(layout.leaf_sizes), counts,
+                           params.leaves_to_search, pre)
+
+
+def predict_tree_ah(costs: RouteCosts, allowed: float, n: int, leaf_sizes: np.ndarray, counts: np.ndarray | None,
+                    leaves_to_search: int, pre_reorder: int) -> tuple[float, float]:
+    """Predicted (index, exact) seconds per query of a tree-AH filtered search from figures alone:
+    the filter's ``allowed`` points of ``n``, the leaf sizes, its exact per-leaf allowed
+    ``counts`` (None for an estimate) and ``pre_reorder`` (0 without reordering). A sharded
+    index plans with the figures summed over its shards."""
+    allowed = max(float(allowed), 1.0)
+    exact_cost = allowed * costs.per_exact_point
     fraction = min(1.0, allowed / max(n, 1))
-    num_leaves = layout.num_leaves
-    entries = float(np.sum(layout.leaf_sizes))
-    t1 = params.leaves_to_search
+    num_leaves = len(leaf_sizes)
+    entries = float(np.sum(leaf_sizes))
+    t1 = leaves_to_search
     leaves = min(num_leaves, t1 / fraction)
     scanned = min(entries, t1 * entries / num_leaves / fraction)
-    if not r.estimated:
+    if counts is not None:
         # Exact per-leaf counts: leaves without an allowed entry are never scanned, which caps
         # the widened scan (a filter whose points cluster in a few leaves scans only those).
-        counts = index._filter_leaf_counts(snap, r)
         nonzero = counts > 0
         leaves = min(leaves, float(np.count_nonzero(nonzero)))
-        scanned = min(scanned, float(np.sum(layout.leaf_sizes[nonzero])))
-    pre = index._pre_reorder(params, k, n) if layout.has_reorder else 0
-    reordered = min(pre, allowed)
+        scanned = min(scanned, float(np.sum(leaf_sizes[nonzero])))
+    reordered = min(pre_reorder, allowed)
     return float(costs.model.cost(leaves, scanned, reordered)), exact_cost
 
 

@@ -86,9 +86,11 @@ class TreeAhLayout:
         return ids
 
     def ah_candidate_scores(self, queries: np.ndarray, depth: int, leaves_to_search: int,
-                            num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+                            num_threads: int, **core_filters) -> tuple[np.ndarray, np.ndarray]:
         """Row ids and raw AH ranking scores (larger is better; no distance conversion, which would
         round distinct scores to equal distances) of the ``depth`` best candidates of each query,
-        without over-retrieval: what shards of one sharded index merge exactly."""
+        without over-retrieval: what shards of one sharded index merge exactly. ``core_filters``:
+        the core's filter arguments (:func:`annlib.filter.core_arguments`) with ``leaf_allowed``
+        and ``leaf_sizes``, the widened leaf walk of the whole sharded index."""
         return self._handle.search(self._prepared(queries), int(depth), int(leaves_to_search), 0, int(num_threads),
-                                   1.0, raw_scores=True)
+                                   1.0, raw_scores=True, **core_filters)

@@ -33,7 +33,8 @@ class TreeAhHandle {
   py::tuple search(const py::array_t<float, py::array::c_style>& queries, size_t k, size_t leaves_to_search,
                    size_t pre_reorder, size_t num_threads, double overretrieve_factor, bool raw_scores,
                    const py::object& filter_bits, const py::object& filter_table, const py::object& filter_of_query,
-                   const py::object& row_ids, const py::object& leaf_allowed, size_t exact_reorder) {
+                   const py::object& row_ids, const py::object& leaf_allowed, size_t exact_reorder,
+                   const py::object& leaf_sizes) {
     if (queries.ndim() != 2 || static_cast<size_t>(queries.shape(1)) != v_.dim) {
       throw std::invalid_argument("queries must have shape (nq, dim)");
     }
@@ -60,6 +61,14 @@ class TreeAhHandle {
         throw std::invalid_argument("leaf_allowed must have shape (filters, num_leaves)");
       }
       p.leaf_allowed = allowed.data();
+    }
+    py::array_t<int64_t, py::array::c_style> sizes;
+    if (!leaf_sizes.is_none()) {
+      sizes = leaf_sizes.cast<py::array_t<int64_t, py::array::c_style>>();
+      if (p.leaf_allowed == nullptr || sizes.ndim() != 1 || static_cast<size_t>(sizes.shape(0)) != v_.num_leaves) {
+        throw std::invalid_argument("leaf_sizes needs leaf_allowed and must have shape (num_leaves,)");
+      }
+      p.leaf_sizes = sizes.data();
     }
     TreeAhStats stats;
     {
@@ -229,7 +238,8 @@ void bind_index(py::module_& m) {
            py::arg("pre_reorder"), py::arg("num_threads"), py::arg("overretrieve_factor") = 1.5,
            py::arg("raw_scores") = false, py::arg("filter_bits") = py::none(), py::arg("filter_table") = py::none(),
            py::arg("filter_of_query") = py::none(), py::arg("row_ids") = py::none(),
-           py::arg("leaf_allowed") = py::none(), py::arg("exact_reorder") = 0)
+           py::arg("leaf_allowed") = py::none(), py::arg("exact_reorder") = 0,
+           py::arg("leaf_sizes") = py::none())
       .def("last_counters", &TreeAhHandle::last_counters,
            "Work done by the last search: entries scored by LUT16, candidates reordered, leaves scanned.");
 }

@@ -201,9 +201,12 @@ size_t choose_leaves(const TreeAhView& v, const TreeAhParams& p, const int64_t* 
   }
   // Order about as many leaves as the filter's overall fraction says the walk needs (a selection,
   // cheaper than sorting every center); sort them all only if the walk runs past them.
+  auto size_of = [&](size_t leaf) {
+    return p.leaf_sizes != nullptr ? p.leaf_sizes[leaf] : v.leaf_offsets[leaf + 1] - v.leaf_offsets[leaf];
+  };
   int64_t total = 0, total_allowed = 0;
   for (size_t l = 0; l < v.num_leaves; ++l) {
-    total += v.leaf_offsets[l + 1] - v.leaf_offsets[l];
+    total += size_of(l);
     total_allowed += allowed[l];
   }
   size_t ordered = v.num_leaves;
@@ -215,8 +218,7 @@ size_t choose_leaves(const TreeAhView& v, const TreeAhParams& p, const int64_t* 
   order_leaves(v, ordered, t);
   int64_t target = 0;
   for (size_t j = 0; j < p.leaves_to_search; ++j) {
-    const size_t leaf = leaf_at(t, j);
-    target += v.leaf_offsets[leaf + 1] - v.leaf_offsets[leaf];
+    target += size_of(leaf_at(t, j));
   }
   int64_t passing = 0;
   size_t j = 0;

@@ -79,6 +79,10 @@ struct TreeAhParams {
   /// allowed entries as its first leaves_to_search leaves hold in all: the number of passing
   /// candidates of the unfiltered search.
   const int64_t* leaf_allowed = nullptr;
+  /// With leaf_allowed: num_leaves sizes the walk's target counts instead of the view's own
+  /// leaf sizes, or nullptr. A shard of a sharded index walks its leaves as one index over all
+  /// shards would: with the whole index's sizes and allowed counts (the shard's are a part).
+  const int64_t* leaf_sizes = nullptr;
 };
 
 /// Per-query counters, for the autotuner's cost model and for tests.
