@@ -59,6 +59,24 @@ def test_nnls_matches_an_exhaustive_check(seed):
         assert np.sum(((x @ trial - y) * w) ** 2) >= best - 1e-12
 
 
+
+def test_cost_fit_is_not_thrown_by_a_remainder_near_zero():
+    """Where center scoring is most of a query (a batched search of few leaves), the time left
+    after it is near zero, or below zero by timing noise; weighted by the whole query's time,
+    that one point cannot zero the fit (it did, weighted by the remainder: a 97% fit error)."""
+    true = np.array([2e-6, 4e-7, 5e-10, 2e-8])
+    x = np.array([[1, t1, entries, reordered] for t1, entries, reordered in
+                  [(4, 700, 50), (10, 1800, 100), (20, 3600, 200), (50, 9000, 600), (79, 14000, 1000), (2, 50, 10)]],
+                 dtype=np.float64)
+    centers = 3e-5  # per query, timed apart and subtracted
+    total = x @ true + centers
+    total[-1] = centers * 0.999  # the cheapest setting came out faster than its center scoring
+    remainder = total - centers
+    coef = cm._nnls(x, remainder, total)
+    rel = np.abs(x @ coef + centers - total) / total
+    assert np.median(rel) < 0.05
+    assert np.max(rel[:-1]) < 0.10
+
 def _two_leaf_settings(ceiling):
     # Six leaves: more candidates approach a leaf ceiling of 0.8100; seven leaves cost 17% more.
     recall = np.array([[0.795, 0.805, 0.8082, 0.8095], [0.815, 0.825, 0.832, 0.834]])

@@ -243,9 +243,12 @@ def measure(index, queries: np.ndarray, k: int, t1_grid, t2_grid, *, batch: int 
         seconds.append(statistics.median(times) - per_center * num_leaves)
     x = np.array(rows)
     y = np.array(seconds)
-    coef = _nnls(x, y)
-    predicted = x @ coef + per_center * num_leaves
     measured = y + per_center * num_leaves
+    # Weighted by the whole query's time, not by what is left after the centers: where center
+    # scoring is most of a query (a batched search of few leaves), the remainder is near zero or
+    # below it by timing noise, and weighting by its inverse let one such point zero the fit.
+    coef = _nnls(x, y, measured)
+    predicted = x @ coef + per_center * num_leaves
     rel = float(np.median(np.abs(predicted - measured) / np.maximum(measured, 1e-12)))
     return CostModel(
         fixed=float(coef[0]),
@@ -260,13 +263,14 @@ def measure(index, queries: np.ndarray, k: int, t1_grid, t2_grid, *, batch: int 
     )
 
 
-def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative least squares, relative error weighting (each point scaled by 1 / y).
+def _nnls(x: np.ndarray, y: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative least squares, relative error weighting (each point scaled by 1 / ``scale``,
+    default ``y``).
 
     Four coefficients: the least-squares fit over every subset of them (the rest held at 0) that
     comes out non-negative, the best of the 16 -- exact, and no scipy import (2 s cold on a busy
     machine, longer than the timed searches)."""
-    weight = 1.0 / np.maximum(np.abs(y), 1e-9)
+    weight = 1.0 / np.maximum(np.abs(y if scale is None else scale), 1e-9)
     xw, yw = x * weight[:, None], y * weight
     best, best_residual = np.zeros(x.shape[1]), float(np.sum(yw**2))
     for mask in range(1, 1 << x.shape[1]):
