@@ -25,6 +25,7 @@ __all__ = [
     "read_fvecs",
     "read_hdf5",
     "read_ivecs",
+    "open_npy",
     "read_npy",
     "write_bvecs",
     "write_fvecs",
@@ -423,13 +424,19 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     path = pathlib.Path(path)
     if not path.is_file():
         raise DatasetError(f"dataset file not found: {path}")
+    return np.asarray(open_npy(path), dtype=np.float32)
+
+
+def open_npy(path: str | os.PathLike) -> np.ndarray:
+    """A 2-D numeric ``.npy`` file memory-mapped read-only, in its own dtype (rows are read only
+    when indexed); FormatError as :func:`read_npy`."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         raise FormatError(f"{path} is not a readable .npy file ({exc})") from exc
     if array.ndim != 2 or array.dtype.kind not in "fiu":
         raise FormatError(f"{path} must hold a 2-D numeric array, got shape {array.shape} dtype {array.dtype}")
-    return np.asarray(array, dtype=np.float32)
+    return array
 
 
 def write_npy(path: str | os.PathLike, array) -> pathlib.Path:

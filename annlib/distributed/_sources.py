@@ -64,13 +64,7 @@ def open_rows(path) -> object:
         raise DatasetError(f"data file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise FormatError(f"{path} is not a readable .npy file ({exc})") from exc
-        if array.ndim != 2 or array.dtype.kind not in "fiu":
-            raise FormatError(f"{path} must hold a 2-D numeric array, got shape {array.shape} dtype {array.dtype}")
-        return array
+        return formats.open_npy(path)
     if suffix == ".fvecs":
         return formats.read_fvecs(path, check_rows=False)
     if suffix == ".bvecs":
