@@ -38,6 +38,7 @@ from annlib.datasets import truth as _truth
 from annlib.datasets.dataset import DISTANCE_TO_METRIC, METRIC_TO_DISTANCE, Dataset, metric_for
 from annlib.datasets.fetch import download
 from annlib.datasets.formats import (
+    open_npy,
     read_bvecs,
     read_fvecs,
     read_hdf5,
