@@ -83,7 +83,7 @@ void rank_one(const TreeAhView& v, const KernelTable& kt, const AhRankArgs& a, s
   s.candidates.reset(v.spilled ? 2 * depth : depth);
   size_t next = 0;  // next grid checkpoint
   for (size_t i = 0; i < t1_max; ++i) {
-    scan_leaf(v, kt, leaf_at(t, i), t, s.candidates);
+    scan_leaf(v, kt, leaf_at(t, i), t, s.candidates, nullptr, nullptr, i + 1 < t1_max ? leaf_at(t, i + 1) : SIZE_MAX);
     // Checkpoint(s): ranks of the true neighbors among the unique candidates so far.
     while (next < a.grid_size && static_cast<size_t>(a.t1_grid[next]) == i + 1) {
       const size_t found = s.candidates.sorted(s.ranked.data());

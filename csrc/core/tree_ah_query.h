@@ -50,13 +50,19 @@ inline size_t leaf_at(const QueryTables& t, size_t i) {
   return 0xFFFFFFFFu - static_cast<uint32_t>(t.leaf_keys[i]);
 }
 
+/// The LUT16 sums of `leaf` for `num_luts` query tables into sums[r] (kt.lut16's contract);
+/// with a `next_leaf`, that leaf's codes and norms are prefetched a slice at a time meanwhile.
+void lut16_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, const uint8_t* const* luts, size_t num_luts,
+                int32_t* const* sums, size_t next_leaf = SIZE_MAX);
+
 /// LUT16-scores every entry of `leaf` and pushes its approximate ranking score
 /// (larger is better: <q,x~> for dot, 2<q,x~> - ||x~||^2 for L2) into `selection`;
 /// entries that cannot enter are rejected in the integer domain. Returns the entries scored.
 /// A point `filter` (if any) rejects never enters, nor does a deleted one.
-/// `filter_checks` (if given) counts the filter's allows() calls.
+/// `filter_checks` (if given) counts the filter's allows() calls; `next_leaf` (if any) is
+/// the leaf scanned next, prefetched meanwhile.
 size_t scan_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, QueryTables& t, TopK& selection,
-                 const PointFilter* filter = nullptr, size_t* filter_checks = nullptr);
+                 const PointFilter* filter = nullptr, size_t* filter_checks = nullptr, size_t next_leaf = SIZE_MAX);
 
 /// The selection half of scan_leaf, for sums a LUT16 kernel already wrote (several
 /// queries' scans of one leaf share the code reads): pushes the entries of `leaf`

@@ -251,7 +251,8 @@ void search_one(const TreeAhView& v, const KernelTable& kt, const TreeAhParams& 
   for (size_t i = 0; i < num_leaves; ++i) {
     const size_t leaf = leaf_at(t, i);
     if (allowed != nullptr && allowed[leaf] == 0) continue;
-    s.stats.entries_scored += scan_leaf(v, kt, leaf, t, s.candidates, filter, &s.stats.filter_checks);
+    s.stats.entries_scored += scan_leaf(v, kt, leaf, t, s.candidates, filter, &s.stats.filter_checks,
+                                        i + 1 < num_leaves ? leaf_at(t, i + 1) : SIZE_MAX);
     ++s.stats.leaves_scanned;
   }
   finish_query(v, kt, p, q, s.candidates, s, out_ids, out_dist);
@@ -296,7 +297,6 @@ void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhP
     const size_t leaf = static_cast<size_t>(s.probes[a] >> 32);
     size_t b = a;
     while (b < s.probes.size() && (s.probes[b] >> 32) == leaf) ++b;
-    const int64_t g0 = v.leaf_group_offsets[leaf], g1 = v.leaf_group_offsets[leaf + 1];
     const size_t entries = static_cast<size_t>(v.leaf_offsets[leaf + 1] - v.leaf_offsets[leaf]);
     for (size_t c = a; entries > 0 && c < b; c += kLut16MaxQueries) {
       const size_t n = std::min(kLut16MaxQueries, b - c);
@@ -307,9 +307,8 @@ void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhP
         luts[r] = s.chunk_luts.data() + i * lut_bytes;
         sums[r] = s.chunk_sums.data() + r * sums_stride;
       }
-      Lut16Args args{v.packed_codes + static_cast<size_t>(g0) * v.num_blocks * 16, static_cast<size_t>(g1 - g0),
-                     v.num_blocks, luts, n, sums};
-      kt.lut16(args);
+      // The first pass over a leaf brings its codes into the cache; it prefetches the next leaf.
+      lut16_leaf(v, kt, leaf, luts, n, sums, c == a && b < s.probes.size() ? s.probes[b] >> 32 : SIZE_MAX);
       for (size_t r = 0; r < n; ++r) {
         const size_t slot = static_cast<uint32_t>(s.probes[c + r]), i = slot / per_query;
         s.stats.entries_scored += select_from_sums(v, kt, leaf, sums[r], s.chunk_bias[slot], s.chunk_inv_m[i],
