@@ -98,8 +98,9 @@ void lut16_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, const u
     return;
   }
   // A leaf is a short stream (~16 KiB at 1M points) that the hardware prefetcher finds only
-  // after its first misses, so each leaf's start waited on memory. The next leaf's codes and
-  // norms are asked for a slice per two groups of this one: they arrive while this leaf is
+  // after its first misses, so each leaf's start waited on memory. The next leaf's codes,
+  // norms and ids (read for the entries that pass the score test) are asked for a slice per
+  // two groups of this one: they arrive while this leaf is
   // scanned, and the prefetches never fill the miss buffers at once (a whole leaf asked for up
   // front measured no gain; slices cut 1M-point SIFT queries by ~17%, bench/RESULTS.md).
   const size_t next_g0 = static_cast<size_t>(v.leaf_group_offsets[next_leaf]);
@@ -108,8 +109,8 @@ void lut16_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, const u
   const char* next_norms = v.entry_sq_norms == nullptr
                                ? nullptr
                                : reinterpret_cast<const char*>(v.entry_sq_norms + v.leaf_offsets[next_leaf]);
-  const size_t next_norm_bytes =
-      static_cast<size_t>(v.leaf_offsets[next_leaf + 1] - v.leaf_offsets[next_leaf]) * sizeof(float);
+  const size_t next_entries = static_cast<size_t>(v.leaf_offsets[next_leaf + 1] - v.leaf_offsets[next_leaf]);
+  const char* next_ids = reinterpret_cast<const char*>(v.entry_ids + v.leaf_offsets[next_leaf]);
   auto fetch_slice = [](const char* base, size_t bytes, size_t c, size_t chunks) {
     const size_t end = bytes * (c + 1) / chunks;
     for (size_t off = (bytes * c / chunks) & ~size_t{63}; off < end; off += 64) __builtin_prefetch(base + off, 0, 2);
@@ -119,7 +120,8 @@ void lut16_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, const u
   int32_t* chunk_sums[kLut16MaxQueries];
   for (size_t c = 0; c < chunks; ++c) {
     fetch_slice(next_codes, next_code_bytes, c, chunks);
-    if (next_norms != nullptr) fetch_slice(next_norms, next_norm_bytes, c, chunks);
+    if (next_norms != nullptr) fetch_slice(next_norms, next_entries * sizeof(float), c, chunks);
+    fetch_slice(next_ids, next_entries * sizeof(int32_t), c, chunks);
     const size_t first = c * kGroupsPerSlice;
     for (size_t r = 0; r < num_luts; ++r) chunk_sums[r] = sums[r] + first * kLut16GroupSize;
     kt.lut16(Lut16Args{codes + first * group_bytes, std::min(kGroupsPerSlice, groups - first), v.num_blocks, luts,

@@ -269,6 +269,7 @@ void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhP
   // Probe slots are i * per_query + j: a filtered query may visit every leaf.
   const size_t lut_bytes = v.num_blocks * 16, per_query = probe_stride(v, p);
   QueryTables& t = s.tables;
+  const size_t selection = selection_size(v, p);
   s.probes.clear();
   for (size_t q0 = 0; q0 < count; q0 += kQueriesPerTask) {
     const size_t q1 = std::min(count, q0 + kQueriesPerTask);
@@ -279,9 +280,21 @@ void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhP
       const size_t visits = choose_leaves(v, p, allowed, t);
       std::copy(t.lut_u8.begin(), t.lut_u8.end(), s.chunk_luts.begin() + static_cast<std::ptrdiff_t>(i * lut_bytes));
       s.chunk_inv_m[i] = t.inv_m;
+      s.chunk_candidates[i].reset(selection);
+      bool seeded = false;
       for (size_t j = 0; j < visits; ++j) {
         const size_t leaf = leaf_at(t, j), slot = i * per_query + j;
         if (allowed != nullptr && allowed[leaf] == 0) continue;
+        if (!seeded) {
+          // The query's nearest leaf is scanned now, alone: in leaf order a query's leaves come
+          // best-last as often as best-first, and without the bar its candidates set, every
+          // entry of the early leaves entered the selection (nth_element was 11% of a 1M batch).
+          s.stats.entries_scored += scan_leaf(v, kt, leaf, t, s.chunk_candidates[i], filters.of(i),
+                                              &s.stats.filter_checks);
+          ++s.stats.leaves_scanned;
+          seeded = true;
+          continue;
+        }
         s.chunk_bias[slot] = t.center_dots[leaf];
         s.probes.push_back((static_cast<uint64_t>(leaf) << 32) | slot);
       }
@@ -289,8 +302,6 @@ void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhP
   }
   std::sort(s.probes.begin(), s.probes.end());
   s.stats.leaves_scanned += s.probes.size();
-  const size_t selection = selection_size(v, p);
-  for (size_t i = 0; i < count; ++i) s.chunk_candidates[i].reset(selection);
 
   const size_t sums_stride = t.sums.size();
   for (size_t a = 0; a < s.probes.size();) {
