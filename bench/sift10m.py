@@ -4,6 +4,7 @@ memory, recall and QPS at that size.
     python bench/sift10m.py make       [--cache DIR]   # 10M rows from the 1M SIFT set (5.1 GB)
     python bench/sift10m.py truth      [--cache DIR]   # exact top-100 of 1,000 queries, cached
     python bench/sift10m.py run        [--cache DIR] [--leaves 6000] [--copy] [--queries 1000]
+    python bench/sift10m.py compare    [--cache DIR] [--leaves 6000] [--queries 1000]   # vs faiss
 
 The recipe: every train vector of ``sift-debian-textures-1m-128-euclidean`` once as it is, then
 nine jittered copies, each coordinate plus an integer drawn uniformly from [-2, 2], clipped to
@@ -21,6 +22,12 @@ allocated), each over the raw data's 5.12 GB. Without ``--copy`` the index reord
 caller's array (``copy=False``), so the float32 rows stay the file's pages, which the OS can
 drop and read back; with ``--copy`` the index owns a copy in RAM. Then recall@10 and QPS single
 (one query per call, one thread) and batched (all queries, every core) over a small sweep.
+
+``compare`` builds annlib's index (reorder rows from the file, as ``run``) and faiss
+``IVF{leaves},PQ64x4fs`` + ``IndexRefineFlat`` (its float32 refine copy in RAM: faiss has no
+file-backed refine) from the same memory-mapped rows and training sample size, in one process;
+sweeps both, single and batched, and reports each one's best QPS at recall 0.90 / 0.95 / 0.99
+and annlib's ratio.
 """
 
 from __future__ import annotations
@@ -168,9 +175,92 @@ def run(cache: pathlib.Path, leaves: int, copy: bool, num_queries: int) -> None:
             print(f"| {mode} | {t1} | {t2} | {rec:.4f} | {qps:,.0f} |", flush=True)
 
 
+def _sweep(search_one, search_batch, settings, queries, true_dist, threads):
+    """{mode: [(setting, recall, qps)]} over `settings` (single: 200 queries; batch: all)."""
+    rows = {"single": [], "batch": []}
+    for setting in settings:
+        sample = queries[:200]
+        search_one(sample[0], setting)  # warm-up
+        start = time.perf_counter()
+        dist = np.stack([search_one(q, setting) for q in sample])
+        qps = len(sample) / (time.perf_counter() - start)
+        rows["single"].append((setting, recall_at_k(None, None, true_dist[: len(sample)], dist), qps))
+        start = time.perf_counter()
+        dist = search_batch(queries, setting, threads)
+        qps = len(queries) / (time.perf_counter() - start)
+        rows["batch"].append((setting, recall_at_k(None, None, true_dist, dist), qps))
+        print(f"  {setting}: single {rows['single'][-1][1]:.4f} {rows['single'][-1][2]:,.0f} QPS, "
+              f"batch {rows['batch'][-1][1]:.4f} {rows['batch'][-1][2]:,.0f} QPS", flush=True)
+    return rows
+
+
+def compare(cache: pathlib.Path, leaves: int, num_queries: int) -> None:
+    import faiss
+
+    data = np.load(cache / "data.npy", mmap_mode="r")
+    queries = np.load(cache / "queries.npy")[:num_queries]
+    true_dist = np.load(cache / "truth_distances.npy")[:num_queries]
+    threads = annlib.default_num_threads()
+    start = time.perf_counter()
+    index = annlib.TreeAhIndex(data, "squared_l2", num_leaves=leaves, num_leaves_to_search=30,
+                               training_sample_size=250_000, dims_per_block=2, reorder=100, copy=False)
+    annlib_s = time.perf_counter() - start
+    print(f"annlib tree-AH L={leaves}: build {annlib_s:.0f} s", flush=True)
+    start = time.perf_counter()
+    factory = f"IVF{leaves},PQ{data.shape[1] // 2}x4fs"
+    base = faiss.index_factory(data.shape[1], factory, faiss.METRIC_L2)
+    refine = faiss.IndexRefineFlat(base)
+    picks = np.sort(np.random.default_rng(0).choice(len(data), min(250_000, len(data)), replace=False))
+    sample = np.ascontiguousarray(data[picks])
+    refine.train(sample)
+    del sample
+    for begin in range(0, len(data), 1_000_000):
+        refine.add(np.ascontiguousarray(data[begin : begin + 1_000_000]))
+    ivf = faiss.extract_index_ivf(base)
+    faiss_s = time.perf_counter() - start
+    print(f"faiss {factory}+refine: build {faiss_s:.0f} s", flush=True)
+
+    def annlib_one(q, s):
+        return index.search(q, K, leaves_to_search=s[0], pre_reorder_num_neighbors=s[1]).distances
+
+    def annlib_batch(qs, s, t):
+        return index.search_batched(qs, K, num_threads=t, leaves_to_search=s[0], pre_reorder_num_neighbors=s[1]).distances
+
+    def faiss_set(s, t):
+        ivf.nprobe, refine.k_factor = s
+        faiss.omp_set_num_threads(t)
+
+    def faiss_one(q, s):
+        faiss_set(s, 1)
+        return refine.search(q[None], K)[0][0]
+
+    def faiss_batch(qs, s, t):
+        faiss_set(s, t)
+        return refine.search(qs, K)[0]
+
+    tree = [(t1, t2) for t1 in (20, 30, 40, 60, 80, 100, 160) if t1 <= leaves for t2 in (60, 100, 200)]
+    ivf_settings = [(x, kf) for x in (20, 30, 40, 60, 80, 100, 160) if x <= leaves for kf in (6, 10, 20)]
+    print("annlib sweep:", flush=True)
+    mine = _sweep(annlib_one, annlib_batch, tree, queries, true_dist, threads)
+    print("faiss sweep:", flush=True)
+    theirs = _sweep(faiss_one, faiss_batch, ivf_settings, queries, true_dist, threads)
+    print(f"\nbuild: annlib {annlib_s:.0f} s, faiss {faiss_s:.0f} s\n")
+    print("| mode | target | annlib: setting, recall, QPS | faiss: setting, recall, QPS | annlib / faiss |")
+    print("|---|---|---|---|---|")
+    for mode in ("single", "batch"):
+        for target in (0.90, 0.95, 0.99):
+            best = []
+            for rows in (mine[mode], theirs[mode]):
+                reached = [r for r in rows if r[1] >= target]
+                best.append(max(reached, key=lambda r: r[2]) if reached else None)
+            cells = [f"{b[0]}, {b[1]:.4f}, {b[2]:,.0f}" if b else "not reached" for b in best]
+            ratio = f"{best[0][2] / best[1][2]:.2f}x" if all(best) else "—"
+            print(f"| {mode} | {target:.2f} | {cells[0]} | {cells[1]} | {ratio} |", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("step", choices=["make", "truth", "run"])
+    parser.add_argument("step", choices=["make", "truth", "run", "compare"])
     parser.add_argument("--cache", type=pathlib.Path, default=default_cache())
     parser.add_argument("--leaves", type=int, default=6000)
     parser.add_argument("--copy", action="store_true", help="the index owns a copy of the rows in RAM")
@@ -180,6 +270,8 @@ def main(argv=None):
         make(args.cache)
     elif args.step == "truth":
         truth(args.cache)
+    elif args.step == "compare":
+        compare(args.cache, args.leaves, args.queries)
     else:
         run(args.cache, args.leaves, args.copy, args.queries)
 
