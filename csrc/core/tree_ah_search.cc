@@ -18,6 +18,10 @@ namespace annlib {
 namespace {
 
 constexpr size_t kQueriesPerTask = 4;
+// Queries of a leaf-major task scored against the centers in one call: the kernel reads each
+// range of centers once per call (simd/dot_by_dim_tiling.h), 1 MiB of L3 traffic per call at
+// 2000 x 128, so the more queries per call, the less per query.
+constexpr size_t kCenterScoringQueries = 32;
 // Queries whose leaf scans one leaf-major task shares: the more queries, the more of
 // them probe each leaf, whose codes are then read once per task; each costs about
 // 32 pre_reorder + 1 KiB bytes of scratch.
@@ -29,7 +33,7 @@ constexpr size_t kLeafMajorMinQueries = 16;
 
 /// Everything one worker needs; pooled by the searcher so searches allocate nothing.
 struct TreeAhSearcher::Scratch {
-  std::vector<float> center_dots;  // kQueriesPerTask x num_leaves: a few queries' center scores
+  std::vector<float> center_dots;  // kCenterScoringQueries x num_leaves: a few queries' center scores
   QueryTables tables;
   TopK candidates;
   std::vector<ScoredId> ranked;
@@ -281,8 +285,8 @@ void search_leaf_major(const TreeAhView& v, const KernelTable& kt, const TreeAhP
   QueryTables& t = s.tables;
   const size_t selection = selection_size(v, p);
   s.probes.clear();
-  for (size_t q0 = 0; q0 < count; q0 += kQueriesPerTask) {
-    const size_t q1 = std::min(count, q0 + kQueriesPerTask);
+  for (size_t q0 = 0; q0 < count; q0 += kCenterScoringQueries) {
+    const size_t q1 = std::min(count, q0 + kCenterScoringQueries);
     score_centers(v, kt, queries + q0 * v.dim, q1 - q0, s.center_dots.data());
     for (size_t i = q0; i < q1; ++i) {
       prepare_query(v, kt, queries + i * v.dim, s.center_dots.data() + (i - q0) * v.num_leaves, t);
@@ -411,7 +415,7 @@ std::unique_ptr<TreeAhSearcher::Scratch> TreeAhSearcher::acquire(const TreeAhPar
   if (!s) {
     s = std::make_unique<TreeAhSearcher::Scratch>();
     s->tables.resize(view_);
-    s->center_dots.resize(kQueriesPerTask * view_.num_leaves);
+    s->center_dots.resize(kCenterScoringQueries * view_.num_leaves);
     // Sized by the ids the entries hold, never by n alone: a file's n may overstate them.
     if (view_.spilled) s->seen.assign(point_slots_, 0);
     s->query_scaled.resize(view_.dim);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "simd/kernels.h"
 
@@ -24,17 +25,22 @@ inline void remainder(const DotByDimArgs& a, size_t i0, size_t j0, size_t vector
   }
 }
 
-/// Queries i0 .. i0+NQ against every point.
+/// Queries i0 .. i0+NQ against points [j, j_end); only the last range may end in a partial tile.
 template <class Path, int NQ, int NV>
-inline void rows(const DotByDimArgs& a, size_t i0) {
+inline void rows(const DotByDimArgs& a, size_t i0, size_t j = 0, size_t j_end = SIZE_MAX) {
   constexpr size_t kWidth = Path::kLanes * NV;
-  size_t j = 0;
-  for (; j + kWidth <= a.num_points; j += kWidth) Path::template tile<NQ, NV>(a, i0, j);
-  const size_t vectors = (a.num_points - j) / Path::kLanes;
+  j_end = j_end < a.num_points ? j_end : a.num_points;
+  for (; j + kWidth <= j_end; j += kWidth) Path::template tile<NQ, NV>(a, i0, j);
+  const size_t vectors = (j_end - j) / Path::kLanes;
   remainder<Path, NQ, NV - 1>(a, i0, j, vectors);
   j += Path::kLanes * vectors;
-  if (j < a.num_points) Path::template tail<NQ>(a, i0, j);
+  if (j < j_end) Path::template tail<NQ>(a, i0, j);
 }
+
+/// Points per range of a batch: every query group scores one range before the next, so the
+/// range (64 KiB of 128-d centers) is read from memory once per batch, not once per four
+/// queries. A multiple of every path's tile width.
+constexpr size_t kBatchPointRange = 128;
 
 /// One query: eight vectors of accumulators cover the FMA latency. Several: groups of
 /// four queries x kMultiVectors vectors, each point vector loaded once for four queries.
@@ -44,13 +50,16 @@ inline void run(const DotByDimArgs& a) {
     rows<Path, 1, 8>(a, 0);
     return;
   }
-  size_t i = 0;
-  for (; i + 4 <= a.num_queries; i += 4) rows<Path, 4, Path::kMultiVectors>(a, i);
-  switch (a.num_queries - i) {
-    case 3: rows<Path, 3, Path::kMultiVectors>(a, i); break;
-    case 2: rows<Path, 2, Path::kMultiVectors>(a, i); break;
-    case 1: rows<Path, 1, Path::kMultiVectors>(a, i); break;
-    default: break;
+  for (size_t j = 0; j < a.num_points; j += kBatchPointRange) {
+    const size_t j_end = j + kBatchPointRange;
+    size_t i = 0;
+    for (; i + 4 <= a.num_queries; i += 4) rows<Path, 4, Path::kMultiVectors>(a, i, j, j_end);
+    switch (a.num_queries - i) {
+      case 3: rows<Path, 3, Path::kMultiVectors>(a, i, j, j_end); break;
+      case 2: rows<Path, 2, Path::kMultiVectors>(a, i, j, j_end); break;
+      case 1: rows<Path, 1, Path::kMultiVectors>(a, i, j, j_end); break;
+      default: break;
+    }
   }
 }
 
