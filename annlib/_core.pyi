@@ -75,6 +75,9 @@ def evaluate_filter(
 def dot_block(queries: npt.ArrayLike, points: npt.ArrayLike, isa: str) -> _F32:
     """Inner products of every query with every point using one SIMD path (for tests)."""
 
+def dot_f32_i8(q: npt.ArrayLike, x: npt.ArrayLike, isa: str) -> float:
+    """<q, x> of a float32 vector and an int8 vector via one SIMD path's kernel (for tests)."""
+
 def dot_by_dim(queries: npt.ArrayLike, points: npt.ArrayLike, isa: str) -> _F32:
     """Inner products of one query (dim,) or several (nq, dim) with points, dimension-major kernel (for tests)."""
 

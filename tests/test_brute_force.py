@@ -243,6 +243,22 @@ def test_dimension_major_kernel_matches_numpy(rng, isa, n, dim):
 
 
 @pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+@pytest.mark.parametrize("dim", [1, 7, 8, 15, 16, 17, 31, 32, 33, 100, 128, 384])
+def test_int8_row_kernel_matches_numpy(rng, isa, dim):
+    """int8 reordering scores a float32 query against int8 rows; every path, tails included."""
+    if isa not in annlib.supported_isas():
+        pytest.skip(f"this CPU cannot run {isa}")
+    from annlib import _core
+
+    q = rng.standard_normal(dim).astype(np.float32)
+    x = rng.integers(-128, 128, size=dim).astype(np.int8)
+    got = _core.dot_f32_i8(q, x, isa)
+    exact = float(q.astype(np.float64) @ x.astype(np.float64))
+    bound = dim * np.finfo(np.float32).eps * float(np.abs(q) @ np.abs(x.astype(np.float64)))
+    assert abs(got - exact) <= bound + 1e-6, (got, exact)
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
 @pytest.mark.parametrize(("n", "dim"), [(1, 3), (7, 3), (16, 5), (70, 33), (224, 384), (1000, 128)])
 @pytest.mark.parametrize("num_queries", [2, 3, 4, 5, 9])
 def test_dimension_major_kernel_batches_bit_for_bit(rng, isa, n, dim, num_queries):

@@ -185,6 +185,17 @@ PYBIND11_MODULE(_core, m) {
         "search threads without the GIL.");
   m.def("dot_block", &dot_block_py, py::arg("queries"), py::arg("points"), py::arg("isa"),
         "Inner products of every query with every point using one SIMD path (for tests).");
+  m.def(
+      "dot_f32_i8",
+      [](const FloatArray& q, const py::array_t<int8_t, py::array::c_style | py::array::forcecast>& x,
+         const std::string& isa) {
+        if (q.ndim() != 1 || x.ndim() != 1 || q.shape(0) != x.shape(0)) {
+          throw std::invalid_argument("q and x must be 1-D of the same length");
+        }
+        return kernels_for(parse_isa(isa)).dot_f32_i8(q.data(), x.data(), static_cast<size_t>(q.shape(0)));
+      },
+      py::arg("q"), py::arg("x"), py::arg("isa"),
+      "<q, x> of a float32 vector and an int8 vector via one SIMD path's kernel (for tests).");
   m.def("dot_by_dim", &dot_by_dim_py, py::arg("queries"), py::arg("points"), py::arg("isa"),
         "Inner products of one query (dim,) or several (nq, dim) with points via the dimension-major "
         "kernel of one SIMD path (for tests).");

@@ -62,19 +62,6 @@ float dot_scalar(const float* a, const float* b, size_t n) {
   return s;
 }
 
-float dot_int8(const float* q_scaled, const int8_t* x, size_t dim) {
-  float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-  size_t d = 0;
-  for (; d + 4 <= dim; d += 4) {
-    s0 += q_scaled[d] * x[d];
-    s1 += q_scaled[d + 1] * x[d + 1];
-    s2 += q_scaled[d + 2] * x[d + 2];
-    s3 += q_scaled[d + 3] * x[d + 3];
-  }
-  for (; d < dim; ++d) s0 += q_scaled[d] * x[d];
-  return (s0 + s1) + (s2 + s3);
-}
-
 size_t wanted_candidates(const TreeAhParams& p) { return p.pre_reorder > 0 ? p.pre_reorder : p.k; }
 
 /// Size of the AH candidate selection: spilled copies of one point can fill it twice, so
@@ -168,7 +155,7 @@ void finish_query(const TreeAhView& v, const KernelTable& kt, const TreeAhParams
     prefetched_rows(s.ranked.data(), num_ranked, rows, row_bytes, {l2 ? norms : nullptr, row_scales}, [&](size_t id) {
       float dot;
       if (int8) {
-        dot = dot_int8(s.query_scaled.data(), v.reorder_int8 + id * v.dim, v.dim);
+        dot = kt.dot_f32_i8(s.query_scaled.data(), v.reorder_int8 + id * v.dim, v.dim);
         if (v.reorder_int8_row_scale != nullptr) dot *= v.reorder_int8_row_scale[id];
         dot += offset_dot;
       } else {

@@ -11,6 +11,7 @@ struct KernelTable {
   Isa isa;
   DotBlockFn dot_block;
   DotByDimFn dot_by_dim;
+  DotF32I8Fn dot_f32_i8;
   Lut16Fn lut16;
   Lut16KeepFn lut16_keep;
   GreaterMask32Fn greater_mask32;

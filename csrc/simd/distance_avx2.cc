@@ -170,4 +170,24 @@ struct ByDim8 {
 
 void dot_by_dim_avx2(const DotByDimArgs& a) { by_dim::run<ByDim8>(a); }
 
+float dot_f32_i8_avx2(const float* q, const int8_t* x, size_t dim) {
+  auto widen = [](const int8_t* bytes) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes))));
+  };
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t d = 0;
+  for (; d + 16 <= dim; d += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), widen(x + d), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), widen(x + d + 8), acc1);
+  }
+  for (; d + 8 <= dim; d += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), widen(x + d), acc0);
+  const __m256 acc = _mm256_add_ps(acc0, acc1);
+  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
+  float total = _mm_cvtss_f32(sum);
+  for (; d < dim; ++d) total += q[d] * static_cast<float>(x[d]);
+  return total;
+}
+
 }  // namespace annlib

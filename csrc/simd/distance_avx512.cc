@@ -165,4 +165,20 @@ struct ByDim16 {
 
 void dot_by_dim_avx512(const DotByDimArgs& a) { by_dim::run<ByDim16>(a); }
 
+float dot_f32_i8_avx512(const float* q, const int8_t* x, size_t dim) {
+  auto widen = [](__m128i bytes) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes)); };
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t d = 0;
+  for (; d + 32 <= dim; d += 32) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + d))), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d + 16),
+                           widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + d + 16))), acc1);
+  }
+  for (; d < dim; d += 16) {
+    const __mmask16 mask = dim - d >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (dim - d)) - 1u);
+    acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, q + d), widen(_mm_maskz_loadu_epi8(mask, x + d)), acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
 }  // namespace annlib

@@ -45,6 +45,14 @@ void dot_by_dim_scalar(const DotByDimArgs& args);
 void dot_by_dim_avx2(const DotByDimArgs& args);
 void dot_by_dim_avx512(const DotByDimArgs& args);
 
+/// <q, x> of a float32 query and an int8 row (dim terms): int8 reordering's score. Paths sum
+/// in different orders, so their results may differ in the last bits, as dot_block's do.
+using DotF32I8Fn = float (*)(const float* q, const int8_t* x, size_t dim);
+
+float dot_f32_i8_scalar(const float* q, const int8_t* x, size_t dim);
+float dot_f32_i8_avx2(const float* q, const int8_t* x, size_t dim);
+float dot_f32_i8_avx512(const float* q, const int8_t* x, size_t dim);
+
 void dot_block_scalar(const DotBlockArgs& args);
 void dot_block_avx2(const DotBlockArgs& args);
 void dot_block_avx512(const DotBlockArgs& args);
