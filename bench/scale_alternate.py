@@ -30,17 +30,22 @@ import scale  # noqa: E402
 # (target recall, {contender: settings}): the cheapest settings reaching each target on the first
 # 500 queries (annlib leaves/reorder, faiss nprobe/k_factor, ScaNN leaves/reorder, HNSW ef), from
 # scale.py's quiet run of 2026-12-04 and, for annlib at 0.90/0.95 and hnswlib, from recall sweeps
-# of the merged code (bench/RESULTS.md, "Quiet machine, after every merge").
+# of the merged code (bench/RESULTS.md, "Quiet machine, after every merge"); faiss IVF-PQfs's from
+# a finer recall sweep (nprobe 16-120 x k_factor 3-20; the cheapest reaching each target,
+# bench/RESULTS.md "Prefetched leaves"). annlib-int8 (int8 reorder rows, exact for SIFT's
+# integer coordinates) is annlib's index at a quarter of the reorder memory.
 DEFAULT_POINTS = {
-    0.90: {"annlib": (25, 40), "faiss-ivfpqfs": (25, 6), "scann": (40, 60), "hnswlib": (40,), "faiss-hnsw": (32,)},
-    0.95: {"annlib": (40, 80), "faiss-ivfpqfs": (40, 10), "scann": (60, 200), "hnswlib": (64,), "faiss-hnsw": (64,)},
-    0.99: {"annlib": (100, 100), "faiss-ivfpqfs": (100, 20), "scann": (130, 200), "hnswlib": (160,),
-           "faiss-hnsw": (192,)},
+    0.90: {"annlib": (25, 40), "annlib-int8": (25, 40), "faiss-ivfpqfs": (24, 6), "scann": (40, 60), "hnswlib": (40,),
+           "faiss-hnsw": (32,)},
+    0.95: {"annlib": (40, 80), "annlib-int8": (40, 80), "faiss-ivfpqfs": (38, 10), "scann": (60, 200), "hnswlib": (64,),
+           "faiss-hnsw": (64,)},
+    0.99: {"annlib": (100, 100), "annlib-int8": (100, 100), "faiss-ivfpqfs": (100, 15), "scann": (130, 200),
+           "hnswlib": (160,), "faiss-hnsw": (192,)},
 }
 
 
 def params_of(key, values):
-    if key in ("annlib", "scann"):
+    if key in ("annlib", "annlib-int8", "scann"):
         return {"leaves": values[0], "reorder": values[1]}
     if key == "faiss-ivfpqfs":
         return {"nprobe": values[0], "k_factor": values[1]}
@@ -54,7 +59,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--mode", nargs="+", default=["single", "batch"], choices=["single", "batch"])
     ap.add_argument("--peers", nargs="+", default=["faiss-ivfpqfs"],
-                    choices=["faiss-ivfpqfs", "scann", "hnswlib", "faiss-hnsw"])
+                    choices=["annlib-int8", "faiss-ivfpqfs", "scann", "hnswlib", "faiss-hnsw"])
     ap.add_argument("--peer-cache", default=None, help="scale.py's cache of built graph indexes")
     ap.add_argument("--leaves", type=int, default=2000)
     ap.add_argument("--limit", type=int, default=None, help="first LIMIT points only: a dry run (recall is wrong)")
@@ -69,6 +74,7 @@ def main(argv=None):
     threads = os.cpu_count() or 1
     makers = {
         "annlib": lambda: scale.Annlib(data, args.leaves),
+        "annlib-int8": lambda: scale.Annlib(data, args.leaves, "int8"),
         "faiss-ivfpqfs": lambda: scale.FaissIvfPqFs(data, args.leaves),
         "scann": lambda: scale.Scann(data, args.leaves),
         "hnswlib": lambda: scale.Hnswlib(data, threads, cache=args.peer_cache),
