@@ -245,3 +245,30 @@ def test_anisotropic_lowers_score_aware_loss(sample_data):
         recon = _core.decode_pq(codebook, 2, codes) + centers[assignment]
         losses[name] = _core.score_aware_loss(data, recon, eta)
     assert losses["anisotropic"] < losses["plain"]
+
+
+@pytest.mark.parametrize("metric", ["squared_l2", "dot"])
+def test_search_visits_exactly_the_nearest_leaves(rng, metric):
+    """With every scanned entry reordered exactly, a search returns the exact top k of the points
+    in the leaves_to_search best leaves: the leaf selection (a sampled cutoff when few leaves of
+    many are wanted, a full selection otherwise) must pick exactly those leaves."""
+    data = rng.standard_normal((6000, 24)).astype(np.float32)
+    index = annlib.TreeAhIndex(data, metric, num_leaves=400, reorder=10)
+    arrays = index._arrays
+    offsets, entry_ids, centers = arrays["leaf_offsets"], arrays["entry_ids"], arrays["centers"].astype(np.float64)
+    queries = rng.standard_normal((20, 24)).astype(np.float32)
+    for leaves in (1, 3, 17, 25, 60, 400):  # 25 x 16 = 400: the last count with the cutoff
+        for q in queries:
+            q64 = q.astype(np.float64)
+            scores = 2 * centers @ q64 - (centers**2).sum(1) if metric == "squared_l2" else centers @ q64
+            best = np.argsort(-scores, kind="stable")[:leaves]
+            members = np.concatenate([entry_ids[offsets[b]:offsets[b + 1]] for b in best])
+            found = index.search(q, 5, leaves_to_search=leaves, pre_reorder_num_neighbors=len(members))
+            exact = data[members].astype(np.float64) @ q64  # dot: the larger the nearer
+            if metric == "squared_l2":
+                exact = ((data[members].astype(np.float64) - q64) ** 2).sum(1)
+                want = members[np.argsort(exact, kind="stable")[:5]]
+            else:
+                want = members[np.argsort(-exact, kind="stable")[:5]]
+            got = found.ids[found.ids >= 0]  # a lone small leaf pads with -1
+            np.testing.assert_array_equal(np.sort(got), np.sort(want))

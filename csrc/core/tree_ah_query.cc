@@ -18,6 +18,8 @@ size_t max_leaf_groups(const TreeAhView& v) {
 void QueryTables::resize(const TreeAhView& v) {
   own_center_dots.resize(v.num_leaves);
   leaf_keys.resize(v.num_leaves);
+  leaf_scores.resize(v.num_leaves);
+  leaf_sample.resize(v.num_leaves / 8 + 1);
   lut_float.resize(v.num_blocks * 16);
   lut_u8.resize(v.num_blocks * 16);
   sums.resize(max_leaf_groups(v) * kLut16GroupSize + kLut16GroupSize);
@@ -62,28 +64,34 @@ void order_leaves(const TreeAhView& v, size_t count, QueryTables& t) {
     return (static_cast<uint64_t>(orderable_bits(score)) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(l));
   };
   count = std::min(count, v.num_leaves);
+  size_t kept = v.num_leaves;  // keys written to keys[0, kept)
   if (count * 16 <= v.num_leaves) {
-    // Few leaves out of many: a min-heap of the best `count` keys rejects almost every
-    // center with one well-predicted float compare against the heap's worst score (a
-    // smaller score always packs a smaller key), cheaper than a selection over all of them.
-    for (size_t l = 0; l < count; ++l) keys[l] = key_of(score_of(l), l);
-    std::make_heap(keys, keys + count, std::greater<uint64_t>());
-    float worst = from_orderable_bits(static_cast<uint32_t>(keys[0] >> 32));
-    for (size_t l = count; l < v.num_leaves; ++l) {
-      const float score = score_of(l);
-      if (score < worst) continue;
-      const uint64_t key = key_of(score, l);
-      if (key > keys[0]) {
-        std::pop_heap(keys, keys + count, std::greater<uint64_t>());
-        keys[count - 1] = key;
-        std::push_heap(keys, keys + count, std::greater<uint64_t>());
-        worst = from_orderable_bits(static_cast<uint32_t>(keys[0] >> 32));
-      }
+    // Few leaves out of many: a cutoff from every 8th center's score keeps about 8 x (count/8 + 4)
+    // leaves for the exact selection below, and rejects the rest with one float compare each.
+    // Whenever at least `count` leaves pass, they include the best `count` (the count-th best
+    // score is then >= the cutoff), so the result is exact; otherwise every leaf is kept.
+    // (A heap of the best `count` keys took 8-12% of a batched 1M-point search.)
+    float* scores = t.leaf_scores.data();
+    for (size_t l = 0; l < v.num_leaves; ++l) scores[l] = score_of(l);
+    constexpr size_t kStride = 8;
+    float* sample = t.leaf_sample.data();
+    size_t samples = 0;
+    for (size_t l = 0; l < v.num_leaves; l += kStride) sample[samples++] = scores[l];
+    const size_t rank = std::min(samples, count / kStride + 4);
+    std::nth_element(sample, sample + rank - 1, sample + samples, std::greater<float>());
+    const float cutoff = sample[rank - 1];
+    kept = 0;
+    for (size_t l = 0; l < v.num_leaves; ++l) {
+      if (scores[l] >= cutoff) keys[kept++] = key_of(scores[l], l);
+    }
+    if (kept < count) {
+      for (size_t l = 0; l < v.num_leaves; ++l) keys[l] = key_of(scores[l], l);
+      kept = v.num_leaves;
     }
   } else {
     for (size_t l = 0; l < v.num_leaves; ++l) keys[l] = key_of(score_of(l), l);
-    if (count < v.num_leaves) std::nth_element(keys, keys + count - 1, keys + v.num_leaves, std::greater<uint64_t>());
   }
+  if (count < kept) std::nth_element(keys, keys + count - 1, keys + kept, std::greater<uint64_t>());
   std::sort(keys, keys + count, std::greater<uint64_t>());  // nearest leaves first: the selection fills early
 }
 

@@ -20,6 +20,8 @@ struct QueryTables {
   std::vector<float> own_center_dots;  ///< storage when prepare_query scores the centers itself
   const float* center_dots = nullptr;  ///< <q, c_l> for every leaf: own_center_dots or a score_centers row
   std::vector<uint64_t> leaf_keys;  ///< packed (leaf score, leaf) keys; the best first after order_leaves
+  std::vector<float> leaf_scores;   ///< order_leaves' scratch: every leaf's score
+  std::vector<float> leaf_sample;   ///< order_leaves' scratch: every 8th leaf's score
   std::vector<float> lut_float;     ///< num_blocks x 16: <q_k, codeword j>
   std::vector<uint8_t> lut_u8;      ///< the table quantized for LUT16
   std::vector<int32_t> sums;        ///< LUT16 sums of the leaf being scanned
