@@ -74,12 +74,19 @@ void order_leaves(const TreeAhView& v, size_t count, QueryTables& t) {
     float* scores = t.leaf_scores.data();
     for (size_t l = 0; l < v.num_leaves; ++l) scores[l] = score_of(l);
     constexpr size_t kStride = 8;
-    float* sample = t.leaf_sample.data();
-    size_t samples = 0;
-    for (size_t l = 0; l < v.num_leaves; l += kStride) sample[samples++] = scores[l];
+    const size_t samples = (v.num_leaves + kStride - 1) / kStride;
     const size_t rank = std::min(samples, count / kStride + 4);
-    std::nth_element(sample, sample + rank - 1, sample + samples, std::greater<float>());
-    const float cutoff = sample[rank - 1];
+    // The rank best sampled scores, best first, by insertion: most samples lose to the last.
+    float* best = t.leaf_sample.data();
+    size_t held = 0;
+    for (size_t l = 0; l < v.num_leaves; l += kStride) {
+      const float score = scores[l];
+      if (held == rank && !(score > best[rank - 1])) continue;
+      size_t i = held < rank ? held++ : rank - 1;
+      for (; i > 0 && best[i - 1] < score; --i) best[i] = best[i - 1];
+      best[i] = score;
+    }
+    const float cutoff = best[rank - 1];
     kept = 0;
     for (size_t l = 0; l < v.num_leaves; ++l) {
       if (scores[l] >= cutoff) keys[kept++] = key_of(scores[l], l);
