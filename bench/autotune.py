@@ -5,7 +5,13 @@ the test queries are split in halves. For each mode (single: one thread, query a
 batched: ``search_batched`` on ``--threads`` threads) and target recall, the tuner is given half A
 as tuning queries and picks the tree-AH setting or exact search, whichever it predicts cheaper;
 its choice is measured on half B and compared with the best point of a dense grid measured on half
-B (every (leaves_to_search, pre_reorder_num_neighbors) of the grid, plus exact search). QPS from CPU
+B (every (leaves_to_search, pre_reorder_num_neighbors) of the grid, plus exact search). Each grid
+point is timed once; the fastest few that meet the target on half B (within ``CONTENDER_SHARE`` of
+the fastest single timing) are then timed again with the choice, round-robin over ``--rounds``
+rounds, and the best grid point is the one of highest median QPS there; the QPS ratio is the
+median over rounds of the per-round ratio of the choice to it. The grid's best point is selected
+with the recall of the measuring half itself, which no tuner sees: an optimistic baseline where
+the frontier is flat and a point clears the target on half B by a hair. QPS from CPU
 time: the searching thread's in single mode, the process's divided by the thread count in batched
 mode (the throughput when the threads have their cores; robust on a shared machine). The tuner's
 time is reported against the build's both in wall time and in CPU time of the whole process (all
@@ -52,6 +58,10 @@ def load_hdf5(path):
 
 K = 10
 SIFT = DEFAULT_DATASET.parent / "sift-debian-textures-1m-128-euclidean.hdf5"
+#: Grid points meeting the target whose single timing is within this share of the fastest one's
+#: are timed again against the choice (at most MAX_CONTENDERS of them, fastest first).
+CONTENDER_SHARE = 0.85
+MAX_CONTENDERS = 4
 T2 = [10, 14, 20, 28, 40, 56, 80, 110, 160, 220, 320, 450, 650, 900, 1300, 1800, 2600]
 
 
@@ -107,6 +117,11 @@ def run_dataset(name, args):
         def search(t1, t2, queries=qb):
             return index.search_batched(queries, K, num_threads=threads, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
 
+        def runner(point):
+            if point[0] == "brute_force":
+                return lambda: exact.search_batched(qb, K, num_threads=threads)
+            return lambda: search(point[1], point[2])
+
         grid = []
         g0 = time.perf_counter()
         for t1 in t1_grid(num_leaves):
@@ -137,13 +152,20 @@ def run_dataset(name, args):
                 run_choice = lambda: search(choice[1], choice[2])  # noqa: E731
                 chosen_recall = annlib.id_recall(run_choice().ids, truth_b, K)
             meeting = [p for p in grid if p[4] >= target]
-            best = max(meeting, key=lambda p: p[3])
-            run_best = (lambda: exact.search_batched(qb, K, num_threads=threads)) if best[0] == "brute_force" else (
-                lambda: search(best[1], best[2]))
-            ours, theirs = [], []
-            for _ in range(args.rounds):  # alternate, so drift hits both alike
-                ours.append(timed(run_choice, len(qb), mode, threads, repeats=1))
-                theirs.append(timed(run_best, len(qb), mode, threads, repeats=1))
+            # The grid's points were timed once each: the fastest of those single timings may owe its
+            # place to noise, and a point just behind it may be the faster one. The few fastest points
+            # meeting the target are timed again, head to head with the choice, in alternation.
+            top = max(p[3] for p in meeting)
+            contenders = sorted((p for p in meeting if p[3] >= CONTENDER_SHARE * top), key=lambda p: -p[3])
+            contenders = contenders[:MAX_CONTENDERS]
+            runners = [run_choice] + [runner(p) for p in contenders]
+            qps = [[] for _ in runners]
+            for r in range(args.rounds):  # rotating order, so drift hits every contender alike
+                for c in [(r + offset) % len(runners) for offset in range(len(runners))]:
+                    qps[c].append(timed(runners[c], len(qb), mode, threads, repeats=1))
+            ours = qps[0]
+            pick = max(range(1, len(runners)), key=lambda c: statistics.median(qps[c]))
+            best, theirs = contenders[pick - 1], qps[pick]
             ratio = statistics.median(o / t for o, t in zip(ours, theirs))
             fmt = lambda p: "exact" if p[0] == "brute_force" else f"{p[1]}, {p[2]}"  # noqa: E731
             out.append(
@@ -166,7 +188,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads of batched mode")
     parser.add_argument("--sift-n", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=1000, help="test queries used (split in halves)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating timings of the choice and the best grid point")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="alternating timings of the choice and the fastest grid points meeting the target")
     args = parser.parse_args(argv)
     print(f"# autotune bench, {describe_machine()}")
     rows = []
