@@ -130,6 +130,24 @@ def test_statistics_match_the_search(sample):
     assert abs(predicted - measured) <= 0.01
 
 
+@pytest.mark.parametrize("metric", ["cosine", "squared_l2"])
+def test_ground_truth_is_exact_search(real_sample, metric):
+    """The tuner's ground truth, scored in place on the index's own rows and norms, is what exact
+    search over the data returns: for the user's queries and for held-out indexed points (each
+    without itself), and with ``data=`` given instead."""
+    train, test = real_sample["train"][:3000], real_sample["test"][:50]
+    index = annlib.TreeAhIndex(train, metric, num_leaves=20, reorder=50)
+    exact = annlib.BruteForce(train, metric)
+    for data in (None, train):
+        _, truth, exclude, source = st.tuning_queries(index, test, data, K)
+        assert source == "user" and exclude is None
+        np.testing.assert_array_equal(truth, exact.search_batched(test, K).ids)
+        sample, truth, exclude, _ = st.tuning_queries(index, None, data, K, num_queries=40, seed=5)
+        ids = exact.search_batched(train[exclude], K + 1).ids
+        assert (ids[:, 0] == exclude).all()  # distinct points: each is its own nearest
+        np.testing.assert_array_equal(truth, ids[:, 1:])
+
+
 def test_build_returns_a_working_index(real_sample):
     train, test, truth = real_sample["train"], real_sample["test"], real_sample["neighbors"]
     index, tuning = annlib.build(train, "cosine", target_recall=0.9, return_tuning=True, num_tuning_queries=500)
