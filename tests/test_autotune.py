@@ -142,7 +142,7 @@ def test_ground_truth_is_exact_search(real_sample, metric):
         _, truth, exclude, source = st.tuning_queries(index, test, data, K)
         assert source == "user" and exclude is None
         np.testing.assert_array_equal(truth, exact.search_batched(test, K).ids)
-        sample, truth, exclude, _ = st.tuning_queries(index, None, data, K, num_queries=40, seed=5)
+        _, truth, exclude, _ = st.tuning_queries(index, None, data, K, num_queries=40, seed=5)
         ids = exact.search_batched(train[exclude], K + 1).ids
         assert (ids[:, 0] == exclude).all()  # distinct points: each is its own nearest
         np.testing.assert_array_equal(truth, ids[:, 1:])

@@ -44,6 +44,13 @@ from annlib.index.protocol import register_tuner
 __all__ = ["AutotuneWarning", "CostModel", "FrontierPoint", "Tuning", "autotune", "structural_defaults"]
 
 
+#: Settings the fitted model prices within this share of its choice are near-ties: refits of one
+#: index move predicted costs between leaves-heavy and candidates-heavy settings by this much.
+NEAR_TIE_BAND = 0.08
+#: Most settings timed head to head (the model's choice among them).
+NEAR_TIE_SETTINGS = 3
+
+
 class AutotuneWarning(UserWarning):
     """The requested target could not be met; the result is a best effort."""
 
@@ -300,8 +307,17 @@ def tune_tree_ah(
         sol = _solver.solve_for_recall(surf, target, safety)
     if not sol.feasible:
         warnings.warn(sol.message, AutotuneWarning, stacklevel=2)
-    t1, t2 = surf.params(sol.j, sol.i)
     stages["solve"] = time.perf_counter() - mark
+    if cost_model is None and max_cost is None and sol.feasible:
+        # The model's near-ties (every one meets the target with its margin) decided by the clock.
+        mark = time.perf_counter()
+        ties = _solver.near_ties(surf, sol, NEAR_TIE_BAND, NEAR_TIE_SETTINGS)
+        if len(ties) > 1:
+            pick = _cost.fastest(index, tq, k, [surf.params(j, i) for j, i in ties],
+                                 [surf.cost[j, i] for j, i in ties], mode=mode, num_threads=search_threads, seed=seed)
+            sol = dataclasses.replace(sol, j=ties[pick][0], i=ties[pick][1])
+        stages["near_ties"] = time.perf_counter() - mark
+    t1, t2 = surf.params(sol.j, sol.i)
     cost = float(surf.cost[sol.j, sol.i])
     tuning = Tuning(
         leaves_to_search=t1,
