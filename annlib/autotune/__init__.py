@@ -3,7 +3,9 @@
 Sun, Guo and Kumar (ICLR 2023), algorithms.md section 5: one statistics pass over tuning
 queries (:mod:`annlib.autotune.statistics`), a per-stage cost model timed on this machine
 (:mod:`annlib.autotune.cost_model`), and a Lagrangian solve over the resulting model
-(:mod:`annlib.autotune.solver`). No search is run per candidate setting.
+(:mod:`annlib.autotune.solver`). No search is run per candidate setting; only the few settings
+the fitted model cannot tell apart (its near-ties, all meeting the target) are timed against
+each other at the end.
 
 >>> tuning = index.autotune(target_recall=0.95)            # doctest: +SKIP
 >>> tuning.leaves_to_search, tuning.pre_reorder_num_neighbors, tuning.predicted_recall  # doctest: +SKIP
@@ -84,7 +86,7 @@ class Tuning:
     predicted_recall_stderr: float = 0.0
     cost_model: CostModel | None = None
     tuner_seconds: float = 0.0
-    stage_seconds: dict = dataclasses.field(default_factory=dict)  # ground truth, statistics, cost model, solve
+    stage_seconds: dict = dataclasses.field(default_factory=dict)  # ground truth, statistics, cost model, solve, near ties
     mode: str = "single"
     num_threads: int = 1
     max_rank: int | None = None  # deepest pre_reorder_num_neighbors the statistics recorded
@@ -252,7 +254,9 @@ def tune_tree_ah(
     cost_model : CostModel, optional
         The per-stage costs to weigh settings by, e.g. an earlier ``Tuning.cost_model`` of this
         index: tuning for several targets or budgets then times nothing again, and compares
-        them on one model. Default: measured now, on this machine, in ``mode``.
+        them on one model. Default: measured now, on this machine, in ``mode``; then the
+        settings it prices within :data:`NEAR_TIE_BAND` of its choice that also meet the target
+        (at most :data:`NEAR_TIE_SETTINGS`) are timed head to head and the fastest is returned.
 
     Raises
     ------
