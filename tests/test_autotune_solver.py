@@ -3,6 +3,8 @@ the frontier's slope at the target, and the fitted cost model's non-negative lea
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -119,6 +121,18 @@ def test_near_ties_are_the_admitted_cheapest_of_other_leaves_within_the_band():
     assert so.near_ties(s, sol, 0.08, 2) == [(1, 1), (2, 1)]
     assert so.near_ties(s, sol, 0.02, 3) == [(1, 1)]
     assert all(s.recall[j, i] - s.stderr[j, i] >= 0.90 for j, i in so.near_ties(s, sol, 1.0, 4))
+
+
+def test_near_ties_include_the_priors_cheapest_admitted_setting():
+    # A fit that priced leaves at nothing: the prior (cost growing with leaves) would take four
+    # leaves, 50 candidates, far outside the fit's band; it is timed second, whatever the band.
+    s = _tie_surface()
+    sol = so.solve_for_recall(s, 0.90, 1.0, adapt=False)
+    prior = dataclasses.replace(s, cost=np.array([[1.0, 1.1, 1.2]]) + np.arange(4)[:, None] * 0.5)
+    assert so.near_ties(s, sol, 0.02, 3, prior=prior) == [(1, 1), (0, 2)]
+    assert so.near_ties(s, sol, 0.08, 3, prior=prior) == [(1, 1), (0, 2), (2, 1)]
+    same = dataclasses.replace(s, cost=s.cost * 2)  # the prior agrees with the fit: nothing added
+    assert so.near_ties(s, sol, 0.08, 3, prior=same) == so.near_ties(s, sol, 0.08, 3)
 
 
 class _ClockedIndex:

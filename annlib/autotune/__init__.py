@@ -256,7 +256,8 @@ def tune_tree_ah(
         index: tuning for several targets or budgets then times nothing again, and compares
         them on one model. Default: measured now, on this machine, in ``mode``; then the
         settings it prices within :data:`NEAR_TIE_BAND` of its choice that also meet the target
-        (at most :data:`NEAR_TIE_SETTINGS`) are timed head to head and the fastest is returned.
+        (at most :data:`NEAR_TIE_SETTINGS`), and the one a work-proportional prior would pick among
+        those meeting it, are timed head to head and the fastest is returned.
 
     Raises
     ------
@@ -287,7 +288,7 @@ def tune_tree_ah(
     t2_grid = _solver.default_t2_grid(k, stats.max_rank) if has_reorder else None
     mark = time.perf_counter()
     guide = _cost.prior(index, mode, search_threads)
-    surf = _solver.surface(stats, cost_model or guide, t2_grid)
+    surf = prior_surf = _solver.surface(stats, cost_model or guide, t2_grid)
     if cost_model is None:
         # Time the searches where this tuning's answer will lie: around the setting a
         # work-proportional prior picks (the fit must be right there, not at the grid's ends).
@@ -315,7 +316,7 @@ def tune_tree_ah(
     if cost_model is None and max_cost is None and sol.feasible:
         # The model's near-ties (every one meets the target with its margin) decided by the clock.
         mark = time.perf_counter()
-        ties = _solver.near_ties(surf, sol, NEAR_TIE_BAND, NEAR_TIE_SETTINGS)
+        ties = _solver.near_ties(surf, sol, NEAR_TIE_BAND, NEAR_TIE_SETTINGS, prior=prior_surf)
         if len(ties) > 1:
             pick = _cost.fastest(index, tq, k, [surf.params(j, i) for j, i in ties],
                                  [surf.cost[j, i] for j, i in ties], mode=mode, num_threads=search_threads, seed=seed)
