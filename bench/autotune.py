@@ -5,7 +5,14 @@ the test queries are split in halves. For each mode (single: one thread, query a
 batched: ``search_batched`` on ``--threads`` threads) and target recall, the tuner is given half A
 as tuning queries and picks the tree-AH setting or exact search, whichever it predicts cheaper;
 its choice is measured on half B and compared with the best point of a dense grid measured on half
-B (every (leaves_to_search, pre_reorder_num_neighbors) of the grid, plus exact search). QPS from CPU
+B (every (leaves_to_search, pre_reorder_num_neighbors) of the grid, plus exact search). Each grid
+point is timed once. The grid's best point is selected with the recall of the measuring half
+itself, which no tuner sees: an optimistic baseline where the frontier is flat and a point clears
+the target on half B by a hair; so the grid's recall on half A is measured too, and its best point
+by that recall reported beside. The fastest few points meeting the target on each half (within
+``CONTENDER_SHARE`` of the fastest single timing) are timed again with the choice, round-robin
+over ``--rounds`` rounds; each half's best point is the one of highest median QPS there, and a
+QPS ratio is the median over rounds of the per-round ratio of the choice to it. QPS from CPU
 time: the searching thread's in single mode, the process's divided by the thread count in batched
 mode (the throughput when the threads have their cores; robust on a shared machine). The tuner's
 time is reported against the build's both in wall time and in CPU time of the whole process (all
@@ -52,6 +59,10 @@ def load_hdf5(path):
 
 K = 10
 SIFT = DEFAULT_DATASET.parent / "sift-debian-textures-1m-128-euclidean.hdf5"
+#: Grid points meeting the target (on either half) whose single timing is within this share of the
+#: fastest one's are timed again against the choice (at most MAX_CONTENDERS per half, fastest first).
+CONTENDER_SHARE = 0.85
+MAX_CONTENDERS = 3
 T2 = [10, 14, 20, 28, 40, 56, 80, 110, 160, 220, 320, 450, 650, 900, 1300, 1800, 2600]
 
 
@@ -100,12 +111,23 @@ def run_dataset(name, args):
     num_leaves = index.layout.num_leaves
     print(f"\n## {name}: {note}; {len(qa)} tuning + {len(qb)} measuring queries; num_leaves={num_leaves}, "
           f"dims_per_block={params['dims_per_block']}; built in {build_s:.1f} s ({build_cpu:.1f} CPU s)\n")
+    # Recall of every grid point on the tuning half too: the grid's best point by what a tuner can
+    # see (it meets the target on half A), beside the baseline (it meets it on half B).
+    truth_a = truth[0::2]
+    recall_a = {(t1, t2): annlib.id_recall(index.search_batched(qa, K, num_threads=args.threads, leaves_to_search=t1,
+                                                                 pre_reorder_num_neighbors=t2).ids, truth_a, K)
+                for t1 in t1_grid(num_leaves) for t2 in T2 if t2 <= len(train)}
     out = []
     for mode in args.modes:
         threads = 1 if mode == "single" else args.threads
 
         def search(t1, t2, queries=qb):
             return index.search_batched(queries, K, num_threads=threads, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
+
+        def runner(point):
+            if point[0] == "brute_force":
+                return lambda: exact.search_batched(qb, K, num_threads=threads)
+            return lambda: search(point[1], point[2])
 
         grid = []
         g0 = time.perf_counter()
@@ -115,9 +137,9 @@ def run_dataset(name, args):
                     continue
                 rec = annlib.id_recall(search(t1, t2).ids, truth_b, K)
                 qps = timed(lambda: search(t1, t2), len(qb), mode, threads, repeats=1)
-                grid.append(("tree_ah", t1, t2, qps, rec))
+                grid.append(("tree_ah", t1, t2, qps, rec, recall_a[(t1, t2)]))
         exact_qps = timed(lambda: exact.search_batched(qb, K, num_threads=threads), len(qb), mode, threads)
-        grid.append(("brute_force", None, None, exact_qps, 1.0))
+        grid.append(("brute_force", None, None, exact_qps, 1.0, 1.0))
         grid_s = time.perf_counter() - g0
         print(f"{mode}: grid of {len(grid)} points measured in {grid_s:.0f} s; exact {exact_qps:,.0f} QPS")
         for target in args.targets:
@@ -136,20 +158,37 @@ def run_dataset(name, args):
                 choice = ("tree_ah", tuning.leaves_to_search, tuning.pre_reorder_num_neighbors)
                 run_choice = lambda: search(choice[1], choice[2])  # noqa: E731
                 chosen_recall = annlib.id_recall(run_choice().ids, truth_b, K)
-            meeting = [p for p in grid if p[4] >= target]
-            best = max(meeting, key=lambda p: p[3])
-            run_best = (lambda: exact.search_batched(qb, K, num_threads=threads)) if best[0] == "brute_force" else (
-                lambda: search(best[1], best[2]))
-            ours, theirs = [], []
-            for _ in range(args.rounds):  # alternate, so drift hits both alike
-                ours.append(timed(run_choice, len(qb), mode, threads, repeats=1))
-                theirs.append(timed(run_best, len(qb), mode, threads, repeats=1))
+            # The grid's points were timed once each: the fastest of those single timings may owe its
+            # place to noise, and a point just behind it may be the faster one. The few fastest points
+            # meeting the target on half B (the baseline) and on half A (what a tuner sees) are
+            # timed again, head to head with the choice, in alternation.
+            contenders = []
+            for half in (4, 5):
+                meeting = [p for p in grid if p[half] >= target]
+                top = max(p[3] for p in meeting)
+                fastest = sorted((p for p in meeting if p[3] >= CONTENDER_SHARE * top), key=lambda p: -p[3])
+                contenders += [p for p in fastest[:MAX_CONTENDERS] if p not in contenders]
+            runners = [run_choice] + [runner(p) for p in contenders]
+            qps = [[] for _ in runners]
+            for r in range(args.rounds):  # rotating order, so drift hits every contender alike
+                for c in [(r + offset) % len(runners) for offset in range(len(runners))]:
+                    qps[c].append(timed(runners[c], len(qb), mode, threads, repeats=1))
+            ours = qps[0]
+
+            def best_of(half):
+                c = max((c for c in range(1, len(runners)) if contenders[c - 1][half] >= target),
+                        key=lambda c: statistics.median(qps[c]))
+                return contenders[c - 1], qps[c]
+
+            best, theirs = best_of(4)
+            best_a, on_a = best_of(5)
             ratio = statistics.median(o / t for o, t in zip(ours, theirs))
+            ratio_a = statistics.median(o / t for o, t in zip(ours, on_a))
             fmt = lambda p: "exact" if p[0] == "brute_force" else f"{p[1]}, {p[2]}"  # noqa: E731
             out.append(
                 f"| {name} | {mode} | {target:.2f} | {fmt(choice)} | {tuning.predicted_recall:.4f} | {chosen_recall:.4f} "
                 f"| {statistics.median(ours):,.0f} | {fmt(best)} | {best[4]:.4f} | {statistics.median(theirs):,.0f} "
-                f"| {ratio:.2f} | {tuning.max_rank} | {tuning.tuner_seconds:.2f} | {100 * tuning.tuner_seconds / build_s:.0f}% "
+                f"| {ratio:.3f} | {fmt(best_a)} | {best_a[5]:.4f} / {best_a[4]:.4f} | {ratio_a:.3f} | {tuning.max_rank} | {tuning.tuner_seconds:.2f} | {100 * tuning.tuner_seconds / build_s:.0f}% "
                 f"| {tuner_cpu:.2f} | {100 * tuner_cpu / build_cpu:.0f}% |")
             print("   stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in tuning.stage_seconds.items())
                   + f"; cost fit error {tuning.cost_model.fit_relative_error:.1%}; predicted QPS {tuning.predicted_qps:,.0f}"
@@ -166,16 +205,17 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="threads of batched mode")
     parser.add_argument("--sift-n", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=1000, help="test queries used (split in halves)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating timings of the choice and the best grid point")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="alternating timings of the choice and the fastest grid points meeting the target")
     args = parser.parse_args(argv)
     print(f"# autotune bench, {describe_machine()}")
     rows = []
     for name in args.datasets:
         rows += run_dataset(name, args)
     print("\n| dataset | mode | target | choice (leaves, pre_reorder) | predicted recall | measured recall | its QPS "
-          "| best grid point | its recall | its QPS | QPS ratio | max_rank | tuner s | tuner / build "
-          "| tuner CPU s | tuner / build, CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| best grid point | its recall | its QPS | QPS ratio | best grid point on half A's recall "
+          "| its recall A / B | QPS ratio to it | max_rank | tuner s | tuner / build | tuner CPU s | tuner / build, CPU |")
+    print("|---" * 19 + "|")
     for row in rows:
         print(row)
     return 0

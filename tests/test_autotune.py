@@ -130,6 +130,36 @@ def test_statistics_match_the_search(sample):
     assert abs(predicted - measured) <= 0.01
 
 
+@pytest.mark.parametrize("metric", ["cosine", "squared_l2"])
+def test_ground_truth_is_exact_search(real_sample, metric):
+    """The tuner's ground truth, scored in place on the index's own rows and norms, is what exact
+    search over the data returns: for the user's queries and for held-out indexed points (each
+    without itself), and with ``data=`` given instead."""
+    train, test = real_sample["train"][:3000], real_sample["test"][:50]
+    index = annlib.TreeAhIndex(train, metric, num_leaves=20, reorder=50)
+    exact = annlib.BruteForce(train, metric)
+    for data in (None, train):
+        _, truth, exclude, source = st.tuning_queries(index, test, data, K)
+        assert source == "user" and exclude is None
+        np.testing.assert_array_equal(truth, exact.search_batched(test, K).ids)
+        _, truth, exclude, _ = st.tuning_queries(index, None, data, K, num_queries=40, seed=5)
+        ids = exact.search_batched(train[exclude], K + 1).ids
+        assert (ids[:, 0] == exclude).all()  # distinct points: each is its own nearest
+        np.testing.assert_array_equal(truth, ids[:, 1:])
+
+
+def test_near_ties_are_timed_only_with_a_model_timed_now(sample):
+    """The tuner times its model's near-ties when it fitted that model itself, and keeps one that
+    meets the target with its margin (never less than half a standard error); a given model times
+    nothing."""
+    _, index = sample
+    measured = index.autotune(0.9, set_default=False, num_tuning_queries=300)
+    assert "near_ties" in measured.stage_seconds and "without" not in measured.message
+    assert measured.predicted_recall - 0.5 * measured.predicted_recall_stderr >= 0.9 - 1e-12
+    given = index.autotune(0.9, set_default=False, num_tuning_queries=300, cost_model=measured.cost_model)
+    assert "near_ties" not in given.stage_seconds
+
+
 def test_build_returns_a_working_index(real_sample):
     train, test, truth = real_sample["train"], real_sample["test"], real_sample["neighbors"]
     index, tuning = annlib.build(train, "cosine", target_recall=0.9, return_tuning=True, num_tuning_queries=500)

@@ -3,6 +3,8 @@ the frontier's slope at the target, and the fitted cost model's non-negative lea
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,73 @@ def test_margin_still_shrinks_away_from_the_ceiling():
     # Same surface, but six leaves could still gain recall from candidates: the shrink applies.
     sol = so.solve_for_recall(_two_leaf_settings([0.90, 0.95]), 0.80, 1.0)
     assert sol.j == 0
+
+
+
+def _tie_surface():
+    # One standard error of 0.001 over a target of 0.90 admits recall >= 0.901: per leaves setting
+    # (rows) the cheapest admitted costs 1.20, 1.13, 1.16 and 1.32; cheaper cells fall short.
+    recall = np.array([[0.80, 0.90, 0.95], [0.88, 0.91, 0.96], [0.89, 0.905, 0.97], [0.85, 0.91, 0.99]])
+    cost = np.array([[1.00, 1.10, 1.20], [1.00, 1.13, 1.30], [0.99, 1.16, 1.40], [1.10, 1.32, 1.50]])
+    return so.Surface(np.array([4, 5, 6, 7]), np.array([20, 30, 50]), recall, np.full_like(recall, 0.001), cost)
+
+
+def test_near_ties_are_the_admitted_cheapest_of_other_leaves_within_the_band():
+    s = _tie_surface()
+    sol = so.solve_for_recall(s, 0.90, 1.0, adapt=False)
+    assert (sol.j, sol.i) == (1, 1)
+    # 8% over 1.13 is 1.22: six leaves (1.16) and four (1.20) are ties, seven (1.32) is not.
+    assert so.near_ties(s, sol, 0.08, 3) == [(1, 1), (2, 1), (0, 2)]
+    assert so.near_ties(s, sol, 0.08, 2) == [(1, 1), (2, 1)]
+    assert so.near_ties(s, sol, 0.02, 3) == [(1, 1)]
+    assert all(s.recall[j, i] - s.stderr[j, i] >= 0.90 for j, i in so.near_ties(s, sol, 1.0, 4))
+
+
+def test_near_ties_include_the_priors_cheapest_admitted_setting():
+    # A fit that priced leaves at nothing: the prior (cost growing with leaves) would take four
+    # leaves, 50 candidates, far outside the fit's band; it is timed second, whatever the band.
+    s = _tie_surface()
+    sol = so.solve_for_recall(s, 0.90, 1.0, adapt=False)
+    prior = dataclasses.replace(s, cost=np.array([[1.0, 1.1, 1.2]]) + np.arange(4)[:, None] * 0.5)
+    assert so.near_ties(s, sol, 0.02, 3, prior=prior) == [(1, 1), (0, 2)]
+    assert so.near_ties(s, sol, 0.08, 3, prior=prior) == [(1, 1), (0, 2), (2, 1)]
+    same = dataclasses.replace(s, cost=s.cost * 2)  # the prior agrees with the fit: nothing added
+    assert so.near_ties(s, sol, 0.08, 3, prior=same) == so.near_ties(s, sol, 0.08, 3)
+
+
+class _ClockedIndex:
+    """Runs nothing: each search advances a fake clock by its setting's cost per query."""
+
+    def __init__(self, per_query, drift=1.0):
+        self.now, self.per_query, self.drift, self.calls = 0.0, per_query, drift, []
+
+    def search_batched(self, queries, k, num_threads, leaves_to_search, pre_reorder_num_neighbors):
+        setting = (leaves_to_search, pre_reorder_num_neighbors)
+        self.calls.append((setting, len(queries)))
+        self.now += self.per_query[setting] * len(queries) * self.drift ** len(self.calls)
+
+
+def test_fastest_times_the_settings_head_to_head():
+    settings = [(5, 30), (6, 30), (4, 50)]
+    # The model priced (5, 30) cheapest; the clock says (6, 30), even with every run 10% dearer
+    # than the one before (a machine getting busier).
+    index = _ClockedIndex({(5, 30): 10e-6, (6, 30): 9e-6, (4, 50): 12e-6}, drift=1.1)
+    queries = np.zeros((300, 4), dtype=np.float32)
+    pick = cm.fastest(index, queries, 10, settings, [10e-6, 10.4e-6, 10.6e-6], rounds=3, now=lambda: index.now)
+    assert pick == 1
+    assert [setting for setting, _ in index.calls[:3]] == settings  # round 0 in order, then rotated
+    assert [setting for setting, _ in index.calls[3:6]] == settings[1:] + settings[:1]
+    assert len({size for _, size in index.calls}) == 1 and len(index.calls) == 9
+    even = _ClockedIndex({s: 10e-6 for s in settings})
+    assert cm.fastest(even, queries, 10, settings, [10e-6] * 3, now=lambda: even.now) == 0  # ties: the model's
+
+
+def test_fastest_keeps_to_its_budget():
+    # Batched runs need 32 queries: at 0.2 ms a query three rounds of even two settings cost more
+    # than three runs of 3 ms each per setting, so nothing is timed and the model's choice stands.
+    settings = [(70, 900), (78, 800), (60, 1000)]
+    index = _ClockedIndex({s: 2e-4 for s in settings})
+    queries = np.zeros((300, 4), dtype=np.float32)
+    assert cm.fastest(index, queries, 10, settings, [2e-4] * 3, mode="batched", num_threads=2,
+                      now=lambda: index.now) == 0
+    assert index.calls == []

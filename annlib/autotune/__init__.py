@@ -3,7 +3,9 @@
 Sun, Guo and Kumar (ICLR 2023), algorithms.md section 5: one statistics pass over tuning
 queries (:mod:`annlib.autotune.statistics`), a per-stage cost model timed on this machine
 (:mod:`annlib.autotune.cost_model`), and a Lagrangian solve over the resulting model
-(:mod:`annlib.autotune.solver`). No search is run per candidate setting.
+(:mod:`annlib.autotune.solver`). No search is run per candidate setting; only the few settings
+the fitted model cannot tell apart (its near-ties, all meeting the target) are timed against
+each other at the end.
 
 >>> tuning = index.autotune(target_recall=0.95)            # doctest: +SKIP
 >>> tuning.leaves_to_search, tuning.pre_reorder_num_neighbors, tuning.predicted_recall  # doctest: +SKIP
@@ -44,6 +46,13 @@ from annlib.index.protocol import register_tuner
 __all__ = ["AutotuneWarning", "CostModel", "FrontierPoint", "Tuning", "autotune", "structural_defaults"]
 
 
+#: Settings the fitted model prices within this share of its choice are near-ties: refits of one
+#: index move predicted costs between leaves-heavy and candidates-heavy settings by this much.
+NEAR_TIE_BAND = 0.08
+#: Most settings timed head to head (the model's choice among them).
+NEAR_TIE_SETTINGS = 3
+
+
 class AutotuneWarning(UserWarning):
     """The requested target could not be met; the result is a best effort."""
 
@@ -77,7 +86,7 @@ class Tuning:
     predicted_recall_stderr: float = 0.0
     cost_model: CostModel | None = None
     tuner_seconds: float = 0.0
-    stage_seconds: dict = dataclasses.field(default_factory=dict)  # ground truth, statistics, cost model, solve
+    stage_seconds: dict = dataclasses.field(default_factory=dict)  # ground truth, statistics, cost model, solve, near ties
     mode: str = "single"
     num_threads: int = 1
     max_rank: int | None = None  # deepest pre_reorder_num_neighbors the statistics recorded
@@ -245,7 +254,10 @@ def tune_tree_ah(
     cost_model : CostModel, optional
         The per-stage costs to weigh settings by, e.g. an earlier ``Tuning.cost_model`` of this
         index: tuning for several targets or budgets then times nothing again, and compares
-        them on one model. Default: measured now, on this machine, in ``mode``.
+        them on one model. Default: measured now, on this machine, in ``mode``; then the
+        settings it prices within :data:`NEAR_TIE_BAND` of its choice that also meet the target
+        (at most :data:`NEAR_TIE_SETTINGS`), and the one a work-proportional prior would pick among
+        those meeting it, are timed head to head and the fastest is returned.
 
     Raises
     ------
@@ -276,7 +288,7 @@ def tune_tree_ah(
     t2_grid = _solver.default_t2_grid(k, stats.max_rank) if has_reorder else None
     mark = time.perf_counter()
     guide = _cost.prior(index, mode, search_threads)
-    surf = _solver.surface(stats, cost_model or guide, t2_grid)
+    surf = prior_surf = _solver.surface(stats, cost_model or guide, t2_grid)
     if cost_model is None:
         # Time the searches where this tuning's answer will lie: around the setting a
         # work-proportional prior picks (the fit must be right there, not at the grid's ends).
@@ -300,8 +312,17 @@ def tune_tree_ah(
         sol = _solver.solve_for_recall(surf, target, safety)
     if not sol.feasible:
         warnings.warn(sol.message, AutotuneWarning, stacklevel=2)
-    t1, t2 = surf.params(sol.j, sol.i)
     stages["solve"] = time.perf_counter() - mark
+    if cost_model is None and max_cost is None and sol.feasible:
+        # The model's near-ties (every one meets the target with its margin) decided by the clock.
+        mark = time.perf_counter()
+        ties = _solver.near_ties(surf, sol, NEAR_TIE_BAND, NEAR_TIE_SETTINGS, prior=prior_surf)
+        if len(ties) > 1:
+            pick = _cost.fastest(index, tq, k, [surf.params(j, i) for j, i in ties],
+                                 [surf.cost[j, i] for j, i in ties], mode=mode, num_threads=search_threads, seed=seed)
+            sol = dataclasses.replace(sol, j=ties[pick][0], i=ties[pick][1])
+        stages["near_ties"] = time.perf_counter() - mark
+    t1, t2 = surf.params(sol.j, sol.i)
     cost = float(surf.cost[sol.j, sol.i])
     tuning = Tuning(
         leaves_to_search=t1,

@@ -263,6 +263,49 @@ def measure(index, queries: np.ndarray, k: int, t1_grid, t2_grid, *, batch: int 
     )
 
 
+def fastest(index, queries: np.ndarray, k: int, settings: list[tuple[int, int | None]], predicted, *,
+            rounds: int = 3, mode: str = "single", num_threads: int = 1, run_seconds: float = RUN_SECONDS,
+            seed: int = 0, now: Callable[[], float] | None = None) -> int:
+    """Position in ``settings`` of the one that runs fastest when timed head to head (0 when none
+    is timed).
+
+    Each round draws a fresh batch of tuning queries and runs every setting once on it, in an
+    order rotated from round to round; a setting's score is the median over rounds of its time
+    relative to the first setting's on the same batch, so query difficulty and drift between rounds
+    cancel. Ties go to the earlier setting. A run is sized to about ``run_seconds`` (per thread)
+    by the ``predicted`` costs, and the whole to ``rounds`` runs of that per setting: where the
+    fewest queries a run needs (batched: every thread on the leaf-major path) cost more, the
+    dearest settings are left out, down to timing none. ``now``: the clock (default the mode's)."""
+    predicted = [max(float(c), 1e-12) for c in predicted]
+    budget = len(settings) * rounds * run_seconds
+    count = len(settings)
+    while count > 1:
+        dearest = max(predicted[:count])
+        size = int(min(len(queries), BATCH[mode], max(MIN_RUN_QUERIES[mode], math.ceil(run_seconds / dearest))))
+        if sum(predicted[:count]) * size * rounds <= budget * 1.0001:
+            break
+        count -= 1  # settings come cheapest first after the first: the dearest goes
+    if count < 2:
+        return 0
+    settings = settings[:count]
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    queries = queries[np.random.default_rng(seed + 1).permutation(len(queries))]
+    now = clock(mode) if now is None else now
+    ratios = [[] for _ in settings]
+    for r in range(rounds):
+        qs = np.take(queries, np.arange(r * size, (r + 1) * size) % len(queries), axis=0)
+        times = [0.0] * count
+        for offset in range(count):
+            c = (r + offset) % count
+            t1, t2 = settings[c]
+            start = now()
+            index.search_batched(qs, k, num_threads=num_threads, leaves_to_search=t1, pre_reorder_num_neighbors=t2)
+            times[c] = now() - start
+        for c in range(count):
+            ratios[c].append(times[c] / max(times[0], 1e-12))
+    return int(np.argmin([statistics.median(x) for x in ratios]))
+
+
 def _nnls(x: np.ndarray, y: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
     """Non-negative least squares, relative error weighting (each point scaled by 1 / ``scale``,
     default ``y``).

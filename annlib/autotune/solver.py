@@ -206,6 +206,8 @@ class Solution:
     lagrangian: tuple[int, int] | None  # the hull vertex the lambda bisection picked
     feasible: bool
     message: str
+    # (G1, G2) bool: the settings whose bound cleared the target (recall targets only), else None.
+    admitted: np.ndarray | None = None
 
 
 #: Most of the unmargined cost a safety margin may add; where the full margin would cost more
@@ -264,7 +266,7 @@ def solve_for_recall(s: Surface, target: float, z: float = 1.0, adapt: bool = Tr
             if lag is not None and s.cost[lag] < s.cost[j, i]:
                 j, i = lag
             margin = f" with a margin of {z:.2f} standard errors" if not note and z > 0 else ""
-            return Solution(int(j), int(i), lag, True, f"target recall {target:g} met{margin}{note}")
+            return Solution(int(j), int(i), lag, True, f"target recall {target:g} met{margin}{note}", mask)
     best = s.recall.max()
     cost = np.where(s.recall >= best - 1e-12, s.cost, np.inf)
     j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)
@@ -273,6 +275,38 @@ def solve_for_recall(s: Surface, target: float, z: float = 1.0, adapt: bool = Tr
         f"target recall {target:g} is unreachable with this index: the best predicted recall is {best:.4f} "
         f"(at leaves_to_search={int(s.t1[j])}); returning that setting as a best effort",
     )
+
+
+def near_ties(s: Surface, sol: Solution, band: float, limit: int, prior: Surface | None = None) -> list[tuple[int, int]]:
+    """The solution; then the cheapest admitted setting under the ``prior`` pricing (when given and
+    different); then the cheapest admitted setting of each other t1 whose predicted cost is within
+    ``1 + band`` times the solution's, cheapest first, ``limit - 1`` of them at most.
+
+    Between settings that trade leaves against candidates the fitted model is close to a coin
+    flip: refits of one index moved MiniLM's 0.90 choice between (8, 29) and (9, 19), predicted
+    within 3% of each other and 9% apart when timed (issue 16). And a fit thrown by a busy moment
+    can misplace the choice altogether (a fit error of 26% put MiniLM's 0.80 choice at 9 leaves
+    instead of 4, 0.64x), where a work-proportional prior, which times nothing, does not move.
+    These are the settings worth timing against each other; every one meets the target with
+    its margin."""
+    if sol.admitted is None:
+        return [(sol.j, sol.i)]
+    out = [(sol.j, sol.i)]
+    if prior is not None:
+        cost = np.where(sol.admitted, prior.cost, np.inf)
+        j, i = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        if (int(j), int(i)) not in out:
+            out.append((int(j), int(i)))
+    ceiling = (1.0 + band) * float(s.cost[sol.j, sol.i])
+    cost = np.where(sol.admitted, s.cost, np.inf)
+    others = []
+    for j in range(cost.shape[0]):
+        if j == sol.j:
+            continue
+        i = int(np.argmin(cost[j]))
+        if cost[j, i] <= ceiling and (j, i) not in out:
+            others.append((float(cost[j, i]), j, i))
+    return out + [(j, i) for _, j, i in sorted(others)[: max(0, limit - 1)]]
 
 
 def solve_for_budget(s: Surface, max_cost: float, target: float | None = None, z: float = 1.0) -> Solution:

@@ -137,12 +137,17 @@ def tuning_queries(index, queries=None, data=None, k: int = 10, num_queries: int
     base = _validate.database(base)
     if base.shape != (index.n, index.dim):
         raise ValueError(f"data has shape {base.shape}, the index holds ({index.n}, {index.dim})")
-    exact = BruteForce(base, index.metric)
+
+    def neighbors(q, depth):
+        # The index's own rows and norms, scored in place, on every core; user data (or an index
+        # without them) through an exact index that shares the rows where it can.
+        ids = index.layout.exact_neighbors(q, depth, 0) if data is None else None
+        return ids if ids is not None else BruteForce(base, index.metric, copy=False).search_batched(q, depth).ids
     if queries is not None:
         queries, _ = _validate.queries(queries, index.dim)
         if queries.shape[0] == 0:
             raise ValueError("queries is empty")
-        truth = exact.search_batched(queries, min(k, index.n)).ids
+        truth = neighbors(queries, min(k, index.n))
         return queries, truth, None, "user"
     if index.n < 2:
         raise ValueError("an index of fewer than 2 points cannot be tuned on its own points; pass queries=")
@@ -150,7 +155,7 @@ def tuning_queries(index, queries=None, data=None, k: int = 10, num_queries: int
     picked = np.sort(rng.choice(index.n, min(num_queries, index.n), replace=False)).astype(np.int64)
     sample = np.ascontiguousarray(base[picked])
     depth = min(k + 1, index.n)
-    ids = exact.search_batched(sample, depth).ids
+    ids = neighbors(sample, depth)
     is_self = ids == picked[:, None]
     # Drop the query point itself; where a tie pushed it out of the list, drop the last slot instead.
     missing = ~is_self.any(axis=1)
