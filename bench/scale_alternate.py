@@ -29,18 +29,18 @@ import scale  # noqa: E402
 
 # (target recall, {contender: settings}): the cheapest settings reaching each target on the first
 # 500 queries (annlib leaves/reorder, faiss nprobe/k_factor, ScaNN leaves/reorder, HNSW ef), from
-# scale.py's quiet run of 2026-12-04 and, for annlib at 0.90/0.95 and hnswlib, from recall sweeps
-# of the merged code (bench/RESULTS.md, "Quiet machine, after every merge"); faiss IVF-PQfs's from
-# a finer recall sweep (nprobe 16-120 x k_factor 3-20; the cheapest reaching each target,
-# bench/RESULTS.md "Prefetched leaves"). annlib-int8 (int8 reorder rows, exact for SIFT's
-# integer coordinates) is annlib's index at a quarter of the reorder memory.
+# recall sweeps on those queries (bench/RESULTS.md, "Quiet machine, fourth session"): annlib
+# leaves 18-100 x reorder 30-150, faiss IVF-PQfs nprobe 16-120 x k_factor 3-20, ScaNN leaves
+# 30-200 x reorder 40-400 (its builds vary, so its settings keep a little slack), hnswlib and
+# faiss HNSW32 ef 12-256. annlib-int8 (int8 reorder rows, exact for SIFT's integer coordinates)
+# is annlib's index at a quarter of the reorder memory.
 DEFAULT_POINTS = {
     0.90: {"annlib": (25, 40), "annlib-int8": (25, 40), "faiss-ivfpqfs": (24, 6), "scann": (40, 60), "hnswlib": (40,),
-           "faiss-hnsw": (32,)},
-    0.95: {"annlib": (40, 80), "annlib-int8": (40, 80), "faiss-ivfpqfs": (38, 10), "scann": (60, 200), "hnswlib": (64,),
-           "faiss-hnsw": (64,)},
-    0.99: {"annlib": (100, 100), "annlib-int8": (100, 100), "faiss-ivfpqfs": (100, 15), "scann": (130, 200),
-           "hnswlib": (160,), "faiss-hnsw": (192,)},
+           "faiss-hnsw": (24,)},
+    0.95: {"annlib": (40, 80), "annlib-int8": (40, 80), "faiss-ivfpqfs": (38, 10), "scann": (60, 150), "hnswlib": (60,),
+           "faiss-hnsw": (38,)},
+    0.99: {"annlib": (100, 100), "annlib-int8": (100, 100), "faiss-ivfpqfs": (100, 15), "scann": (140, 200),
+           "hnswlib": (144,), "faiss-hnsw": (88,)},
 }
 
 
