@@ -62,6 +62,7 @@ def main(argv=None):
                     choices=["annlib-int8", "faiss-ivfpqfs", "scann", "hnswlib", "faiss-hnsw"])
     ap.add_argument("--peer-cache", default=None, help="scale.py's cache of built graph indexes")
     ap.add_argument("--leaves", type=int, default=2000)
+    ap.add_argument("--gap", type=float, default=0.2, help="idle seconds before each timed pass")
     ap.add_argument("--limit", type=int, default=None, help="first LIMIT points only: a dry run (recall is wrong)")
     args = ap.parse_args(argv)
 
@@ -112,6 +113,9 @@ def main(argv=None):
                 order = keys[r % len(keys):] + keys[: r % len(keys)]
                 for key in order:
                     algo, p = algos[key], chosen[key]
+                    # Another library's idle workers may still spin after its pass (OpenMP's
+                    # default wait policy): let them settle, so no contender pays for the one before.
+                    time.sleep(args.gap)
                     start = time.perf_counter()
                     if mode == "single":
                         for q in queries:
