@@ -272,3 +272,23 @@ def test_search_visits_exactly_the_nearest_leaves(rng, metric):
                 want = members[np.argsort(-exact, kind="stable")[:5]]
             got = found.ids[found.ids >= 0]  # a lone small leaf pads with -1
             np.testing.assert_array_equal(np.sort(got), np.sort(want))
+
+
+@pytest.mark.parametrize("metric", ["squared_l2", "dot"])
+def test_prefetching_scan_gives_the_same_results(rng, metric, monkeypatch):
+    """Indexes whose leaves outgrow the cache scan each leaf in slices while prefetching the
+    next one (lut16_leaf); small indexes scan whole leaves. ANNLIB_PREFETCH_NEXT_LEAF forces
+    either way, and the two must agree bit for bit, single and batched."""
+    data = rng.standard_normal((8000, 40)).astype(np.float32)
+    queries = rng.standard_normal((30, 40)).astype(np.float32)
+    results = []
+    for forced in ("1", "0"):
+        monkeypatch.setenv("ANNLIB_PREFETCH_NEXT_LEAF", forced)
+        # ~200 entries (7 groups) a leaf; no reordering, so the distances are the LUT16 scores
+        index = annlib.TreeAhIndex(data, metric, num_leaves=40)
+        single = [index.search(q, 10, leaves_to_search=6) for q in queries]
+        batch = index.search_batched(queries, 10, leaves_to_search=6, num_threads=2)
+        results.append((np.stack([r.ids for r in single]), np.stack([r.distances for r in single]), batch.ids,
+                        batch.distances))
+    for with_prefetch, without in zip(*results):
+        np.testing.assert_array_equal(with_prefetch, without)

@@ -108,7 +108,7 @@ void lut16_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, const u
   const size_t g0 = static_cast<size_t>(v.leaf_group_offsets[leaf]);
   const size_t groups = static_cast<size_t>(v.leaf_group_offsets[leaf + 1]) - g0;
   const uint8_t* codes = v.packed_codes + g0 * group_bytes;
-  if (next_leaf == SIZE_MAX) {
+  if (next_leaf == SIZE_MAX || !v.prefetch_next_leaf) {
     kt.lut16(Lut16Args{codes, groups, v.num_blocks, luts, num_luts, sums});
     return;
   }

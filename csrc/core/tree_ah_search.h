@@ -56,6 +56,9 @@ struct TreeAhView {
   /// n bytes, 0 = deleted point, or nullptr when every point is live. Read only where the LUT16
   /// scan forms candidates, so a deleted point never takes a slot a live one could fill.
   const uint8_t* live = nullptr;
+  /// Derived: scans prefetch the next leaf (tree_ah_query.h, lut16_leaf). Only when the leaves
+  /// outgrow the cache; a cached leaf gains nothing and pays for the split kernel calls.
+  bool prefetch_next_leaf = false;
 };
 
 struct TreeAhParams {
