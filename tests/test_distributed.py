@@ -16,9 +16,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import annlib  # noqa: E402
-from annlib.config import TreeAhConfig  # noqa: E402
 from annlib.distributed import ShardedIndex, ShardError  # noqa: E402
 from annlib.errors import FormatError  # noqa: E402
+
+from _sharded import assert_same, single_like  # noqa: E402
 
 LEAVES = 40
 
@@ -47,18 +48,6 @@ def l2_data():
     return x, q
 
 
-def _single_like(sharded: ShardedIndex, x: np.ndarray) -> annlib.TreeAhIndex:
-    """One index over all rows with the sharded index's centers and codebook."""
-    shared = sharded.shared_arrays
-    return annlib.TreeAhIndex.from_trained(x, TreeAhConfig.from_dict(sharded.config["index"]), shared["centers"],
-                                           shared["codebook"])
-
-
-def _assert_same(a, b):
-    np.testing.assert_array_equal(a.ids, b.ids)
-    np.testing.assert_array_equal(a.distances, b.distances)
-
-
 @pytest.fixture(scope="module")
 def cosine_sharded(sample):
     x, _ = sample
@@ -74,8 +63,8 @@ SEARCHES = [{}, {"leaves_to_search": 2, "pre_reorder_num_neighbors": 12}, {"leav
 @pytest.mark.parametrize("params", SEARCHES, ids=["defaults", "few-candidates", "all-leaves"])
 def test_sharded_tree_ah_equals_one_index_with_the_same_training(cosine_sharded, sample, params):
     x, q = sample
-    single = _single_like(cosine_sharded, x)
-    _assert_same(cosine_sharded.search_batched(q, 10, **params), single.search_batched(q, 10, **params))
+    single = single_like(cosine_sharded, x)
+    assert_same(cosine_sharded.search_batched(q, 10, **params), single.search_batched(q, 10, **params))
 
 
 def test_sharded_squared_l2_equals_one_index_bit_for_bit(l2_data):
@@ -83,12 +72,12 @@ def test_sharded_squared_l2_equals_one_index_bit_for_bit(l2_data):
     index = ShardedIndex.build(x, 4, "squared_l2", num_actors=2, cpus_per_actor=0.5, num_leaves=30,
                                num_leaves_to_search=3, reorder=20)
     try:
-        single = _single_like(index, x)
+        single = single_like(index, x)
         for k in (1, 10, 25):
-            _assert_same(index.search_batched(q, k), single.search_batched(q, k))
+            assert_same(index.search_batched(q, k), single.search_batched(q, k))
         one = index.search(q[0], 5)
         assert one.ids.shape == (5,)
-        _assert_same(one, single.search(q[0], 5))
+        assert_same(one, single.search(q[0], 5))
     finally:
         index.close()
 
@@ -98,7 +87,7 @@ def test_sharded_without_reordering_equals_one_index(l2_data):
     index = ShardedIndex.build(x, 3, "dot", num_actors=2, cpus_per_actor=0.5, num_leaves=30,
                                num_leaves_to_search=4, reorder=None)
     try:
-        _assert_same(index.search_batched(q, 10), _single_like(index, x).search_batched(q, 10))
+        assert_same(index.search_batched(q, 10), single_like(index, x).search_batched(q, 10))
     finally:
         index.close()
 
@@ -107,7 +96,7 @@ def test_fast_merge_is_never_worse_than_one_index(cosine_sharded, sample):
     # Every shard reorders its own best candidates: a superset of the single index's list, so
     # the j-th best similarity can only be at least as high, rank by rank.
     x, q = sample
-    single = _single_like(cosine_sharded, x).search_batched(q, 10, leaves_to_search=2, pre_reorder_num_neighbors=12)
+    single = single_like(cosine_sharded, x).search_batched(q, 10, leaves_to_search=2, pre_reorder_num_neighbors=12)
     fast = cosine_sharded.search_batched(q, 10, merge="fast", leaves_to_search=2, pre_reorder_num_neighbors=12)
     assert (fast.distances >= single.distances).all()
     assert (fast.distances > single.distances).any()  # it did rescore more than one index would
@@ -117,7 +106,7 @@ def test_sharded_brute_force_is_exact(l2_data):
     x, q = l2_data
     index = ShardedIndex.build(x, 3, "squared_l2", kind="brute_force", num_actors=2, cpus_per_actor=0.5)
     try:
-        _assert_same(index.search_batched(q, 10), annlib.BruteForce(x, "squared_l2").search_batched(q, 10))
+        assert_same(index.search_batched(q, 10), annlib.BruteForce(x, "squared_l2").search_batched(q, 10))
     finally:
         index.close()
 
@@ -144,7 +133,7 @@ def test_build_from_npy_files_equals_build_from_the_array(l2_data, tmp_path):
     from_files = ShardedIndex.build(paths, None, "squared_l2", **kwargs)
     try:
         assert from_files.shard_ranges == [(0, 1000), (1000, 700), (1700, 1300)]
-        _assert_same(from_files.search_batched(q, 10), _single_like(from_files, x).search_batched(q, 10))
+        assert_same(from_files.search_batched(q, 10), single_like(from_files, x).search_batched(q, 10))
     finally:
         from_files.close()
 
@@ -161,7 +150,7 @@ def test_save_then_load_on_a_different_number_of_actors(cosine_sharded, sample, 
         loaded = ShardedIndex.load(tmp_path / "saved", actors, cpus_per_actor=0.25)
         try:
             assert loaded.num_actors == actors and loaded.num_shards == 3
-            _assert_same(loaded.search_batched(q, 10), expected)
+            assert_same(loaded.search_batched(q, 10), expected)
         finally:
             loaded.close()
 
@@ -183,21 +172,21 @@ def test_a_killed_actor_is_restarted_from_its_saved_shards(l2_data, tmp_path):
     index = ShardedIndex.build(x, 4, "squared_l2", num_actors=2, cpus_per_actor=0.5, num_leaves=30,
                                num_leaves_to_search=3, reorder=20, save_dir=tmp_path / "saved")
     try:
-        expected = _single_like(index, x).search_batched(q, 10)
+        expected = single_like(index, x).search_batched(q, 10)
         ray.kill(index.actors[1])
-        _assert_same(index.search_batched(q, 10), expected)
+        assert_same(index.search_batched(q, 10), expected)
         assert index.restarts == 1
 
         # Killed while a search is in flight: the search still returns the single index's results.
         many = np.repeat(q, 50, axis=0)
-        expected_many = _single_like(index, x).search_batched(many, 10)
+        expected_many = single_like(index, x).search_batched(many, 10)
         out = {}
         worker = threading.Thread(target=lambda: out.update(r=index.search_batched(many, 10)))
         worker.start()
         ray.kill(index.actors[0])
         worker.join(timeout=120)
         assert not worker.is_alive()
-        _assert_same(out["r"], expected_many)
+        assert_same(out["r"], expected_many)
         assert index.restarts == 2
     finally:
         index.close()
@@ -315,9 +304,9 @@ def test_filtered_brute_force_shards_equal_one_index(bf_sharded, l2_data, form):
     value, allowed = _filter_of(form, len(x), len(q), np.random.default_rng(1))
     single = annlib.BruteForce(x, "squared_l2")
     got = bf_sharded.search_batched(q, 10, filter=value)
-    _assert_same(got, single.search_batched(q, 10, filter=value))
+    assert_same(got, single.search_batched(q, 10, filter=value))
     assert all(set(got.ids[i].tolist()) <= allowed[i] for i in range(len(q)))
-    _assert_same(bf_sharded.search(q[0], 10, filter=value if form != "per_query" else value[0]),
+    assert_same(bf_sharded.search(q[0], 10, filter=value if form != "per_query" else value[0]),
                  single.search(q[0], 10, filter=value if form != "per_query" else value[0]))
 
 
@@ -345,10 +334,10 @@ def ah_sharded(l2_data):
 def test_filtered_tree_ah_shards(ah_sharded, l2_data, form):
     x, q = l2_data
     value, allowed = _filter_of(form, len(x), len(q), np.random.default_rng(2))
-    single = _single_like(ah_sharded, x)
+    single = single_like(ah_sharded, x)
     # The exact route: every shard's exact top-k over its allowed points, merged = one index's exact route.
     exact = ah_sharded.search_batched(q, 10, filter=value, filter_route="exact", merge="exact")
-    _assert_same(exact, single.search_batched(q, 10, filter=value, filter_route="exact"))
+    assert_same(exact, single.search_batched(q, 10, filter=value, filter_route="exact"))
     truth = _exact_truth(x, q, allowed, 10)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact.ids, truth)]) > 0.99
     # The index route with the exact merge (the default): one index's filtered search, bit for bit,
@@ -357,7 +346,7 @@ def test_filtered_tree_ah_shards(ah_sharded, l2_data, form):
     one = single.search_batched(q, 10, filter=value, filter_route="index")
     got = ah_sharded.search_batched(q, 10, filter=value, filter_route="index")
     if form not in ("predicate", "predicate_data", "callable"):
-        _assert_same(got, one)
+        assert_same(got, one)
     # The fast merge (every shard's own filtered search, merged) and the exact merge alike: only
     # allowed ids, k of them, and at least the recall of one index searching the same way.
     single_recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(one.ids, truth)])
@@ -385,7 +374,7 @@ def test_the_exact_merge_plans_a_filter_as_one_index(ah_sharded, l2_data):
     # index; a filter in between is priced with a shard's measured costs (timed, so one index may
     # choose otherwise): where the two chose alike, results are bit-identical.
     x, q = l2_data
-    single = _single_like(ah_sharded, x)
+    single = single_like(ah_sharded, x)
     few, half = annlib.Filter.allow([4, 999, 1003, 2100, 2998, 17]), annlib.Filter.allow(np.arange(0, len(x), 2))
     value = [(few, None, half)[i % 3] for i in range(len(q))]
     got = ah_sharded.search_batched(q, 10, filter=value, merge="exact")
@@ -399,7 +388,7 @@ def test_the_exact_merge_plans_a_filter_as_one_index(ah_sharded, l2_data):
     np.testing.assert_array_equal(got.distances[agree], one.distances[agree])
     assert (np.sort(got.ids[0, :6]) == [4, 17, 999, 1003, 2100, 2998]).all() and (got.ids[0, 6:] == -1).all()
     # One query alone (the single-query mode) takes the same path.
-    _assert_same(ah_sharded.search(q[1], 5, filter=half, filter_route="index"),
+    assert_same(ah_sharded.search(q[1], 5, filter=half, filter_route="index"),
                  single.search(q[1], 5, filter=half, filter_route="index"))
 
 
@@ -424,7 +413,7 @@ def test_deletes_and_adds_through_the_shards(l2_data, tmp_path, kind):
     index = ShardedIndex.build(x, 3, "squared_l2", kind=kind, num_actors=2, cpus_per_actor=0.25, timeout_s=120,
                                save_dir=tmp_path / "saved", **kwargs)
     try:
-        single = annlib.BruteForce(x, "squared_l2") if kind == "brute_force" else _single_like(index, x)
+        single = annlib.BruteForce(x, "squared_l2") if kind == "brute_force" else single_like(index, x)
         # Delete every query's current top 3 (so they would be returned if deletion leaked) and more.
         before = index.search_batched(q, 3).ids
         gone = np.unique(np.concatenate([before.ravel(), np.arange(0, 3000, 7)]))
@@ -439,7 +428,7 @@ def test_deletes_and_adds_through_the_shards(l2_data, tmp_path, kind):
             plain = index.search_batched(q, 10, merge=merge)
             assert not np.isin(plain.ids, gone).any()
             if kind == "brute_force" or merge == "exact":
-                _assert_same(plain, single.search_batched(q, 10))
+                assert_same(plain, single.search_batched(q, 10))
         for route in ("auto", "index", "exact"):
             got = index.search_batched(q, 10, filter=allowed, filter_route=route)
             assert not np.isin(got.ids, gone).any()
@@ -450,7 +439,7 @@ def test_deletes_and_adds_through_the_shards(l2_data, tmp_path, kind):
         truth = _exact_truth(x, q, [live_allowed] * len(q), 10)
         assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact.ids, truth)]) > 0.98
         if kind == "brute_force":
-            _assert_same(exact, single.search_batched(q, 10, filter=allowed))
+            assert_same(exact, single.search_batched(q, 10, filter=allowed))
 
         # Adds go to shard id % 3 and are found through a filter (and without one).
         rng = np.random.default_rng(5)
@@ -473,8 +462,8 @@ def test_deletes_and_adds_through_the_shards(l2_data, tmp_path, kind):
         got = index.search_batched(q[:20:2], 1, filter=annlib.Filter.bitmap(bitmap))
         np.testing.assert_array_equal(got.ids[:, 0], added[::2])
         if kind == "brute_force":
-            _assert_same(index.search_batched(q, 10), single.search_batched(q, 10))
-            _assert_same(index.search_batched(q, 10, filter=annlib.Filter.deny(added[:5])),
+            assert_same(index.search_batched(q, 10), single.search_batched(q, 10))
+            assert_same(index.search_batched(q, 10, filter=annlib.Filter.deny(added[:5])),
                          single.search_batched(q, 10, filter=annlib.Filter.deny(added[:5])))
 
         # A shard written to since its save is not silently restored from the stale file...
@@ -500,7 +489,7 @@ def test_writes_survive_save_and_load(l2_data, tmp_path):
     loaded = ShardedIndex.load(tmp_path / "saved", 1, cpus_per_actor=0.25, timeout_s=120)
     try:
         assert loaded.n == n
-        _assert_same(loaded.search_batched(q, 10, filter=np.arange(900, 9004)), expected)
+        assert_same(loaded.search_batched(q, 10, filter=np.arange(900, 9004)), expected)
         assert not np.isin(loaded.search_batched(q, 50).ids, np.arange(1000, 1100)).any()
     finally:
         loaded.close()

@@ -14,10 +14,11 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import annlib  # noqa: E402
-from annlib.config import TreeAhConfig  # noqa: E402
 from annlib.datasets import formats  # noqa: E402
 from annlib.distributed import ShardedIndex, _sources  # noqa: E402
 from annlib.errors import DatasetError, FormatError  # noqa: E402
+
+from _sharded import assert_same, single_like  # noqa: E402
 
 KW = dict(num_actors=2, cpus_per_actor=0.25, num_leaves=30, num_leaves_to_search=3, reorder=20)
 
@@ -37,13 +38,6 @@ def data():
     return x, q
 
 
-def _single_like(sharded: ShardedIndex, x: np.ndarray) -> annlib.TreeAhIndex:
-    """One index over all rows with the sharded index's centers and codebook."""
-    shared = sharded.shared_arrays
-    return annlib.TreeAhIndex.from_trained(x, TreeAhConfig.from_dict(sharded.config["index"]), shared["centers"],
-                                           shared["codebook"])
-
-
 @pytest.fixture(scope="module")
 def files(data, tmp_path_factory):
     """The rows in three files of three formats: .npy, .fvecs and an ann-benchmarks .hdf5."""
@@ -54,11 +48,6 @@ def files(data, tmp_path_factory):
     formats.write_fvecs(paths[1], x[700:1500])
     formats.write_hdf5(paths[2], x[1500:], distance="euclidean")
     return paths
-
-
-def _assert_same(a, b):
-    np.testing.assert_array_equal(a.ids, b.ids)
-    np.testing.assert_array_equal(a.distances, b.distances)
 
 
 def test_every_file_format_reads_the_rows_asked_for(data, files, tmp_path):
@@ -87,7 +76,7 @@ def test_build_from_files_of_three_formats_equals_one_index(data, files, num_sha
         if ranges is not None:
             assert index.shard_ranges == ranges
         assert index.n == 2400 and index.dim == 24
-        _assert_same(index.search_batched(q, 10), _single_like(index, x).search_batched(q, 10))
+        assert_same(index.search_batched(q, 10), single_like(index, x).search_batched(q, 10))
     finally:
         index.close()
 
@@ -128,7 +117,7 @@ def test_build_from_a_dataset_with_and_without_an_ids_column(ray_data, data):
         index = ShardedIndex.build(ds, 3, "squared_l2", shard_by=shard_by, column="emb", ids_column=ids_column, **KW)
         try:
             got = index.search_batched(q, 10)
-            expected = _single_like(index, x).search_batched(q, 10)
+            expected = single_like(index, x).search_batched(q, 10)
             np.testing.assert_array_equal(got.ids, expected.ids if ids_column is None else 1000 + 3 * expected.ids)
             np.testing.assert_array_equal(got.distances, expected.distances)
             if ids_column is not None:  # user ids from the column route writes too

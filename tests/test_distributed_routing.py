@@ -17,9 +17,10 @@ ray = pytest.importorskip("ray")
 
 import annlib  # noqa: E402
 from annlib._vectors import normalize_rows  # noqa: E402
-from annlib.config import TreeAhConfig  # noqa: E402
 from annlib.distributed import ShardedIndex, ShardError  # noqa: E402
 from annlib.distributed import _filter_plan, _routing  # noqa: E402
+
+from _sharded import assert_same, single_like  # noqa: E402
 
 LEAVES = 40
 SAMPLE = os.path.join(os.path.dirname(__file__), "..", "datasets", "debian-minilm-10k.hdf5")
@@ -37,22 +38,6 @@ def sample():
         pytest.skip("datasets/debian-minilm-10k.hdf5 is not present")
     with h5py.File(SAMPLE, "r") as f:
         return np.asarray(f["train"][:4000], dtype=np.float32), np.asarray(f["test"][:100], dtype=np.float32)
-
-
-def _single_like(sharded: ShardedIndex, x: np.ndarray, ids=None) -> annlib.TreeAhIndex:
-    shared = sharded.shared_arrays
-    single = annlib.TreeAhIndex.from_trained(x, TreeAhConfig.from_dict(sharded.config["index"]), shared["centers"],
-                                             shared["codebook"])
-    if ids is not None:
-        from annlib.index.ids import IdMap  # noqa: PLC0415
-
-        single._set_ids(IdMap.of(np.asarray(ids, dtype=np.int64), len(x)))
-    return single
-
-
-def _assert_same(a, b):
-    np.testing.assert_array_equal(a.ids, b.ids)
-    np.testing.assert_array_equal(a.distances, b.distances)
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +154,9 @@ def test_a_shard_walks_by_the_sizes_it_is_given():
 def test_routed_search_equals_one_index_bit_for_bit(by_partition, sample, leaves):
     x, q = sample
     assert by_partition.route
-    single = _single_like(by_partition, x)
+    single = single_like(by_partition, x)
     expected = single.search_batched(q, 10, leaves_to_search=leaves)
-    _assert_same(by_partition.search_batched(q, 10, leaves_to_search=leaves), expected)
+    assert_same(by_partition.search_batched(q, 10, leaves_to_search=leaves), expected)
     stats = by_partition.last_search_stats
     assert stats["queries"] == len(q)
     if leaves < LEAVES:
@@ -190,12 +175,12 @@ def test_routed_equals_fan_out_for_both_merges(by_partition, sample):
             by_partition.route = False
             fanned = by_partition.search_batched(q, 10, merge=merge, leaves_to_search=3)
             assert by_partition.last_search_stats["shards_per_query"] == by_partition.num_shards
-            _assert_same(routed, fanned)
+            assert_same(routed, fanned)
             assert routed_bytes < by_partition.last_search_stats["payload_bytes_per_query"]
         one = q[3]
         by_partition.route = True
-        _assert_same(by_partition.search(one, 5, leaves_to_search=2),
-                     _single_like(by_partition, sample[0]).search(one, 5, leaves_to_search=2))
+        assert_same(by_partition.search(one, 5, leaves_to_search=2),
+                     single_like(by_partition, sample[0]).search(one, 5, leaves_to_search=2))
     finally:
         by_partition.route = True
 
@@ -205,7 +190,7 @@ def test_filtered_routed_search_equals_one_index_bit_for_bit(by_partition, sampl
     # The exact merge with a filter walks the whole index's widened leaves on every shard and asks
     # only the shards with allowed entries in them: routed == fan-out == one index.
     x, q = sample
-    single = _single_like(by_partition, x)
+    single = single_like(by_partition, x)
     rng = np.random.default_rng(8)
     subset = np.sort(rng.choice(len(x), len(x) // 10, replace=False))
     bitmap = annlib.Filter.bitmap(rng.random(len(x)) < 0.3)
@@ -214,11 +199,11 @@ def test_filtered_routed_search_equals_one_index_bit_for_bit(by_partition, sampl
         for value in (subset, per_query):
             expected = single.search_batched(q, 10, filter=value, filter_route="index", leaves_to_search=leaves)
             by_partition.route = True
-            _assert_same(by_partition.search_batched(q, 10, filter=value, filter_route="index",
+            assert_same(by_partition.search_batched(q, 10, filter=value, filter_route="index",
                                                      leaves_to_search=leaves), expected)
             routed = by_partition.last_search_stats
             by_partition.route = False
-            _assert_same(by_partition.search_batched(q, 10, filter=value, filter_route="index",
+            assert_same(by_partition.search_batched(q, 10, filter=value, filter_route="index",
                                                      leaves_to_search=leaves), expected)
             fanned = by_partition.last_search_stats
             assert fanned["shards_per_query"] == by_partition.num_shards
@@ -247,14 +232,14 @@ def test_routed_squared_l2_far_from_the_origin_equals_one_index(tmp_path):
     index = ShardedIndex.build(x, 3, "squared_l2", shard_by="partition", num_actors=2, cpus_per_actor=0.25,
                                num_leaves=30, num_leaves_to_search=3, reorder=20, save_dir=tmp_path / "saved")
     try:
-        single = _single_like(index, x)
+        single = single_like(index, x)
         for k in (1, 10):
-            _assert_same(index.search_batched(q, k), single.search_batched(q, k))
+            assert_same(index.search_batched(q, k), single.search_batched(q, k))
         # The placement survives save -> load on another actor count; routing stays on.
         loaded = ShardedIndex.load(tmp_path / "saved", 3, cpus_per_actor=0.25)
         try:
             assert loaded.route and loaded.config["sharding"] == "partition"
-            _assert_same(loaded.search_batched(q, 10), single.search_batched(q, 10))
+            assert_same(loaded.search_batched(q, 10), single.search_batched(q, 10))
             assert loaded.last_search_stats["shards_per_query"] < 3
         finally:
             loaded.close()
@@ -279,7 +264,7 @@ def test_upsert_delete_compact_route_by_id_and_match_one_index(sample):
     index = ShardedIndex.build(x, 3, "cosine", shard_by="partition", num_actors=2, cpus_per_actor=0.25,
                                num_leaves=30, num_leaves_to_search=4, reorder=30)
     try:
-        single = _single_like(index, x)
+        single = single_like(index, x)
         rng = np.random.default_rng(8)
         # Existing ids get new vectors (on the shard holding each), new ids are added.
         ids = np.concatenate([index.search_batched(q[:5], 2).ids.ravel(), [70_000, 70_001]])
@@ -293,14 +278,14 @@ def test_upsert_delete_compact_route_by_id_and_match_one_index(sample):
         assert index.delete(gone) == single.delete(gone)
         for route in (True, False):
             index.route = route
-            _assert_same(index.search_batched(q, 10), single.search_batched(q, 10))
+            assert_same(index.search_batched(q, 10), single.search_batched(q, 10))
         index.route = True
         health = index.health()
         assert health["n"] == index.n and health["deleted"] == len(gone) + int(np.isin(ids, np.arange(2000)).sum())
         assert len(health["shards"]) == 3 and "compact" not in health["advice"]
         index.compact()
         assert index.health()["deleted"] == 0
-        _assert_same(index.search_batched(q, 10), single.search_batched(q, 10))
+        assert_same(index.search_batched(q, 10), single.search_batched(q, 10))
         with pytest.raises(ValueError, match="unique"):
             index.upsert([5, 5], q[:2])
     finally:
@@ -323,8 +308,8 @@ def test_rebalance_retrains_once_for_all_shards(sample, shard_by):
         live = np.setdiff1d(np.arange(2000), np.arange(0, 2000, 4))
         # Still one index's results: the single index with the new training over the live points
         # as the shards stored them (unit-normalised for cosine, so normalised twice now).
-        single = _single_like(index, normalize_rows(x[live]), ids=live)
-        _assert_same(index.search_batched(q, 10), single.search_batched(q, 10))
+        single = single_like(index, normalize_rows(x[live]), ids=live)
+        assert_same(index.search_batched(q, 10), single.search_batched(q, 10))
         if shard_by == "partition":
             assert (index._leaf_shards.sum(axis=1) <= 1).all()
         ray.kill(index.actors[0])  # rebuilt shards differ from any file: not restored silently
