@@ -112,12 +112,12 @@ void lut16_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, const u
     kt.lut16(Lut16Args{codes, groups, v.num_blocks, luts, num_luts, sums});
     return;
   }
-  // A leaf is a short stream (~16 KiB at 1M points) that the hardware prefetcher finds only
+  // A leaf is a short stream (~20 KiB at 1M points) that the hardware prefetcher finds only
   // after its first misses, so each leaf's start waited on memory. The next leaf's codes,
   // norms and ids (read for the entries that pass the score test) are asked for a slice per
-  // two groups of this one: they arrive while this leaf is
-  // scanned, and the prefetches never fill the miss buffers at once (a whole leaf asked for up
-  // front measured no gain; slices cut 1M-point SIFT queries by ~17%, bench/RESULTS.md).
+  // two groups of this one: they arrive while this leaf is scanned, and the prefetches never
+  // fill the miss buffers at once (a whole leaf asked for up front measured no gain; slices
+  // made 1M-point SIFT queries 27-38% faster, bench/RESULTS.md issue 15).
   const size_t next_g0 = static_cast<size_t>(v.leaf_group_offsets[next_leaf]);
   const char* next_codes = reinterpret_cast<const char*>(v.packed_codes + next_g0 * group_bytes);
   const size_t next_code_bytes = (static_cast<size_t>(v.leaf_group_offsets[next_leaf + 1]) - next_g0) * group_bytes;

@@ -53,7 +53,8 @@ inline size_t leaf_at(const QueryTables& t, size_t i) {
 }
 
 /// The LUT16 sums of `leaf` for `num_luts` query tables into sums[r] (kt.lut16's contract);
-/// with a `next_leaf` (and v.prefetch_next_leaf), that leaf's codes, norms and ids are prefetched a slice at a time meanwhile.
+/// with a `next_leaf` (and v.prefetch_next_leaf), that leaf's codes, norms and ids are
+/// prefetched a slice at a time meanwhile.
 void lut16_leaf(const TreeAhView& v, const KernelTable& kt, size_t leaf, const uint8_t* const* luts, size_t num_luts,
                 int32_t* const* sums, size_t next_leaf = SIZE_MAX);
 

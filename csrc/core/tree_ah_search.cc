@@ -86,7 +86,7 @@ template <typename Score>
 void prefetched_rows(const ScoredId* candidates, size_t count, const char* rows, size_t row_bytes,
                      std::initializer_list<const float*> per_id, Score&& score) {
   // About 32 cache lines in flight: four float32 rows of 128 dimensions, sixteen int8 ones.
-  const size_t kPrefetchAhead = std::max<size_t>(4, 32 * 64 / row_bytes);
+  const size_t ahead = std::max<size_t>(4, 32 * 64 / row_bytes);
   auto prefetch_row = [&](size_t i) {
     const char* row = rows + static_cast<size_t>(candidates[i].id) * row_bytes;
     for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(row + off);
@@ -96,9 +96,9 @@ void prefetched_rows(const ScoredId* candidates, size_t count, const char* rows,
     if (values == nullptr) continue;
     for (size_t i = 0; i < count; ++i) __builtin_prefetch(values + candidates[i].id);
   }
-  for (size_t i = 0; i < std::min(count, kPrefetchAhead); ++i) prefetch_row(i);
+  for (size_t i = 0; i < std::min(count, ahead); ++i) prefetch_row(i);
   for (size_t i = 0; i < count; ++i) {
-    if (i + kPrefetchAhead < count) prefetch_row(i + kPrefetchAhead);
+    if (i + ahead < count) prefetch_row(i + ahead);
     score(static_cast<size_t>(candidates[i].id));
   }
 }
@@ -381,7 +381,6 @@ TreeAhSearcher::TreeAhSearcher(const TreeAhView& view)
     : view_(view), point_slots_(check_tree_ah_view(view)), codebook_by_dim_(16 * view.dim) {
   transpose_codebook(view.codebook, view.dim, view.dims_per_block, codebook_by_dim_.data());
   view_.codebook_by_dim = codebook_by_dim_.data();
-  // Scoring one query against every center reads them dimension-major: no horizontal sums.
   // Leaves are prefetched one ahead when the scanned arrays (codes, norms, ids) outgrow a
   // typical last-level cache share: at 50k MiniLM points (5 MiB, cached) the split kernel
   // calls cost single queries ~5%; at 1M SIFT points (40 MiB) prefetching gained 27-38%. A
@@ -395,6 +394,7 @@ TreeAhSearcher::TreeAhSearcher(const TreeAhView& view)
   view_.prefetch_next_leaf = forced != nullptr && (forced[0] == '0' || forced[0] == '1')
                                  ? forced[0] == '1'
                                  : scanned_bytes > kPrefetchMinBytes;
+  // Scoring one query against every center reads them dimension-major: no horizontal sums.
   centers_by_dim_.resize(view.num_leaves * view.dim);
   for (size_t l = 0; l < view.num_leaves; ++l) {
     for (size_t d = 0; d < view.dim; ++d) centers_by_dim_[d * view.num_leaves + l] = view.centers[l * view.dim + d];
