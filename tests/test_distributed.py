@@ -19,7 +19,7 @@ import annlib  # noqa: E402
 from annlib.distributed import ShardedIndex, ShardError  # noqa: E402
 from annlib.errors import FormatError  # noqa: E402
 
-from _sharded import assert_same, single_like  # noqa: E402
+from _sharded import assert_same, far_clusters, single_like  # noqa: E402
 
 LEAVES = 40
 
@@ -39,13 +39,7 @@ def sample(request):
 
 @pytest.fixture(scope="module")
 def l2_data():
-    # Far from the origin, as SIFT is: |q|^2 - score then rounds distinct scores to one
-    # distance, which is why shards hand over raw scores, never distances, to be merged.
-    rng = np.random.default_rng(17)
-    centers = rng.standard_normal((20, 32)).astype(np.float32) * 4 + 60
-    x = centers[rng.integers(0, 20, 3000)] + rng.standard_normal((3000, 32)).astype(np.float32)
-    q = centers[rng.integers(0, 20, 80)] + rng.standard_normal((80, 32)).astype(np.float32)
-    return x, q
+    return far_clusters(17, 3000, 80, 32)
 
 
 @pytest.fixture(scope="module")

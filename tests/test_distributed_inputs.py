@@ -18,7 +18,7 @@ from annlib.datasets import formats  # noqa: E402
 from annlib.distributed import ShardedIndex, _sources  # noqa: E402
 from annlib.errors import DatasetError, FormatError  # noqa: E402
 
-from _sharded import assert_same, single_like  # noqa: E402
+from _sharded import assert_same, far_clusters, single_like  # noqa: E402
 
 KW = dict(num_actors=2, cpus_per_actor=0.25, num_leaves=30, num_leaves_to_search=3, reorder=20)
 
@@ -30,12 +30,7 @@ def cluster(ray_cluster):
 
 @pytest.fixture(scope="module")
 def data():
-    # Far from the origin, as SIFT is (so L2 merges must go by raw scores to be bit-identical).
-    rng = np.random.default_rng(23)
-    centers = rng.standard_normal((20, 24)).astype(np.float32) * 4 + 60
-    x = centers[rng.integers(0, 20, 2400)] + rng.standard_normal((2400, 24)).astype(np.float32)
-    q = centers[rng.integers(0, 20, 60)] + rng.standard_normal((60, 24)).astype(np.float32)
-    return x, q
+    return far_clusters(23, 2400, 60, 24)
 
 
 @pytest.fixture(scope="module")
