@@ -104,6 +104,39 @@ def test_margin_still_shrinks_away_from_the_ceiling():
 
 
 
+def test_tolerance_takes_the_point_estimate_where_the_error_is_within_it():
+    """A caller who accepts 0.005 under the target on unseen queries: with a standard error of
+    0.004, one standard error under the estimate is within that, so the cheapest setting whose
+    estimate reaches the target is taken; without the tolerance the margin costs two steps."""
+    s = _surface([0.946, 0.950, 0.952, 0.954, 0.956], [1.0, 1.1, 1.2, 1.3, 1.4], stderr=0.004)
+    assert so.solve_for_recall(s, 0.95, 1.0, adapt=False, tolerance=0.005).i == 1
+    assert so.solve_for_recall(s, 0.95, 1.0, adapt=False, tolerance=0.0).i == 3
+    assert "over 0.945" in so.solve_for_recall(s, 0.95, 1.0, adapt=False, tolerance=0.005).message
+
+
+def test_tolerance_never_admits_an_estimate_under_the_target():
+    # 0.9499 with a tiny error is within the tolerance of 0.95 but under it: not admitted.
+    s = _surface([0.9499, 0.9501], [1.0, 1.1], stderr=0.0001)
+    assert so.solve_for_recall(s, 0.95, 1.0, tolerance=0.005).i == 1
+
+
+def test_tolerance_only_shortens_a_wide_margin():
+    # A standard error of 0.011 (few or varied tuning queries): the margin is 0.011 - 0.005 = 0.006.
+    s = _surface([0.800, 0.803, 0.805, 0.806, 0.812], [1.0, 1.1, 1.2, 1.3, 1.4], stderr=0.011)
+    assert so.solve_for_recall(s, 0.80, 1.0, adapt=False, tolerance=0.005).i == 3
+    assert so.solve_for_recall(s, 0.80, 1.0, adapt=False, tolerance=0.0).i == 4
+
+
+def test_no_tolerance_at_a_leaf_ceiling():
+    """The SIFT-200k setting that missed (six leaves, 0.0018 under their ceiling): the tolerance
+    would admit it (0.8082 - 0.0114 >= 0.795), and its unseen queries measured 0.7932. At a leaf
+    ceiling the full margin over the target itself holds."""
+    sol = so.solve_for_recall(_two_leaf_settings([0.8100, 0.835]), 0.80, 1.0, tolerance=0.005)
+    assert sol.j == 1
+    free = so.solve_for_recall(_two_leaf_settings([0.90, 0.95]), 0.80, 1.0, tolerance=0.005)
+    # Away from the ceiling the tolerance applies: 0.8082 - (0.0114 - 0.005) >= 0.80 at six leaves.
+    assert (free.j, free.i) == (0, 2)
+
 def _tie_surface():
     # One standard error of 0.001 over a target of 0.90 admits recall >= 0.901: per leaves setting
     # (rows) the cheapest admitted costs 1.20, 1.13, 1.16 and 1.32; cheaper cells fall short.

@@ -305,6 +305,9 @@ def test_every_kind_tunes_through_the_same_call(kind, metric, sample):
     assert recall >= 0.9 - 0.05, recall
     with pytest.raises(ValueError, match="safety"):
         index.autotune(target_recall=0.9, safety=-100)
+    for bad in (-0.001, 0.5, float("nan"), True):
+        with pytest.raises(ValueError, match="recall_tolerance"):
+            index.autotune(target_recall=0.9, recall_tolerance=bad)
 
 
 @pytest.mark.parametrize("size", ["small", "real"])

@@ -51,6 +51,8 @@ __all__ = ["AutotuneWarning", "CostModel", "FrontierPoint", "Tuning", "autotune"
 NEAR_TIE_BAND = 0.08
 #: Most settings timed head to head (the model's choice among them).
 NEAR_TIE_SETTINGS = 3
+#: Largest ``recall_tolerance`` accepted: a shortfall beyond it is a different target.
+MAX_RECALL_TOLERANCE = 0.05
 
 
 class AutotuneWarning(UserWarning):
@@ -170,12 +172,17 @@ def autotune(index, target_recall: float | None = None, queries=None, **kwargs) 
     return index.autotune(target_recall, queries, **kwargs)
 
 
-def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode="single") -> None:
+def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode="single",
+                       recall_tolerance=0.0) -> None:
     # Every argument is checked before any work: a bad value must never become a search default.
     if isinstance(safety, bool) or not isinstance(safety, numbers.Real) or not (
         math.isfinite(float(safety)) and 0.0 <= float(safety) <= 10.0
     ):
         raise ValueError(f"safety must be a number of standard errors in [0, 10], got {safety!r}")
+    if isinstance(recall_tolerance, bool) or not isinstance(recall_tolerance, numbers.Real) or not (
+        0.0 <= float(recall_tolerance) <= MAX_RECALL_TOLERANCE
+    ):
+        raise ValueError(f"recall_tolerance must be a number in [0, {MAX_RECALL_TOLERANCE}], got {recall_tolerance!r}")
     _validate.positive_int(num_tuning_queries, "num_tuning_queries")
     if max_rank is not None:
         _validate.positive_int(max_rank, "max_rank")
@@ -213,6 +220,7 @@ def tune_tree_ah(
     data=None,
     num_tuning_queries: int = _stats.DEFAULT_NUM_TUNING_QUERIES,
     safety: float = 1.0,
+    recall_tolerance: float = _solver.RECALL_TOLERANCE,
     max_rank: int | None = None,
     num_threads: int | None = None,
     seed: int = 0,
@@ -239,12 +247,18 @@ def tune_tree_ah(
     data : array_like, optional
         The indexed vectors, for exact ground truth when the index keeps no float32 reordering data.
     safety : float
-        The chosen setting's predicted recall minus ``safety`` standard errors (over tuning
-        queries) must clear the target; 0 disables the margin. Where the full margin would cost
-        more than 5% of the speed (a flat stretch of the frontier) it shrinks, to no less than
-        half (:func:`annlib.autotune.solver.margin_for`), except at settings within the full
-        margin of their leaf coverage. The standard error treats queries that share their best
-        partition as one cluster (they share its leaf coverage).
+        The chosen setting's predicted recall must reach the target, and its predicted recall
+        minus ``safety`` standard errors (over tuning queries) must reach the target less
+        ``recall_tolerance``; 0 disables the margin. Where the full margin would cost more than
+        5% of the speed (a flat stretch of the frontier) it shrinks, to no less than half
+        (:func:`annlib.autotune.solver.margin_for`), except at settings within the full margin of
+        their leaf coverage, which keep it in full and over the target itself. The standard error
+        treats queries that share their best partition as one cluster (they share its leaf
+        coverage).
+    recall_tolerance : float
+        The shortfall under the target accepted on unseen queries, at the confidence ``safety``
+        buys (default 0.005). With 0, the lower confidence bound must reach the target itself:
+        safer, and slower where the frontier is flat.
     max_rank : int, optional
         Largest ``pre_reorder_num_neighbors`` considered (default: where recall saturates, found by
         a probe pass; at least max(250, 25 k), at most max(4 times that, n / 10)).
@@ -270,7 +284,7 @@ def tune_tree_ah(
     """
     start = time.perf_counter()
     target, max_cost = resolve_objective(target_recall, max_cost)
-    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode)
+    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode, recall_tolerance)
     mode, search_threads = _cost.check_mode(mode, num_threads)
     if cost_model is not None:
         _check_cost_model(cost_model, index, mode, search_threads)
@@ -294,7 +308,7 @@ def tune_tree_ah(
         # work-proportional prior picks (the fit must be right there, not at the grid's ends).
         design = None
         if target is not None:
-            guess = _solver.solve_for_recall(surf, target, safety)
+            guess = _solver.solve_for_recall(surf, target, safety, tolerance=recall_tolerance)
             t1_guess, t2_guess = surf.params(guess.j, guess.i)
             design = _cost.design_around(stats.t1_grid, t2_grid, guess.j, guess.i, k,
                                          reorder_step=_cost.reorder_step(guide, index, t1_guess, t2_guess, k))
@@ -307,9 +321,9 @@ def tune_tree_ah(
     mark = time.perf_counter()
 
     if max_cost is not None:
-        sol = _solver.solve_for_budget(surf, max_cost, target, safety)
+        sol = _solver.solve_for_budget(surf, max_cost, target, safety, tolerance=recall_tolerance)
     else:
-        sol = _solver.solve_for_recall(surf, target, safety)
+        sol = _solver.solve_for_recall(surf, target, safety, tolerance=recall_tolerance)
     if not sol.feasible:
         warnings.warn(sol.message, AutotuneWarning, stacklevel=2)
     stages["solve"] = time.perf_counter() - mark
@@ -378,10 +392,10 @@ def _tuning_sample(index, queries) -> np.ndarray:
 
 
 def _check_common(index, target_recall, max_cost, k, data, num_tuning_queries, safety, max_rank, num_threads, seed,
-                  set_default, mode):
+                  set_default, mode, recall_tolerance):
     """The arguments every kind's tuner takes, checked the same way (those a kind has no use for too)."""
     target, max_cost = resolve_objective(target_recall, max_cost)
-    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode)
+    _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode, recall_tolerance)
     mode, threads = _cost.check_mode(mode, num_threads)
     if data is not None:
         data = _validate.database(data)
@@ -391,23 +405,27 @@ def _check_common(index, target_recall, max_cost, k, data, num_tuning_queries, s
 
 
 def tune_brute_force(index, target_recall=None, queries=None, *, max_cost=None, set_default=True, k=None,
-                     data=None, num_tuning_queries=_stats.DEFAULT_NUM_TUNING_QUERIES, safety=1.0, max_rank=None,
-                     num_threads=None, seed=0, mode="single") -> Tuning:
+                     data=None, num_tuning_queries=_stats.DEFAULT_NUM_TUNING_QUERIES, safety=1.0,
+                     recall_tolerance=_solver.RECALL_TOLERANCE, max_rank=None, num_threads=None, seed=0,
+                     mode="single") -> Tuning:
     """Exact search has nothing to tune: the Tuning reports its measured cost in ``mode``."""
     start = time.perf_counter()
     target, max_cost, k, mode, threads = _check_common(index, target_recall, max_cost, k, data, num_tuning_queries,
-                                                       safety, max_rank, num_threads, seed, set_default, mode)
+                                                       safety, max_rank, num_threads, seed, set_default, mode,
+                                                       recall_tolerance)
     return _exact_tuning(index, target, max_cost, _tuning_sample(index, queries), k, start,
                          "exact search: every target is met", "brute_force", mode, threads)
 
 
 def tune_jax_brute_force(index, target_recall=None, queries=None, *, max_cost=None, set_default=True, k=None,
-                         data=None, num_tuning_queries=_stats.DEFAULT_NUM_TUNING_QUERIES, safety=1.0, max_rank=None,
-                         num_threads=None, seed=0, mode="single") -> Tuning:
+                         data=None, num_tuning_queries=_stats.DEFAULT_NUM_TUNING_QUERIES, safety=1.0,
+                         recall_tolerance=_solver.RECALL_TOLERANCE, max_rank=None, num_threads=None, seed=0,
+                         mode="single") -> Tuning:
     """The JAX brute force's one knob is its expected recall: the target becomes its ``recall_target``."""
     start = time.perf_counter()
     target, max_cost, k, mode, threads = _check_common(index, target_recall, max_cost, k, data, num_tuning_queries,
-                                                       safety, max_rank, num_threads, seed, set_default, mode)
+                                                       safety, max_rank, num_threads, seed, set_default, mode,
+                                                       recall_tolerance)
     recall = 1.0 if target is None else target
     if set_default:
         index.set_search_defaults(recall_target=recall)
