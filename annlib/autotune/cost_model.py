@@ -121,6 +121,8 @@ RUN_SECONDS = 0.003
 #: Fewest queries of a timed run: batched runs keep every thread on the leaf-major path, as a
 #: large batch does (it scans query by query below 16 queries per thread).
 MIN_RUN_QUERIES = {"single": 4, "batched": 32}
+#: Fewest timed runs of a setting: a median of one is one hiccup away from a wrong fit.
+MIN_REPEATS = 2
 
 
 def prior(index, mode: str = "single", num_threads: int = 1) -> CostModel:
@@ -224,20 +226,24 @@ def measure(index, queries: np.ndarray, k: int, t1_grid, t2_grid, *, batch: int 
     guide = prior(index, mode, num_threads)
     scale = None
     for t1, t2 in design:
-        size = batch
+        size, runs = batch, repeats
         if scale is None:
             warm = run(take(fewest), t1, t2)
             scale = warm / _prior_cost(guide, index, t1, t2, k)
         if run_seconds is not None:
             estimate = scale * _prior_cost(guide, index, t1, t2, k)
             size = int(min(batch, max(fewest, math.ceil(run_seconds / max(estimate, 1e-9)))))
+            # A run held up to the fewest queries can last several times run_seconds (a batched
+            # run of a deep setting: the hard set's 32 queries take 2-3 times it); fewer repeats
+            # keep each setting's timing near repeats * run_seconds, with as many queries timed.
+            runs = max(min(repeats, MIN_REPEATS), min(repeats, round(repeats * run_seconds / max(estimate * size, 1e-12))))
         times, work = [], np.zeros(2)
-        for _ in range(repeats):
+        for _ in range(runs):
             qs = take(size)
             times.append(run(qs, t1, t2))
             counters = index.last_search_counters
             work += [counters["entries_scored"] / len(qs), counters["candidates_reordered"] / len(qs)]
-        work /= repeats
+        work /= runs
         scale = statistics.median(times) / _prior_cost(guide, index, t1, t2, k)
         rows.append([1.0, float(t1), work[0], work[1]])
         seconds.append(statistics.median(times) - per_center * num_leaves)

@@ -64,13 +64,14 @@ def surface(stats: QueryStatistics, model: CostModel, t2_grid: np.ndarray | None
     nq = stats.num_queries
     per_query_truth = np.maximum(stats.valid.sum(axis=1), 1).astype(np.float64)  # (nq,)
     thresholds = np.array([stats.k]) if t2_grid is None else np.asarray(t2_grid)
-    # hits[q, j, i] = number of q's true neighbors with ah_rank(t1_j) <= t2_i: one sort per (q, j),
-    # then a vectorised searchsorted over the t2 grid via cumulative counts.
     ranks = stats.ah_rank  # (nq, k, G1)
-    g2 = len(thresholds)
-    counts = np.zeros((nq, len(stats.t1_grid), g2), dtype=np.float64)
+    g1, g2 = len(stats.t1_grid), len(thresholds)
+    recall = np.zeros((g1, g2))
+    stderr = np.zeros((g1, g2))
     rows = np.repeat(np.arange(nq), ranks.shape[1])
-    for j in range(len(stats.t1_grid)):
+    # One t1 at a time: the per-query recalls of a (nq, G1, G2) array were most of a tuning's
+    # solve time (tens of MB, several passes for the standard error).
+    for j in range(g1):
         r = ranks[:, :, j]
         if stats.entry_rank is not None and t2_grid is not None:
             # spilled index: the best copy must also be among the ceil(overretrieve * t2) entries kept
@@ -78,16 +79,16 @@ def surface(stats: QueryStatistics, model: CostModel, t2_grid: np.ndarray | None
             kept = np.ceil(stats.overretrieve * thresholds - 1e-9)
             e = stats.entry_rank[:, :, j][:, :, None]
             hit &= (e > 0) & (e <= kept[None, None, :])
-            counts[:, j, :] = hit.sum(axis=1)
-            continue
-        # A neighbour of rank r counts at every t2_i >= r: histogram the first such i per query,
-        # then accumulate along the t2 grid (O(nq k + nq G2), not a (nq, k, G2) comparison).
-        first = np.searchsorted(thresholds, r.ravel(), side="left")
-        hist = np.bincount(rows * (g2 + 1) + first, minlength=nq * (g2 + 1)).reshape(nq, g2 + 1)
-        counts[:, j, :] = np.cumsum(hist[:, :g2], axis=1)
-    per_query = counts / per_query_truth[:, None, None]
-    recall = per_query.mean(axis=0)
-    stderr = recall_stderr(per_query, stats.query_leaf)
+            counts = hit.sum(axis=1)
+        else:
+            # A neighbour of rank r counts at every t2_i >= r: histogram the first such i per query,
+            # then accumulate along the t2 grid (O(nq k + nq G2), not a (nq, k, G2) comparison).
+            first = np.searchsorted(thresholds, r.ravel(), side="left")
+            hist = np.bincount(rows * (g2 + 1) + first, minlength=nq * (g2 + 1)).reshape(nq, g2 + 1)
+            counts = np.cumsum(hist[:, :g2], axis=1)
+        per_query = counts / per_query_truth[:, None]  # (nq, G2)
+        recall[j] = per_query.mean(axis=0)
+        stderr[j] = recall_stderr(per_query, stats.query_leaf)
     covered = (stats.leaf_rank[:, :, None] <= stats.t1_grid[None, None, :]) & stats.valid[:, :, None]
     ceiling = (covered.sum(axis=1) / per_query_truth[:, None]).mean(axis=0)
     return with_cost(Surface(stats.t1_grid, None if t2_grid is None else np.asarray(t2_grid), recall, stderr,
@@ -170,7 +171,7 @@ def frontier(s: Surface) -> list[FrontierPoint]:
     return points
 
 
-def _bisect(s: Surface, ok, recall_side: bool = True, iterations: int = 100) -> tuple[int, int] | None:
+def _bisect(s: Surface, ok, recall_side: bool = True, iterations: int = 50) -> tuple[int, int] | None:
     """Bisection on the multiplier lambda (log scale). A larger lambda weighs cost more, so the
     Lagrangian minimiser gets cheaper and less accurate as lambda grows.
 
