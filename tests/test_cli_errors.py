@@ -137,6 +137,8 @@ def _bad_cases():
         ("search-out-missing-dir", ["search", "{index}", "{q.npy}", "--out", "{root}/no/such/ids.npy"], 2),
         ("search-missing-index", ["search", "{root}/none.annl", "{q.npy}"], 2),
         ("tune-target-above-one", ["tune", "{index}", "--target-recall", "1.5"], 2),
+        ("tune-tolerance-too-wide", ["tune", "{index}", "--recall-tolerance", "0.5"], 2),
+        ("build-tolerance-negative", ["build", "{data.npy}", "--metric", "dot", "--recall-tolerance", "-0.1", "--out", "{root}/x.annl"], 2),
         ("tune-out-missing-dir", ["tune", "{index}", "--out", "{root}/no/such/t.annl"], 2),
         ("info-missing", ["info", "{root}/none.annl"], 2),
         ("ground-truth-k-too-big", ["datasets", "ground-truth", "{data.npy}", "-k", big], 2),

@@ -151,6 +151,21 @@ def test_tune_then_search(runner, built, tmp_path):
     assert search["recall"] >= 0.93
 
 
+def test_tune_takes_the_recall_tolerance(runner, built):
+    """--recall-tolerance reaches the tuner: by default the confidence bound need only reach
+    target - 0.005; with 0 it must reach the target itself, and the message says which."""
+    pytest.importorskip("annlib.autotune")
+    messages = {}
+    for tolerance in ("0.005", "0"):
+        argv = ["tune", str(built[0]), SAMPLE, "--target-recall", "0.9", "--recall-tolerance", tolerance, "--json"]
+        result = runner.invoke(main, argv)
+        assert result.exit_code == 0, result.output
+        report = strict_loads(result.stdout)
+        assert report["predicted_recall"] >= 0.9
+        messages[tolerance] = report["message"]
+    assert "over 0.895" in messages["0.005"] and "over" not in messages["0"]
+
+
 def test_bench_tiny(runner, tmp_path):
     out = tmp_path / "bench"
     args = ["bench", "--algorithms", "annlib,annlib-soar", "--mode", "batch", "--queries", "50", "--runs", "1", "--out", str(out)]

@@ -19,6 +19,8 @@ import numpy as np
 
 import annlib
 from annlib import metrics as _metrics
+from annlib.autotune import MAX_RECALL_TOLERANCE
+from annlib.autotune.solver import RECALL_TOLERANCE
 from annlib.cli.app import JSON_HELP, emit_json, main, mb
 from annlib.cli.inputs import (
     COUNT,
@@ -36,6 +38,16 @@ from annlib.cli.inputs import (
 )
 
 _SCORED_DISTANCES = ("angular", "euclidean", "dot")
+
+#: The tuner's accepted shortfall under --target-recall, one option for `build` and `tune`.
+_recall_tolerance_option = click.option(
+    "--recall-tolerance",
+    type=click.FloatRange(0, MAX_RECALL_TOLERANCE),
+    default=RECALL_TOLERANCE,
+    show_default=True,
+    help="Shortfall under --target-recall accepted on unseen queries, at one standard error's confidence "
+    "(0: the confidence bound must reach the target itself).",
+)
 
 
 def _progress_default(value: bool | None) -> bool:
@@ -79,6 +91,7 @@ def _progress_default(value: bool | None) -> bool:
     default=None,
     help="After building, tune leaves-to-search and reorder for this recall@k (held-out points) and save them.",
 )
+@_recall_tolerance_option
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def build(
@@ -96,6 +109,7 @@ def build(
     seed: int,
     threads: int | None,
     target_recall: float | None,
+    recall_tolerance: float,
     progress: bool | None,
     as_json: bool,
 ) -> None:
@@ -134,7 +148,8 @@ def build(
     )
     tuning = None
     if target_recall is not None:
-        tuning = index.autotune(target_recall=target_recall, k=k, set_default=True, num_threads=threads)
+        tuning = index.autotune(target_recall=target_recall, k=k, set_default=True, num_threads=threads,
+                                recall_tolerance=recall_tolerance)
     save(index.save, out)
     stats = index.stats()
     report = {
@@ -326,10 +341,12 @@ _TUNING_FIELDS = ("predicted_recall", "predicted_qps", "measured_recall", "messa
 @click.argument("index", type=click.Path(exists=True, dir_okay=False))
 @click.argument("queries", required=False)
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=0.95, show_default=True, help="Recall@k to reach.")
+@_recall_tolerance_option
 @click.option("-k", "k", type=click.IntRange(min=1), default=None, help="Neighbors per query (default: the index's; more than it holds are lowered to its size).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Save the index with the tuned defaults here.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def tune(index: str, queries: str | None, target_recall: float, k: int | None, out: str | None, as_json: bool) -> None:
+def tune(index: str, queries: str | None, target_recall: float, recall_tolerance: float, k: int | None, out: str | None,
+         as_json: bool) -> None:
     """Choose the search parameters of INDEX that reach --target-recall at the lowest cost.
 
     QUERIES (.npy, .fvecs or .hdf5 'test') are sample queries like the ones you will search
@@ -347,7 +364,9 @@ def tune(index: str, queries: str | None, target_recall: float, k: int | None, o
     rows, ds = (None, None) if queries is None else load_matrix(queries, "queries")
     if rows is not None:
         check_dim(rows, queries, idx, index)
-    kwargs = {} if k is None else {"k": cap_k(k, idx)}
+    kwargs = {"recall_tolerance": recall_tolerance}
+    if k is not None:
+        kwargs["k"] = cap_k(k, idx)
     try:
         tuning = idx.autotune(target_recall=target_recall, queries=rows, **kwargs)
     except ImportError as exc:
