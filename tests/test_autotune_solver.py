@@ -137,6 +137,18 @@ def test_no_tolerance_at_a_leaf_ceiling():
     # Away from the ceiling the tolerance applies: 0.8082 - (0.0114 - 0.005) >= 0.80 at six leaves.
     assert (free.j, free.i) == (0, 2)
 
+def test_admission_never_drops_as_candidates_grow():
+    """MiniLM at 0.90: eight leaves cover 0.9106, a standard error of 0.0078 over the target.
+    Judged setting by setting, 0.9030 and 0.9060 sat within one standard error of that coverage
+    and needed the full margin (0.9078) while 0.9018 + 0.0028 sufficed below them: more
+    candidates, no longer admitted. The coverage is judged once per leaves setting."""
+    recall = np.array([[0.895, 0.9018, 0.9030, 0.9060, 0.9088]])
+    s = so.Surface(np.array([8]), np.arange(20, 25), recall, np.full_like(recall, 0.0078),
+                   np.array([[1.0, 1.1, 1.2, 1.3, 1.4]]), np.array([0.9106]))
+    sol = so.solve_for_recall(s, 0.90, 1.0, adapt=False, tolerance=0.005)
+    assert sol.i == 2  # 0.9030 - (0.0078 - 0.005) >= 0.90
+    assert (np.diff(sol.admitted[0].astype(int)) >= 0).all()
+
 def _tie_surface():
     # One standard error of 0.001 over a target of 0.90 admits recall >= 0.901: per leaves setting
     # (rows) the cheapest admitted costs 1.20, 1.13, 1.16 and 1.32; cheaper cells fall short.
