@@ -72,8 +72,9 @@ def evaluate_filter(
 ) -> _U8:
     """1 where the one filter allows the row, for each of int64 ``rows``; predicates run without the GIL."""
 
-def dot_block(queries: npt.ArrayLike, points: npt.ArrayLike, isa: str) -> _F32:
-    """Inner products of every query with every point using one SIMD path (for tests)."""
+def dot_block(queries: npt.ArrayLike, points: npt.ArrayLike, isa: str | None = None) -> _F32:
+    """Inner products of every query with every point, on the calling thread, by the active SIMD
+    path or by ``isa`` (tests). Not numpy's matmul: BLAS leaves its threads spinning on the other cores."""
 
 def dot_f32_i8(q: npt.ArrayLike, x: npt.ArrayLike, isa: str) -> float:
     """<q, x> of a float32 vector and an int8 vector via one SIMD path's kernel (for tests)."""

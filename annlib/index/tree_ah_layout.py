@@ -71,7 +71,7 @@ class TreeAhLayout:
 
     def center_scores(self, queries: np.ndarray) -> np.ndarray:
         """(nq, num_leaves) partition scores as the search ranks them (larger is better)."""
-        scores = self._prepared(queries) @ self._arrays["centers"].T
+        scores = _core.dot_block(self._prepared(queries), self._arrays["centers"])
         if self._core_metric == "squared_l2":
             scores = 2.0 * scores - self._arrays["center_sq_norms"][None, :]
         return scores

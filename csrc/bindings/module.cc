@@ -120,11 +120,11 @@ py::array_t<uint8_t> evaluate_filter_py(const py::object& filter_bits, const py:
   return out;
 }
 
-FloatArray dot_block_py(const FloatArray& queries, const FloatArray& points, const std::string& isa) {
+FloatArray dot_block_py(const FloatArray& queries, const FloatArray& points, const py::object& isa) {
   require_2d(queries, "queries");
   require_2d(points, "points");
   if (queries.shape(1) != points.shape(1)) throw std::invalid_argument("queries and points differ in dimension");
-  const KernelTable& kt = kernels_for(parse_isa(isa));
+  const KernelTable& kt = isa.is_none() ? kernels() : kernels_for(parse_isa(isa.cast<std::string>()));
   FloatArray out({queries.shape(0), points.shape(0)});
   DotBlockArgs a{queries.data(), static_cast<size_t>(queries.shape(0)), points.data(),
                  static_cast<size_t>(points.shape(0)), static_cast<size_t>(queries.shape(1)),
@@ -183,8 +183,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("rows"), py::arg("num_threads"),
         "1 where the one filter allows the row, for each of ``rows`` (int64): predicates run on the "
         "search threads without the GIL.");
-  m.def("dot_block", &dot_block_py, py::arg("queries"), py::arg("points"), py::arg("isa"),
-        "Inner products of every query with every point using one SIMD path (for tests).");
+  m.def("dot_block", &dot_block_py, py::arg("queries"), py::arg("points"), py::arg("isa") = py::none(),
+        "Inner products of every query with every point, on the calling thread, by the active SIMD path or "
+        "by ``isa`` (tests). Not numpy's matmul: BLAS leaves its threads spinning on the other cores.");
   m.def(
       "dot_f32_i8",
       [](const FloatArray& q, const py::array_t<int8_t, py::array::c_style | py::array::forcecast>& x,
