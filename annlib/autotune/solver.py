@@ -45,6 +45,7 @@ class Surface:
     # (G1,) mean over queries of the fraction of true neighbours in the t1 best partitions: the
     # recall no number of candidates can pass at that t1. None: unknown (every setting treated alike).
     ceiling: np.ndarray | None = None
+    ceiling_stderr: np.ndarray | None = None  # (G1,) its standard error, clustered as ``stderr``
 
     def params(self, j: int, i: int) -> tuple[int, int | None]:
         return int(self.t1[j]), (None if self.t2 is None else int(self.t2[i]))
@@ -95,9 +96,11 @@ def surface(stats: QueryStatistics, model: CostModel, t2_grid: np.ndarray | None
         if nq >= 2:
             stderr[j] = _stderr(per_query, grouping)
     covered = (stats.leaf_rank[:, :, None] <= stats.t1_grid[None, None, :]) & stats.valid[:, :, None]
-    ceiling = (covered.sum(axis=1) / per_query_truth[:, None]).mean(axis=0)
+    per_query_ceiling = covered.sum(axis=1) / per_query_truth[:, None]  # (nq, G1)
+    ceiling = per_query_ceiling.mean(axis=0)
+    ceiling_stderr = _stderr(per_query_ceiling, grouping) if nq >= 2 else np.zeros_like(ceiling)
     return with_cost(Surface(stats.t1_grid, None if t2_grid is None else np.asarray(t2_grid), recall, stderr,
-                             np.zeros_like(recall), ceiling), stats, model)
+                             np.zeros_like(recall), ceiling, ceiling_stderr), stats, model)
 
 
 def recall_stderr(per_query: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
@@ -289,9 +292,10 @@ def solve_for_recall(s: Surface, target: float, z: float = 1.0, adapt: bool = Tr
         # candidates, but there recall is the leaves' coverage and the next recall is a whole
         # leaf away (SIFT-200k at 0.80: six leaves, coverage 0.8100; (6, 52) predicted 0.8082,
         # 0.7932 on unseen queries: 1.3 standard errors). Decided per leaves setting, with the
-        # standard error at its most candidates (the coverage's own), so that admission never
-        # drops as candidates, and recall, grow.
-        bound_rows = s.ceiling - target < full * s.stderr[:, -1]
+        # coverage's own standard error, so that admission never drops as candidates, and
+        # recall, grow.
+        coverage_error = s.stderr[:, -1] if s.ceiling_stderr is None else s.ceiling_stderr
+        bound_rows = s.ceiling - target < full * coverage_error
         lower = np.where(bound_rows[:, None], s.recall - full * s.stderr, lower)
     for bound, note in ((lower, ""), (s.recall, " (without the statistical safety margin)")):
         mask = bound >= target - 1e-12
