@@ -117,6 +117,29 @@ def test_statistics_cover_the_range(hard):
     assert st.default_max_rank(index.n, K) <= stats.max_rank <= st.max_rank_cap(index.n, K)
 
 
+
+@pytest.mark.parametrize("which", ["hard", "minilm"])
+def test_a_target_needs_no_leaves_beyond_its_coverage(request, monkeypatch, which):
+    """For a recall target the statistics pass stops at the leaves holding all but a hundredth of
+    the target's distance to 1 of the true neighbours (0.999 for 0.90): on one fixed cost model
+    every choice is the one the whole range gives (with a tenth, the hard set's 0.90 choice moved
+    from 50 leaves to 47, the grid's end), and the grid reaches that coverage."""
+    data = request.getfixturevalue(which)
+    index, queries = data["index"], data["test"][0::2]
+    chosen = {}
+    for coverage in (st.coverage_for, lambda target: 1.0):
+        monkeypatch.setattr(st, "coverage_for", coverage)
+        for target in (0.80, 0.90, 0.95, 0.99):
+            tuning = index.autotune(target, queries=queries, set_default=False, cost_model=data["model"])
+            chosen.setdefault(target, []).append((tuning.params, tuning.frontier[-1].leaves_to_search))
+    for target, ((short, short_t1), (whole, whole_t1)) in chosen.items():
+        assert short == whole, target
+        assert short_t1 <= whole_t1
+    truth = st.tuning_queries(index, queries, None, K)[1]
+    stats = st.gather(index, queries, truth, coverage=0.999)
+    covered = (stats.leaf_rank[stats.valid] <= stats.t1_grid[-1]).mean()
+    assert covered >= 0.999 and stats.t1_grid[-1] <= stats.leaf_rank[stats.valid].max()
+
 def test_counted_ranks_match_the_search_on_l2(hard):
     """Unspilled indexes rank by counting the entries that beat each neighbour's own score; on a
     squared-L2 index (scores carry the stored norms) with the query points excluded from their own

@@ -11,8 +11,10 @@ each other at the end.
 >>> tuning.leaves_to_search, tuning.pre_reorder_num_neighbors, tuning.predicted_recall  # doctest: +SKIP
 >>> index = annlib.build(data, "cosine", target_recall=0.9)  # doctest: +SKIP
 
-The search space is the whole useful range (issue 16): leaves up to the deepest partition holding
-a true neighbour, reordered candidates up to where recall saturates (sized by a probe pass). Costs
+The search space is the whole useful range (issue 16): leaves up to the partitions holding all
+the true neighbours for a cost budget, and for a recall target all but a hundredth of its
+distance to 1 (:func:`annlib.autotune.statistics.coverage_for`); reordered candidates up to where
+recall saturates. Costs
 are per query in a ``mode``: "single" (one thread) or "batched" (``num_threads`` threads).
 :mod:`annlib.autotune.kinds` weighs the tuned index against exact C++ search and the JAX brute
 force; :mod:`annlib.autotune.structure` picks the build parameters from trial builds on a sample.
@@ -297,7 +299,7 @@ def tune_tree_ah(
     tq, truth, exclude, source = _stats.tuning_queries(index, queries, data, k, num_tuning_queries, seed)
     stages["ground_truth"] = time.perf_counter() - start
     stats = _stats.gather(index, tq, truth, exclude, source=source, max_rank=max_rank, num_threads=num_threads,
-                          seed=seed)
+                          coverage=_stats.coverage_for(None if max_cost is not None else target), seed=seed)
     stages["statistics"] = stats.seconds
     t2_grid = _solver.default_t2_grid(k, stats.max_rank) if has_reorder else None
     mark = time.perf_counter()
