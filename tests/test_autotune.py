@@ -55,14 +55,19 @@ def test_user_queries_and_set_default(sample):
 
 def test_frontier_is_monotone(sample):
     _, index = sample
-    tuning = index.autotune(0.9, set_default=False)
+    # One cost model for the whole test: with it nothing is timed (no near-ties decided by the
+    # clock), so the choice is the model's cheapest admitted setting.
+    model = index.autotune(0.9, set_default=False).cost_model
+    tuning = index.autotune(0.9, set_default=False, cost_model=model)
     costs = [p.cost for p in tuning.frontier]
     recalls = [p.recall for p in tuning.frontier]
     assert len(tuning.frontier) >= 5
     assert costs == sorted(costs) and recalls == sorted(recalls)
-    chosen = (tuning.leaves_to_search, tuning.pre_reorder_num_neighbors)
+    assert tuning.predicted_recall >= 0.9
+    # A cheaper point of the frontier is short of the target or within the safety margin of it
+    # (at most one standard error, of about the choice's size); one clear of it would be admitted.
     cheaper = [p for p in tuning.frontier if p.cost < tuning.predicted_cost - 1e-15]
-    assert all(p.recall < 0.9 for p in cheaper) or chosen in {(p.leaves_to_search, p.pre_reorder_num_neighbors) for p in tuning.frontier}
+    assert all(p.recall < 0.9 + 2 * tuning.predicted_recall_stderr for p in cheaper)
 
 
 def test_cost_budget_is_respected(sample):
