@@ -139,6 +139,9 @@ def test_a_target_needs_no_leaves_beyond_its_coverage(request, monkeypatch, whic
     stats = st.gather(index, queries, truth, coverage=0.999)
     covered = (stats.leaf_rank[stats.valid] <= stats.t1_grid[-1]).mean()
     assert covered >= 0.999 and stats.t1_grid[-1] <= stats.leaf_rank[stats.valid].max()
+    # The neighbours left beyond the grid are found at no depth: they must not size max_rank
+    # (counted in, they drove it to its cap).
+    assert stats.max_rank <= st.gather(index, queries, truth).max_rank
 
 def test_counted_ranks_match_the_search_on_l2(hard):
     """Unspilled indexes rank by counting the entries that beat each neighbour's own score; on a
