@@ -14,8 +14,8 @@ each other at the end.
 The search space is the whole useful range (issue 16): leaves up to the partitions holding all
 the true neighbours for a cost budget, and for a recall target all but a hundredth of its
 distance to 1 (:func:`annlib.autotune.statistics.coverage_for`); reordered candidates up to where
-recall saturates. Costs
-are per query in a ``mode``: "single" (one thread) or "batched" (``num_threads`` threads).
+recall saturates. Costs are per query in a ``mode``: "single" (one thread) or "batched"
+(``num_threads`` threads).
 :mod:`annlib.autotune.kinds` weighs the tuned index against exact C++ search and the JAX brute
 force; :mod:`annlib.autotune.structure` picks the build parameters from trial builds on a sample.
 
@@ -53,8 +53,6 @@ __all__ = ["AutotuneWarning", "CostModel", "FrontierPoint", "Tuning", "autotune"
 NEAR_TIE_BAND = 0.08
 #: Most settings timed head to head (the model's choice among them).
 NEAR_TIE_SETTINGS = 3
-#: Largest ``recall_tolerance`` accepted: a shortfall beyond it is a different target.
-MAX_RECALL_TOLERANCE = 0.05
 
 
 class AutotuneWarning(UserWarning):
@@ -182,9 +180,9 @@ def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, 
     ):
         raise ValueError(f"safety must be a number of standard errors in [0, 10], got {safety!r}")
     if isinstance(recall_tolerance, bool) or not isinstance(recall_tolerance, numbers.Real) or not (
-        0.0 <= float(recall_tolerance) <= MAX_RECALL_TOLERANCE
+        0.0 <= float(recall_tolerance) <= _solver.MAX_RECALL_TOLERANCE
     ):
-        raise ValueError(f"recall_tolerance must be a number in [0, {MAX_RECALL_TOLERANCE}], got {recall_tolerance!r}")
+        raise ValueError(f"recall_tolerance must be a number in [0, {_solver.MAX_RECALL_TOLERANCE}], got {recall_tolerance!r}")
     _validate.positive_int(num_tuning_queries, "num_tuning_queries")
     if max_rank is not None:
         _validate.positive_int(max_rank, "max_rank")
@@ -253,10 +251,10 @@ def tune_tree_ah(
         minus ``safety`` standard errors (over tuning queries) must reach the target less
         ``recall_tolerance``; 0 disables the margin. Where the full margin would cost more than
         5% of the speed (a flat stretch of the frontier) it shrinks, to no less than half
-        (:func:`annlib.autotune.solver.margin_for`), except at settings within the full margin of
-        their leaf coverage, which keep it in full and over the target itself. The standard error
-        treats queries that share their best partition as one cluster (they share its leaf
-        coverage).
+        (:func:`annlib.autotune.solver.margin_for`), except at leaves settings whose coverage of
+        the true neighbours clears the target by less than the full margin: those keep it in full,
+        over the target itself. The standard error treats queries that share their best
+        partition as one cluster (they share its leaf coverage).
     recall_tolerance : float
         The shortfall under the target accepted on unseen queries, at the confidence ``safety``
         buys (default 0.005). With 0, the lower confidence bound must reach the target itself:

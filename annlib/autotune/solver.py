@@ -244,6 +244,8 @@ MIN_MARGIN_FRACTION = 0.5
 #: met at target - 0.005). The predicted recall itself must reach the target; only its lower
 #: confidence bound (``z`` standard errors below) may fall this far under it.
 RECALL_TOLERANCE = 0.005
+#: Largest tolerance accepted: a shortfall beyond it is a different target.
+MAX_RECALL_TOLERANCE = 0.05
 
 
 def margin(stderr, z: float, tolerance: float = 0.0):

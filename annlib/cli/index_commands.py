@@ -19,8 +19,7 @@ import numpy as np
 
 import annlib
 from annlib import metrics as _metrics
-from annlib.autotune import MAX_RECALL_TOLERANCE
-from annlib.autotune.solver import RECALL_TOLERANCE
+from annlib.autotune.solver import MAX_RECALL_TOLERANCE, RECALL_TOLERANCE
 from annlib.cli.app import JSON_HELP, emit_json, main, mb
 from annlib.cli.inputs import (
     COUNT,
