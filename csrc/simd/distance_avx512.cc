@@ -10,6 +10,29 @@ namespace annlib {
 
 namespace {
 
+/// Sums of 16 accumulators, one per lane, by the tree of _mm512_reduce_add_ps applied to
+/// all of them at once: 15 adds and 30 shuffles instead of 16 x 4 of each. Accumulator s
+/// lands in lane kLaneOfSlot[s].
+inline __m512 transposed_reduce(const __m512* v) {
+  __m512 s8[8];  // (i, i + 8): accumulator j in the low half, j + 8 in the high half
+  for (int j = 0; j < 8; ++j) {
+    s8[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44), _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
+  }
+  __m512 s4[4];  // (i, i + 4): 128-bit blocks hold accumulators j, j + 8, j + 4, j + 12
+  for (int j = 0; j < 4; ++j) {
+    s4[j] = _mm512_add_ps(_mm512_shuffle_f32x4(s8[j], s8[j + 4], 0x88), _mm512_shuffle_f32x4(s8[j], s8[j + 4], 0xDD));
+  }
+  __m512 s2[2];  // (i, i + 2): two lanes per accumulator
+  for (int j = 0; j < 2; ++j) {
+    const __m512d a = _mm512_castps_pd(s4[j]), b = _mm512_castps_pd(s4[j + 2]);
+    s2[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  return _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));  // (0, 1)
+}
+
+/// Where transposed_reduce puts accumulator s; its own inverse (it swaps bits 0-1 and 2-3 of s).
+constexpr int kLaneOfSlot[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+
 template <int NQ, int NX>
 inline void micro(const float* q, const float* x, size_t dim, float* out, size_t out_stride) {
   __m512 acc[NQ][NX];
@@ -33,8 +56,22 @@ inline void micro(const float* q, const float* x, size_t dim, float* out, size_t
       for (int j = 0; j < NX; ++j) acc[i][j] = _mm512_fmadd_ps(qv, xv[j], acc[i][j]);
     }
   }
-  for (int i = 0; i < NQ; ++i)
-    for (int j = 0; j < NX; ++j) out[i * out_stride + j] = _mm512_reduce_add_ps(acc[i][j]);
+  if constexpr (NQ * NX == 16) {
+    // A full 4 x 4 tile: its 16 sums by one transposed tree (45 shuffles and adds, not ~130),
+    // the same tree per sum, so the same bits as alone. At 128 dimensions the separate
+    // reductions cost about as much as the tile's 128 FMAs: exact search of 500 SIFT queries
+    // 25.5 -> 28.6 GMAC/s on one core, 384 dimensions 35 -> 36.5.
+    __m512 slots[16];
+    for (int i = 0; i < NQ; ++i)
+      for (int j = 0; j < NX; ++j) slots[kLaneOfSlot[i * NX + j]] = acc[i][j];
+    alignas(64) float sums[16];
+    _mm512_store_ps(sums, transposed_reduce(slots));
+    for (int i = 0; i < NQ; ++i)
+      for (int j = 0; j < NX; ++j) out[i * out_stride + j] = sums[i * NX + j];
+  } else {
+    for (int i = 0; i < NQ; ++i)
+      for (int j = 0; j < NX; ++j) out[i * out_stride + j] = _mm512_reduce_add_ps(acc[i][j]);
+  }
 }
 
 template <int NX>
@@ -64,29 +101,6 @@ inline __m512 point_products(const float* q, const float* x, size_t dim) {
   }
   return acc;
 }
-
-/// Sums of 16 accumulators, one per lane, by the tree of _mm512_reduce_add_ps applied to
-/// all of them at once: 15 adds and 30 shuffles instead of 16 x 4 of each. Accumulator s
-/// lands in lane kLaneOfSlot[s].
-inline __m512 transposed_reduce(const __m512* v) {
-  __m512 s8[8];  // (i, i + 8): accumulator j in the low half, j + 8 in the high half
-  for (int j = 0; j < 8; ++j) {
-    s8[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44), _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
-  }
-  __m512 s4[4];  // (i, i + 4): 128-bit blocks hold accumulators j, j + 8, j + 4, j + 12
-  for (int j = 0; j < 4; ++j) {
-    s4[j] = _mm512_add_ps(_mm512_shuffle_f32x4(s8[j], s8[j + 4], 0x88), _mm512_shuffle_f32x4(s8[j], s8[j + 4], 0xDD));
-  }
-  __m512 s2[2];  // (i, i + 2): two lanes per accumulator
-  for (int j = 0; j < 2; ++j) {
-    const __m512d a = _mm512_castps_pd(s4[j]), b = _mm512_castps_pd(s4[j + 2]);
-    s2[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-  }
-  return _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], 0x88), _mm512_shuffle_ps(s2[0], s2[1], 0xDD));  // (0, 1)
-}
-
-/// Where transposed_reduce puts accumulator s; its own inverse (it swaps bits 0-1 and 2-3 of s).
-constexpr int kLaneOfSlot[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
 
 /// One query against every point, the rows read in memory order. micro<1, 4> read four rows
 /// side by side, which the hardware prefetcher follows at half the bandwidth of one stream
