@@ -159,6 +159,20 @@ def test_thread_counts_agree(rng):
     np.testing.assert_array_equal(one.ids, many.ids)
 
 
+
+@pytest.mark.parametrize(("nq", "dim"), [(63, 40), (257, 40), (600, 40), (300, 1000), (130, 1600)])
+def test_query_blocks_of_every_size_match_numpy(rng, nq, dim):
+    """Queries are searched in blocks sized by the dimension (256 rows up to 384 dimensions, 64 at
+    1,536) and split evenly over the threads: uneven and several blocks, one thread or many, give
+    numpy's answer."""
+    data = rng.standard_normal((9000, dim)).astype(np.float32)
+    queries = rng.standard_normal((nq, dim)).astype(np.float32)
+    ref_ids, ref_dist = numpy_reference(data, queries, 10, "squared_l2")
+    index = annlib.BruteForce(data, "squared_l2")
+    for threads in (1, 2, 3):
+        assert_matches_reference(index.search_batched(queries, 10, num_threads=threads), ref_ids, ref_dist,
+                                 "squared_l2")
+
 def test_single_query_is_1d(rng):
     data = rng.standard_normal((50, 8)).astype(np.float32)
     ids, dist = annlib.BruteForce(data, "squared_l2").search(data[7], 3)
