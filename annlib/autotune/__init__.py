@@ -172,8 +172,7 @@ def autotune(index, target_recall: float | None = None, queries=None, **kwargs) 
     return index.autotune(target_recall, queries, **kwargs)
 
 
-def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode="single",
-                       recall_tolerance=0.0) -> None:
+def _check_tuning_args(safety, num_tuning_queries, max_rank, seed, set_default, mode, recall_tolerance) -> None:
     # Every argument is checked before any work: a bad value must never become a search default.
     if isinstance(safety, bool) or not isinstance(safety, numbers.Real) or not (
         math.isfinite(float(safety)) and 0.0 <= float(safety) <= 10.0

@@ -236,7 +236,7 @@ def measure(index, queries: np.ndarray, k: int, t1_grid, t2_grid, *, batch: int 
             # A run held up to the fewest queries can last several times run_seconds (a batched
             # run of a deep setting: the hard set's 32 queries take 2-3 times it); fewer repeats
             # keep each setting's timing near repeats * run_seconds, with as many queries timed.
-            runs = max(min(repeats, MIN_REPEATS), min(repeats, round(repeats * run_seconds / max(estimate * size, 1e-12))))
+            runs = min(repeats, max(MIN_REPEATS, round(repeats * run_seconds / max(estimate * size, 1e-12))))
         times, work = [], np.zeros(2)
         for _ in range(runs):
             qs = take(size)
