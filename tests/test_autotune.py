@@ -153,6 +153,28 @@ def test_ground_truth_is_exact_search(real_sample, metric):
         np.testing.assert_array_equal(truth, ids[:, 1:])
 
 
+def test_user_queries_beyond_the_cap_are_sampled(real_sample):
+    """A caller's query log is cut to ``num_tuning_queries`` rows of it, drawn by the seed, each
+    with its own exact ground truth: the tuner's exact search grows with its queries, not with the
+    log. Up to the cap, every query is used as given."""
+    train, test = real_sample["train"][:3000], real_sample["test"]
+    index = annlib.TreeAhIndex(train, "cosine", num_leaves=20, reorder=50)
+    exact = annlib.BruteForce(train, "cosine")
+    picked, truth, _, source = st.tuning_queries(index, test, None, K, num_queries=60, seed=3)
+    assert source == "user" and picked.shape == (60, test.shape[1])
+    rows = [int(np.flatnonzero((test == row).all(axis=1))[0]) for row in picked]
+    assert len(set(rows)) == 60 and rows == sorted(rows)  # distinct rows of the log, in its order
+    np.testing.assert_array_equal(truth, exact.search_batched(picked, K).ids)
+    again, _, _, _ = st.tuning_queries(index, test, None, K, num_queries=60, seed=3)
+    other, _, _, _ = st.tuning_queries(index, test, None, K, num_queries=60, seed=4)
+    np.testing.assert_array_equal(again, picked)
+    assert not np.array_equal(other, picked)
+    whole, _, _, _ = st.tuning_queries(index, test[:60], None, K, num_queries=60)
+    np.testing.assert_array_equal(whole, test[:60])
+    tuning = index.autotune(0.9, queries=test, num_tuning_queries=60, set_default=False)
+    assert tuning.num_tuning_queries == 60 and tuning.tuning_queries_source == "user"
+
+
 def test_near_ties_are_timed_only_with_a_model_timed_now(sample):
     """The tuner times its model's near-ties when it fitted that model itself, and keeps one that
     meets the target with its margin (never less than half a standard error); a given model times

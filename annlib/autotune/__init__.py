@@ -234,8 +234,9 @@ def tune_tree_ah(
     target_recall : float in (0, 1], optional
         Recall@k to reach at the lowest cost (default 0.95 when no ``max_cost`` is given).
     queries : array_like (nq, dim), optional
-        Tuning queries. Default: ``num_tuning_queries`` indexed points drawn at random, each
-        excluded from its own ground truth ("held-out sample").
+        Tuning queries, at most ``num_tuning_queries`` of them (a seeded sample of more). Default:
+        ``num_tuning_queries`` indexed points drawn at random, each excluded from its own ground
+        truth ("held-out sample").
     max_cost : float, optional
         Budget in seconds per query on one thread: the highest predicted recall within it
         (with ``target_recall`` too: the cheapest setting within the budget meeting the target).

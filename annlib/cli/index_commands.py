@@ -349,7 +349,8 @@ def tune(index: str, queries: str | None, target_recall: float, recall_tolerance
     """Choose the search parameters of INDEX that reach --target-recall at the lowest cost.
 
     QUERIES (.npy, .fvecs or .hdf5 'test') are sample queries like the ones you will search
-    with; without them the tuner holds out a sample of the indexed points. When QUERIES is an
+    with (the tuner takes a seeded sample of 1,000 of more); without them it holds out a sample
+    of the indexed points. When QUERIES is an
     ann-benchmarks file with ground truth for the indexed data, the recall reached with the
     chosen parameters is measured too.
 
