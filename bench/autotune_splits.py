@@ -36,6 +36,7 @@ from autotune_data import low_contrast
 
 import annlib
 import annlib.autotune as at
+from annlib.bench.report import describe_machine
 
 K = 10
 TOLERANCE = 0.005  # issue 16 counts a target as met at target - 0.005
@@ -116,6 +117,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sift-n", type=int, default=200_000)
     parser.add_argument("--threads", type=int, default=2, help="threads of the recall measurements")
     args = parser.parse_args(argv)
+    print(f"# autotune splits bench, {describe_machine()}")
     rows = []
     for name in args.datasets:
         rows += run_dataset(name, args)
