@@ -19,7 +19,8 @@ time: the searching thread's in single mode, the process's divided by the thread
 mode (the throughput when the threads have their cores; robust on a shared machine). The tuner's
 time is reported against the build's both in wall time and in CPU time of the whole process (all
 threads): on a crowded machine the wall clock measures the neighbours as much as the work. Prints
-markdown tables.
+markdown tables. One split is one draw of the two halves' sampling errors: ``bench/autotune_splits.py``
+counts how often the recall target is met over many random splits.
 
     python bench/autotune.py [--datasets minilm sift hard] [--targets 0.8 0.9 0.95 0.99] [--sift-n 200000]
 
