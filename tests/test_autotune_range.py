@@ -117,7 +117,6 @@ def test_statistics_cover_the_range(hard):
     assert st.default_max_rank(index.n, K) <= stats.max_rank <= st.max_rank_cap(index.n, K)
 
 
-
 @pytest.mark.parametrize("which", ["hard", "minilm"])
 def test_a_target_needs_no_leaves_beyond_its_coverage(request, monkeypatch, which):
     """For a recall target the statistics pass stops at the leaves holding all but a hundredth of
@@ -142,6 +141,7 @@ def test_a_target_needs_no_leaves_beyond_its_coverage(request, monkeypatch, whic
     # The neighbours left beyond the grid are found at no depth: they must not size max_rank
     # (counted in, they drove it to its cap).
     assert stats.max_rank <= st.gather(index, queries, truth).max_rank
+
 
 def test_counted_ranks_match_the_search_on_l2(hard):
     """Unspilled indexes rank by counting the entries that beat each neighbour's own score; on a

@@ -159,7 +159,6 @@ def test_thread_counts_agree(rng):
     np.testing.assert_array_equal(one.ids, many.ids)
 
 
-
 @pytest.mark.parametrize(("nq", "dim"), [(63, 40), (257, 40), (600, 40), (300, 1000), (130, 1600)])
 def test_query_blocks_of_every_size_match_numpy(rng, nq, dim):
     """Queries are searched in blocks sized by the dimension (256 rows up to 384 dimensions, 64 at
@@ -172,6 +171,7 @@ def test_query_blocks_of_every_size_match_numpy(rng, nq, dim):
     for threads in (1, 2, 3):
         assert_matches_reference(index.search_batched(queries, 10, num_threads=threads), ref_ids, ref_dist,
                                  "squared_l2")
+
 
 def test_single_query_is_1d(rng):
     data = rng.standard_normal((50, 8)).astype(np.float32)

@@ -350,9 +350,8 @@ def tune(index: str, queries: str | None, target_recall: float, recall_tolerance
 
     QUERIES (.npy, .fvecs or .hdf5 'test') are sample queries like the ones you will search
     with (the tuner takes a seeded sample of 1,000 of more); without them it holds out a sample
-    of the indexed points. When QUERIES is an
-    ann-benchmarks file with ground truth for the indexed data, the recall reached with the
-    chosen parameters is measured too.
+    of the indexed points. When QUERIES is an ann-benchmarks file with ground truth for the
+    indexed data, the recall reached with the chosen parameters is measured too.
 
     \b
     Example:
