@@ -251,10 +251,8 @@ def tune_tree_ah(
         minus ``safety`` standard errors (over tuning queries) must reach the target less
         ``recall_tolerance``; 0 disables the margin. Where the full margin would cost more than
         5% of the speed (a flat stretch of the frontier) it shrinks, to no less than half
-        (:func:`annlib.autotune.solver.margin_for`), except at leaves settings whose coverage of
-        the true neighbours clears the target by less than the full margin: those keep it in full,
-        over the target itself. The standard error treats queries that share their best
-        partition as one cluster (they share its leaf coverage).
+        (:func:`annlib.autotune.solver.margin_for`). The standard error treats queries that share
+        their best partition as one cluster (they share its leaf coverage).
     recall_tolerance : float
         The shortfall under the target accepted on unseen queries, at the confidence ``safety``
         buys (default 0.005). With 0, the lower confidence bound must reach the target itself:

@@ -42,10 +42,6 @@ class Surface:
     recall: np.ndarray
     stderr: np.ndarray  # standard error of the mean over tuning queries, clustered by best partition
     cost: np.ndarray
-    # (G1,) mean over queries of the fraction of true neighbours in the t1 best partitions: the
-    # recall no number of candidates can pass at that t1. None: unknown (every setting treated alike).
-    ceiling: np.ndarray | None = None
-    ceiling_stderr: np.ndarray | None = None  # (G1,) its standard error, clustered as ``stderr``
 
     def params(self, j: int, i: int) -> tuple[int, int | None]:
         return int(self.t1[j]), (None if self.t2 is None else int(self.t2[i]))
@@ -95,12 +91,8 @@ def surface(stats: QueryStatistics, model: CostModel, t2_grid: np.ndarray | None
         recall[j] = counts.sum(axis=0) / (nq * per_query_truth[0]) if uniform else per_query.mean(axis=0)
         if nq >= 2:
             stderr[j] = _stderr(per_query, grouping)
-    covered = (stats.leaf_rank[:, :, None] <= stats.t1_grid[None, None, :]) & stats.valid[:, :, None]
-    per_query_ceiling = covered.sum(axis=1) / per_query_truth[:, None]  # (nq, G1)
-    ceiling = per_query_ceiling.mean(axis=0)
-    ceiling_stderr = _stderr(per_query_ceiling, grouping) if nq >= 2 else np.zeros_like(ceiling)
     return with_cost(Surface(stats.t1_grid, None if t2_grid is None else np.asarray(t2_grid), recall, stderr,
-                             np.zeros_like(recall), ceiling, ceiling_stderr), stats, model)
+                             np.zeros_like(recall)), stats, model)
 
 
 def recall_stderr(per_query: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
@@ -284,21 +276,8 @@ def solve_for_recall(s: Surface, target: float, z: float = 1.0, adapt: bool = Tr
     bound, ``z`` standard errors below it (with ``adapt``, shrunk by :func:`margin_for` where the
     frontier is flat), reaches ``target - tolerance``; best effort (highest recall, then cheapest)
     when none does."""
-    full = z
     z = margin_for(s, target, z, tolerance) if adapt else z
     lower = s.recall - margin(s.stderr, z, tolerance)
-    if s.ceiling is not None:
-        # A leaves setting whose coverage (the recall no number of candidates passes) clears the
-        # target by less than the full margin keeps the full margin over the target itself, at
-        # every candidates setting: the shrink and the tolerance trade insurance for cost along
-        # candidates, but there recall is the leaves' coverage and the next recall is a whole
-        # leaf away (SIFT-200k at 0.80: six leaves, coverage 0.8100; (6, 52) predicted 0.8082,
-        # 0.7932 on unseen queries: 1.3 standard errors). Decided per leaves setting, with the
-        # coverage's own standard error, so that admission never drops as candidates, and
-        # recall, grow.
-        coverage_error = s.stderr[:, -1] if s.ceiling_stderr is None else s.ceiling_stderr
-        bound_rows = s.ceiling - target < full * coverage_error
-        lower = np.where(bound_rows[:, None], s.recall - full * s.stderr, lower)
     for bound, note in ((lower, ""), (s.recall, " (without the statistical safety margin)")):
         mask = bound >= target - 1e-12
         if mask.any():
