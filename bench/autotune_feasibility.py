@@ -11,15 +11,17 @@ both targets there. No choice made without seeing half B can beat the best of th
 That holds whatever the choice's rule, and it holds for the tuner too.
 
 It then runs the tuner on ``--splits`` random disjoint splits (A and B of ``--half`` queries each)
-and counts its cases that meet both targets, next to the clairvoyant's best point on the same
-splits. Grid and QPS as in ``bench/autotune.py``, single mode only (one thread, query after
-query). Each grid point is timed once on ``--timing-queries`` queries, the median of three CPU
-timings, and the costs are made non-decreasing in leaves_to_search and in pre_reorder (the work
-is), so a lucky timing cannot make a deeper setting look cheaper. Exact search is a grid point of
-recall 1.
+and counts its cases that meet both targets, and which target each miss failed. Grid and QPS
+as in ``bench/autotune.py``, in ``--mode`` single (one thread, query after query) or batched.
+Each setting is timed once on ``--timing-queries`` queries, the median of ``--repeats`` CPU
+timings. Costs are those of a work model fitted to every timing (a 2% hiccup would otherwise
+move a setting across the 5% of the QPS target); a column gives the best probability on the
+timings themselves, made non-decreasing in leaves_to_search and in pre_reorder (the work is).
+Exact search is a grid point of recall 1. ``--cache`` keeps the index and its measurements: a
+later run with a changed tuner, or in the other mode, times only what it lacks.
 
-    python bench/autotune_feasibility.py [--datasets minilm sift hard] [--population 4000] [--half 500]
-        [--draws 4000] [--splits 12] [--targets 0.8 0.9 0.95 0.99]
+    python bench/autotune_feasibility.py [--datasets minilm sift hard] [--mode single] [--population 4000]
+        [--half 500] [--draws 4000] [--splits 12] [--targets 0.8 0.9 0.95 0.99] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from annlib.metrics import id_recall_per_query
 
 TOLERANCE = 0.005  # recall target: target - 0.005 on half B
 QPS_SHARE = 0.95  # QPS target: 0.95x the cheapest grid point reaching the target on half B
+TIMING_QUERIES = {"single": 200, "batched": 512}
 
 
 def grid_of(index, n: int):
@@ -112,8 +115,15 @@ def measure_grid(name, args):
         index = annlib.load_index(cache.with_suffix(".annlib"))
         saved = np.load(cache.with_suffix(".npz"))
         points = [(None, None) if t1 < 0 else (int(t1), int(t2)) for t1, t2 in saved["points"]]
-        return (index, train, test, truth, metric, note, points, int(saved["grid"]), saved["per_query"],
-                list(saved["timed"]), [list(w) for w in saved["work"]])
+        timed, work = list(saved["timed"]), [list(w) for w in saved["work"]]
+        if args.mode != "single":  # the same settings and recalls, timed in this mode
+            timings = pathlib.Path(f"{cache}-{args.mode}.npz")
+            if not timings.exists():
+                _, timed, work = measure_settings(index, train, test, truth, metric, points, args, recall=False)
+                np.savez(timings, timed=np.array(timed), work=np.array(work))
+            saved_mode = np.load(timings)
+            timed, work = list(saved_mode["timed"]), [list(w) for w in saved_mode["work"]]
+        return (index, train, test, truth, metric, note, points, int(saved["grid"]), saved["per_query"], timed, work)
     params = dict(at.structural_defaults(len(train), train.shape[1], metric, K), **extra)
     index = annlib.TreeAhIndex(train, metric, **params)
     points = grid_of(index, len(train))
@@ -140,28 +150,33 @@ def measure_grid(name, args):
     return index, train, test, truth, metric, note, points, grid, per_query, timed, work
 
 
-def measure_settings(index, train, test, truth, metric, settings, args):
-    """(per-query recall (settings, queries), CPU seconds per query of each, its work per query:
-    [1, leaves, entries scored, candidates reordered]; NaN for exact search)."""
-    timing = test[: args.timing_queries]
+def measure_settings(index, train, test, truth, metric, settings, args, recall=True):
+    """(per-query recall (settings, queries), CPU seconds per query of each in ``--mode``, its
+    work per query: [1, leaves, entries scored, candidates reordered]; NaN for exact search).
+    ``recall=False``: the timings only (the recall rows are left unset)."""
+    timing = test[: args.timing_queries or TIMING_QUERIES[args.mode]]
+    threads = 1 if args.mode == "single" else args.threads
     exact = annlib.BruteForce(train, metric, K)
-    recall, cost, work = np.empty((len(settings), len(test))), [], []
+    per_query, cost, work = np.empty((len(settings), len(test))), [], []
+
+    def seconds(fn):
+        return _cost.cpu_seconds_per_query(fn, len(timing), repeats=args.repeats, mode=args.mode, num_threads=threads)
+
     for g, (t1, t2) in enumerate(settings):
         if t1 is None:
-            recall[g] = 1.0
-            cost.append(_cost.cpu_seconds_per_query(lambda: exact.search_batched(timing, K, num_threads=1),
-                                                    len(timing), repeats=args.repeats))
+            per_query[g] = 1.0
+            cost.append(seconds(lambda: exact.search_batched(timing, K, num_threads=threads)))
             work.append([np.nan] * 4)
             continue
-        found = index.search_batched(test, K, num_threads=args.threads, leaves_to_search=t1,
-                                     pre_reorder_num_neighbors=t2)
-        recall[g] = id_recall_per_query(found.ids, truth, K)
-        cost.append(_cost.cpu_seconds_per_query(
-            lambda: index.search_batched(timing, K, num_threads=1, leaves_to_search=t1, pre_reorder_num_neighbors=t2),
-            len(timing), repeats=args.repeats))
+        if recall:
+            found = index.search_batched(test, K, num_threads=args.threads, leaves_to_search=t1,
+                                         pre_reorder_num_neighbors=t2)
+            per_query[g] = id_recall_per_query(found.ids, truth, K)
+        cost.append(seconds(lambda: index.search_batched(timing, K, num_threads=threads, leaves_to_search=t1,
+                                                         pre_reorder_num_neighbors=t2)))
         counters = index.last_search_counters
         work.append([1.0, t1, counters["entries_scored"] / len(timing), counters["candidates_reordered"] / len(timing)])
-    return recall, cost, work
+    return per_query, cost, work
 
 
 def run_dataset(name, args):
@@ -176,6 +191,7 @@ def run_dataset(name, args):
     recall_b = per_query @ counts / args.half  # (points, draws)
     population = per_query.mean(axis=1)
     exact = annlib.BruteForce(train, metric, K)
+    threads = 1 if args.mode == "single" else args.threads
     fmt = lambda p: "exact" if p[0] is None else f"{p[0]}, {p[1]}"  # noqa: E731
     rows = []
     for target in args.targets:
@@ -190,8 +206,9 @@ def run_dataset(name, args):
             half_a, half_b = order[: args.half], order[args.half : 2 * args.half]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", at.AutotuneWarning)
-                tuning = index.autotune(target, queries=test[half_a], set_default=False, safety=args.safety)
-            exact_cost = _cost.time_brute_force(exact, test[half_a], K)
+                tuning = index.autotune(target, queries=test[half_a], set_default=False, safety=args.safety,
+                                        mode=args.mode, num_threads=threads)
+            exact_cost = _cost.time_brute_force(exact, test[half_a], K, mode=args.mode, num_threads=threads)
             on_b = per_query[:, half_b].mean(axis=1)[:, None]
             if tuning.best_effort or exact_cost <= tuning.predicted_cost:
                 chosen, ours_recall, ours_cost = "exact", 1.0, cost[grid - 1]
@@ -225,14 +242,16 @@ def main(argv=None) -> int:
     parser.add_argument("--half", type=int, default=500, help="queries in half A and in half B")
     parser.add_argument("--draws", type=int, default=4000, help="bootstrap half Bs per target")
     parser.add_argument("--splits", type=int, default=12, help="random disjoint splits the tuner is run on")
-    parser.add_argument("--timing-queries", type=int, default=200)
+    parser.add_argument("--mode", choices=["single", "batched"], default="single",
+                        help="single: one thread, query after query; batched: --threads threads on a batch")
+    parser.add_argument("--timing-queries", type=int, help="queries per timing (default 200 single, 512 batched)")
     parser.add_argument("--repeats", type=int, default=5, help="CPU timings per setting (median)")
     parser.add_argument("--sift-n", type=int, default=200_000)
     parser.add_argument("--threads", type=int, default=2, help="threads of the recall measurements")
     parser.add_argument("--safety", type=float, default=1.0, help="the tuner's margin, in standard errors")
     parser.add_argument("--cache", help="folder keeping each set's index and grid measurements between runs")
     args = parser.parse_args(argv)
-    print(f"# autotune feasibility bench, {describe_machine()}")
+    print(f"# autotune feasibility bench, {describe_machine()}; {args.mode} mode")
     rows = []
     for name in args.datasets:
         rows += run_dataset(name, args)
