@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     parser.add_argument("--timing-queries", type=int, help="queries per timing (default 200 single, 512 batched)")
     parser.add_argument("--repeats", type=int, default=5, help="CPU timings per setting (median)")
     parser.add_argument("--sift-n", type=int, default=200_000)
-    parser.add_argument("--threads", type=int, default=2, help="threads of the recall measurements")
+    parser.add_argument("--threads", type=int, default=2, help="threads of the recall measurements and of batched mode")
     parser.add_argument("--safety", type=float, default=1.0, help="the tuner's margin, in standard errors")
     parser.add_argument("--cache", help="folder keeping each set's index and grid measurements between runs")
     args = parser.parse_args(argv)
