@@ -20,7 +20,8 @@ mode (the throughput when the threads have their cores; robust on a shared machi
 time is reported against the build's both in wall time and in CPU time of the whole process (all
 threads): on a crowded machine the wall clock measures the neighbours as much as the work. Prints
 markdown tables. One split is one draw of the two halves' sampling errors: ``bench/autotune_splits.py``
-counts how often the recall target is met over many random splits.
+counts how often the recall target is met over many random splits, and
+``bench/autotune_feasibility.py`` how often both targets can be met at all on one split.
 
     python bench/autotune.py [--datasets minilm sift hard] [--targets 0.8 0.9 0.95 0.99] [--sift-n 200000]
 
