@@ -292,3 +292,32 @@ def test_prefetching_scan_gives_the_same_results(rng, metric, monkeypatch):
                         batch.distances))
     for with_prefetch, without in zip(*results):
         np.testing.assert_array_equal(with_prefetch, without)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_a_deep_search_leaves_later_searches_as_they_were(sample_data, num_threads):
+    """Searches reuse per-thread selection buffers. One left large by a deep search (4 x 2,000
+    candidates) once held the score threshold down in every later shallow search: it rises only
+    when the buffer fills, so three times the entries were kept, and a search ran up to a third
+    slower after any deep one (the autotuner's statistics pass included). Entries past the
+    threshold are what a filter is asked about, so with a filter that bars one point the count
+    shows it: a shallow search is the same before and after a deep one, work and answer. A new
+    index: one searched deeply before would start with large buffers."""
+    index = annlib.TreeAhIndex(sample_data["unit"], "cosine", num_leaves=NUM_LEAVES, reorder=100)
+    queries = sample_data["queries"][:64]
+    mask = np.ones(index.n, dtype=bool)
+    mask[0] = False
+    one_barred = annlib.Filter.bitmap(mask)
+
+    def shallow():
+        found = index.search_batched(queries, 10, leaves_to_search=4, pre_reorder_num_neighbors=20,
+                                     num_threads=num_threads, filter=one_barred, filter_route="index")
+        return found, index.last_search_counters["filter_checks"]
+
+    before, checks_before = shallow()
+    assert checks_before > 0
+    index.search_batched(queries, 10, leaves_to_search=NUM_LEAVES, pre_reorder_num_neighbors=2000,
+                         num_threads=num_threads)
+    after, checks_after = shallow()
+    assert checks_after == checks_before
+    np.testing.assert_array_equal(after.ids, before.ids)

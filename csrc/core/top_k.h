@@ -57,11 +57,14 @@ class TopK {
   /// Largest id a TopK can hold.
   static constexpr int64_t kMaxId = std::numeric_limits<uint32_t>::max();
 
-  /// Empties the selection and sets k; reuses the buffer when it is large enough.
+  /// Empties the selection and sets k; reuses the buffer when it is large enough. The buffer
+  /// fills to 4k slots whatever its size: a buffer left large by a deep search would hold the
+  /// threshold down for longer (it only rises at a compaction), so a later shallow search
+  /// kept most pushes and ran a third slower after any deep one (the autotuner's included).
   void reset(size_t k) {
     k_ = k;
-    const size_t capacity = std::max<size_t>(4 * k, 64);
-    if (keys_.size() < capacity) keys_.resize(capacity);
+    capacity_ = std::max<size_t>(4 * k, 64);
+    if (keys_.size() < capacity_) keys_.resize(capacity_);
     size_ = 0;
     threshold_ = -std::numeric_limits<float>::infinity();
     threshold_key_ = 0;
@@ -85,7 +88,7 @@ class TopK {
       threshold_key_ = *std::min_element(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(k_));
       threshold_ = unpack(threshold_key_).score;
     }
-    if (size_ == keys_.size()) compact();
+    if (size_ == capacity_) compact();
   }
 
   /// Number of entries kept: min(k, pushes accepted).
@@ -132,6 +135,7 @@ class TopK {
   }
 
   size_t k_ = 0;
+  size_t capacity_ = 0;  // slots filled before a compaction: 4k, at least 64
   size_t size_ = 0;
   float threshold_ = -std::numeric_limits<float>::infinity();
   uint64_t threshold_key_ = 0;  // below every key of a non-NaN score
